@@ -1,0 +1,46 @@
+"""``cnnlab models`` and ``cnnlab build``: what the registry holds, and one model built from it."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from cnnlab.cli.common import count_params, format_table, input_size, meta_model
+from cnnlab.registry import create_model, list_models, model_entry
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter such as 'resnet*'")
+    p.set_defaults(func=run_models)
+
+    p = sub.add_parser("build", help="build a model and run one input through it")
+    p.add_argument("model")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--in-chans", type=int, default=None)
+    p.add_argument("--input", type=input_size, default=None, help="CxHxW (default: the model's own)")
+    p.add_argument("--batch", type=int, default=2)
+    p.set_defaults(func=run_build)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models(args.pattern):
+        model = meta_model(name)
+        rows.append([name, model_entry(name).family, count_params(model), model_entry(name).doc])
+    print(format_table(rows, ["model", "family", "params", "description"]))
+    return 0
+
+
+def run_build(args: argparse.Namespace) -> int:
+    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans).eval()
+    size = args.input or model.default_input_size
+    x = torch.randn(args.batch, *size)
+    with torch.no_grad():
+        y = model(x)
+    print(f"model   {args.model}  ({model_entry(args.model).doc})")
+    print(f"params  {count_params(model):,}")
+    print(f"input   {tuple(x.shape)}")
+    print(f"output  {tuple(y.shape)}")
+    return 0

@@ -1,0 +1,71 @@
+"""Convolution, batch norm, activation: the unit that every modern CNN is built from.
+
+Batch norm after the convolution and before the non-linearity as in Ioffe & Szegedy 2015 (Sec. 3.2), which
+is also why the convolution carries no bias when a norm follows it: the norm's shift replaces it.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import Tensor, nn
+
+from cnnlab.layers.types import LayerFactory, Size2, pair
+
+
+def create_act(act_layer: LayerFactory) -> nn.Module:
+    """Build an activation, in place where the layer supports it (``nn.ReLU(inplace=True)``) to save memory."""
+    try:
+        takes_inplace = "inplace" in inspect.signature(act_layer).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_inplace = False
+    return act_layer(inplace=True) if takes_inplace else act_layer()
+
+
+def same_padding(kernel_size: Size2, dilation: Size2 = 1) -> tuple[int, int]:
+    """Padding that keeps the spatial size at stride 1 (odd kernels): ``dilation * (k - 1) // 2`` per axis."""
+    (kh, kw), (dh, dw) = pair(kernel_size), pair(dilation)
+    return dh * (kh - 1) // 2, dw * (kw - 1) // 2
+
+
+class ConvBnAct(nn.Module):
+    """``conv -> norm -> act``; ``norm_layer=None`` or ``act_layer=None`` leaves that step out.
+
+    Args:
+        in_chs, out_chs: input and output channels.
+        kernel_size: an int or an (h, w) pair such as ``(1, 7)`` for the asymmetric convs of Inception-v3.
+        stride, dilation, groups: as in ``nn.Conv2d``.
+        padding: defaults to :func:`same_padding`; pass 0 for the "valid" convs of the Inception stems.
+        bias: defaults to ``norm_layer is None``.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: Size2 = 3,
+        *,
+        stride: Size2 = 1,
+        padding: Size2 | None = None,
+        dilation: Size2 = 1,
+        groups: int = 1,
+        bias: bool | None = None,
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,
+        act_layer: LayerFactory | None = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_chs,
+            out_chs,
+            kernel_size,
+            stride=stride,
+            padding=same_padding(kernel_size, dilation) if padding is None else padding,
+            dilation=dilation,
+            groups=groups,
+            bias=norm_layer is None if bias is None else bias,
+        )
+        self.bn = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
+        self.act = create_act(act_layer) if act_layer is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))

@@ -1,0 +1,18 @@
+"""Type aliases shared by the blocks: a layer is passed into a block as a factory (a class or a partial)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+LayerFactory = Callable[..., nn.Module]
+"""Something that builds a layer: ``nn.ReLU``, ``nn.BatchNorm2d``, ``partial(SqueezeExcite, reduction=16)``."""
+
+Size2 = int | tuple[int, int]
+"""A kernel size, stride, padding or dilation: one int for both axes or an (h, w) pair."""
+
+
+def pair(v: Size2) -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(1, 7) -> (1, 7)``."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))

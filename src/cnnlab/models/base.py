@@ -1,0 +1,151 @@
+"""The model contract that every registered cnnlab model keeps, and that the analyzer and trainer rely on.
+
+* ``in_chans >= 1`` and ``num_classes >= 0`` are honoured; ``num_classes=0`` makes ``forward`` return the
+  pooled features (``num_features`` wide).
+* ``forward(x) == forward_head(forward_features(x))``; ``forward_head(x, pre_logits=True)`` stops before the
+  classifier; ``reset_classifier(n)`` replaces it.
+* ``feature_info`` lists the stages from input to output: the module whose output is the stage's feature
+  map, its channels and its reduction (input size / feature size). The stage modules together with
+  ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
+* An input of the wrong rank, channels or size raises :class:`~cnnlab.errors.InputShapeError` before any
+  layer runs. The check is a forward pre-hook, so ``forward`` stays straight-line and ``torch.fx`` traces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import InputShapeError, ModelArgumentError
+from cnnlab.weights import KeyMap
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One stage: ``module`` (dotted name) outputs ``num_chs`` channels at 1/``reduction`` of the input size."""
+
+    module: str
+    num_chs: int
+    reduction: int
+
+
+class LogitsWithAux(NamedTuple):
+    """What a model with auxiliary classifiers (GoogLeNet, Inception-v3) returns in training mode."""
+
+    logits: Tensor
+    aux: tuple[Tensor, ...]
+
+
+def check_count(name: str, value: Any, *, minimum: int) -> int:
+    """``value`` if it is an int >= ``minimum``, else a ModelArgumentError that says so."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook: reject an input the model cannot take, with a message that says what it takes."""
+    x = args[0] if args else None
+    name, c, s = model.model_name, model.in_chans, model.min_input_size
+    expected = f"{name} expects a float tensor of shape (N, {c}, H, W) with H, W >= {s}"
+    if not isinstance(x, Tensor):
+        raise InputShapeError(f"{expected}; got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = " (add a batch dimension: x.unsqueeze(0))" if x.ndim == 3 else ""
+        raise InputShapeError(f"{expected}; got a {x.ndim}-d tensor of shape {tuple(x.shape)}{hint}")
+    if x.shape[1] != c:
+        raise InputShapeError(
+            f"{expected}; got {x.shape[1]} channels in shape {tuple(x.shape)}. "
+            f"Build the model with in_chans={x.shape[1]} to accept such input."
+        )
+    if min(x.shape[-2:]) < s:
+        raise InputShapeError(f"{expected}; got {tuple(x.shape[-2:])}: the input is too small for {name}")
+
+
+class CnnlabModel(nn.Module):
+    """Base class of every registered model: the contract above, shared once.
+
+    Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, build ``self.head`` (a
+    :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``),
+    set ``num_features`` and ``feature_info``, and implement ``forward_features``.
+    """
+
+    default_image_size: ClassVar[int] = 224
+    """The input height and width of the paper (and the analyzer's default)."""
+    min_input_size: ClassVar[int] = 1
+    """The smallest height and width the network can take."""
+    head_modules: ClassVar[tuple[str, ...]] = ("head",)
+    """Modules outside the stages: classifiers, trained even when every stage is frozen."""
+    weight_key_maps: ClassVar[dict[str, KeyMap]] = {}
+    """How other libraries name this architecture's weights (see :func:`cnnlab.load_pretrained`)."""
+
+    head: nn.Module
+    num_features: int
+    feature_info: list[FeatureInfo]
+
+    def __init__(self, *, in_chans: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_chans = check_count("in_chans", in_chans, minimum=1)
+        self.num_classes = check_count("num_classes", num_classes, minimum=0)
+        self.model_name = type(self).__name__
+        self.register_forward_pre_hook(_check_input)
+
+    @property
+    def default_input_size(self) -> tuple[int, int, int]:
+        """``(in_chans, H, W)`` at the paper's resolution."""
+        return self.in_chans, self.default_image_size, self.default_image_size
+
+    def stage_names(self) -> list[str]:
+        """Stage module names from input to output (what ``--freeze N`` counts)."""
+        return [f.module for f in self.feature_info]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.head(x, pre_logits=pre_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier with ``num_classes`` outputs (0: the head returns features)."""
+        self.head.reset(check_count("num_classes", num_classes, minimum=0))
+        self.num_classes = num_classes
+
+
+def init_weights(model: nn.Module) -> None:
+    """He (Kaiming) normal init for convs, fan-out mode (He et al. 2015, "Delving Deep into Rectifiers");
+    norms start as the identity (weight 1, bias 0); linear layers keep PyTorch's default."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def feature_shapes(model: CnnlabModel, x: Tensor) -> dict[str, torch.Size]:
+    """The real output shape of each ``feature_info`` module for input ``x`` (one forward pass)."""
+    shapes: dict[str, torch.Size] = {}
+    handles = [
+        model.get_submodule(f.module).register_forward_hook(
+            lambda _m, _i, out, name=f.module: shapes.__setitem__(name, out.shape)
+        )
+        for f in model.feature_info
+    ]
+    try:
+        model.forward_features(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes

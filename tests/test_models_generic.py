@@ -1,0 +1,111 @@
+"""The model contract, checked the same way for every registered model on small CPU inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.models.base import feature_shapes
+from tests.helpers import calibrate_norms
+
+MODELS = cnnlab.list_models()
+
+
+def small_size(model: cnnlab.CnnlabModel) -> int:
+    """A small input that every stage can take: the model's minimum, at least 32, rounded up to 32."""
+    return max(32, -(-model.min_input_size // 32) * 32)
+
+
+def test_registry_holds_models() -> None:
+    assert len(MODELS) >= 20
+    assert all(isinstance(cnnlab.model_entry(n).doc, str) and cnnlab.model_entry(n).doc for n in MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward(name: str) -> None:
+    """Logits of the right shape, finite, and a gradient reaches every parameter."""
+    model = cnnlab.create_model(name, in_chans=1, num_classes=7)
+    assert isinstance(model, cnnlab.CnnlabModel)
+    assert model.model_name == name and model.in_chans == 1 and model.num_classes == 7
+    s = small_size(model)
+    model.train()
+    out = model(torch.randn(2, 1, s, s))
+    logits = out.logits if isinstance(out, cnnlab.LogitsWithAux) else out
+    assert logits.shape == (2, 7)
+    assert torch.isfinite(logits).all()
+    loss = logits.square().mean() + sum(a.square().mean() for a in getattr(out, "aux", ()))
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"parameters without a finite gradient: {no_grad[:5]}"
+
+    model.eval()
+    with torch.no_grad():
+        eval_out = model(torch.randn(3, 1, s, s))
+    assert isinstance(eval_out, torch.Tensor) and eval_out.shape == (3, 7)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_head_and_reset(name: str) -> None:
+    """num_classes=0 gives pooled features; forward == forward_head(forward_features); reset_classifier."""
+    model = cnnlab.create_model(name, num_classes=0)
+    s = small_size(model)
+    x = torch.randn(2, 3, s, s)
+    calibrate_norms(model, x)
+    with torch.no_grad():
+        pooled = model(x)
+        assert pooled.shape == (2, model.num_features)
+        assert torch.isfinite(pooled).all()
+        feats = model.forward_features(x)
+        assert feats.shape[:2] == (2, model.num_features)
+        torch.testing.assert_close(model.forward_head(feats, pre_logits=True), pooled)
+
+        model.reset_classifier(5)
+        assert model.num_classes == 5
+        logits = model(x)
+        assert logits.shape == (2, 5)
+        torch.testing.assert_close(model.forward_head(model.forward_features(x)), logits)
+        model.reset_classifier(0)
+        torch.testing.assert_close(model(x), pooled)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_info_matches_real_features(name: str) -> None:
+    """Channels and reductions of feature_info agree with the feature maps of a real forward pass.
+
+    The reduction is measured as a difference: growing the input by 64 pixels grows each feature map by
+    exactly 64 / reduction (true through any conv or pool whose stride divides the growth).
+    """
+    model = cnnlab.create_model(name).eval()
+    s = small_size(model)
+    small = feature_shapes(model, torch.randn(1, 3, s, s))
+    large = feature_shapes(model, torch.randn(1, 3, s + 64, s + 64))
+    assert [f.module for f in model.feature_info] == list(small)
+    for f in model.feature_info:
+        assert small[f.module][1] == f.num_chs, f
+        assert (large[f.module][-1] - small[f.module][-1]) * f.reduction == 64, f
+    assert model.feature_info[-1].num_chs == model.num_features
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_stages_and_heads_hold_every_parameter(name: str) -> None:
+    """The trainer freezes by stage name: every parameter must belong to exactly one stage or head."""
+    model = cnnlab.create_model(name)
+    groups = model.stage_names() + list(model.head_modules)
+    for pname, _ in model.named_parameters():
+        owners = [g for g in groups if pname.startswith(g + ".")]
+        assert len(owners) == 1, f"{pname} belongs to {owners}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bad_input_is_reported(name: str) -> None:
+    model = cnnlab.create_model(name).eval()
+    s = small_size(model)
+    with pytest.raises(cnnlab.InputShapeError, match=r"expects .*\(N, 3, H, W\).*got 1 channels"):
+        model(torch.randn(1, 1, s, s))
+    with pytest.raises(cnnlab.InputShapeError, match="batch dimension"):
+        model(torch.randn(3, s, s))
+    if model.min_input_size > 1:
+        small = model.min_input_size - 1
+        with pytest.raises(cnnlab.InputShapeError, match=f"H, W >= {model.min_input_size}"):
+            model(torch.randn(1, 3, small, small))

@@ -1,0 +1,117 @@
+"""Exact parameter counts from ../shared/REFERENCE.md and the papers' structure of the residual family."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab.layers import Bottleneck, PreActBottleneck, ZeroPadShortcut
+from tests.helpers import count_params
+
+# torchvision 0.29.1 _meta, timm, and He et al. 2015 Table 6 (option A), as listed in REFERENCE.md.
+REFERENCE_PARAMS = {
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904,
+    "se_resnet50": 28_088_024,
+    "cifar_resnet20": 269_722,
+    "cifar_resnet32": 464_154,
+    "cifar_resnet44": 658_586,
+    "cifar_resnet56": 853_018,
+    "cifar_resnet110": 1_727_962,
+    "cifar_resnet1202": 19_421_274,
+}
+
+
+@pytest.mark.parametrize(("name", "params"), REFERENCE_PARAMS.items())
+def test_reference_parameter_counts(name: str, params: int) -> None:
+    with torch.device("meta"):
+        assert count_params(cnnlab.create_model(name)) == params
+
+
+def test_cifar_resnet20_option_b() -> None:
+    assert count_params(cnnlab.create_model("cifar_resnet20", shortcut="B")) == 272_474
+
+
+def test_option_c_projects_every_block() -> None:
+    """Option C adds a 1x1 conv + BN to all 9 blocks of ResNet-20: the widths give the expected count."""
+    model = cnnlab.create_model("cifar_resnet20", shortcut="C")
+    projections = [(16, 16)] * 3 + [(16, 32)] + [(32, 32)] * 2 + [(32, 64)] + [(64, 64)] * 2
+    assert count_params(model) == 269_722 + sum(i * o + 2 * o for i, o in projections)
+
+
+def test_plain_twins_have_the_same_weights_except_shortcuts() -> None:
+    for depth in (20, 32, 44, 56, 110):
+        res = cnnlab.create_model(f"cifar_resnet{depth}")
+        plain = cnnlab.create_model(f"cifar_plain{depth}")
+        assert count_params(res) == count_params(plain)  # option A shortcuts have no weights
+        assert [n for n, _ in res.named_parameters()] == [n for n, _ in plain.named_parameters()]
+        assert sum(isinstance(m, ZeroPadShortcut) for m in res.modules()) == 2
+        assert all(getattr(m, "shortcut", None) is None for m in plain.modules() if hasattr(m, "conv2"))
+
+
+def test_cifar_depth_counts_weighted_layers() -> None:
+    """6n+2: every conv on the main path plus the fc (option A adds none)."""
+    for depth in (20, 56, 110):
+        model = cnnlab.create_model(f"cifar_resnet{depth}")
+        layers = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules())
+        assert layers == depth
+
+
+def test_imagenet_resnet_depth_counts_weighted_layers() -> None:
+    """18/34/50/101/152: convs and the fc on the main path, projections not counted (Table 1)."""
+    for depth in (18, 34, 50, 101, 152):
+        with torch.device("meta"):
+            model = cnnlab.create_model(f"resnet{depth}")
+        shortcut_convs = sum(isinstance(m, nn.Conv2d) for n, m in model.named_modules() if ".shortcut" in n)
+        layers = sum(isinstance(m, nn.Conv2d | nn.Linear) for m in model.modules()) - shortcut_convs
+        assert layers == depth
+
+
+def test_cifar_stage_sizes_and_matlab_names() -> None:
+    model = cnnlab.create_model("cifar_residual_net", net_width=16, num_units=9)
+    assert model.get_submodule("S2.S2U3") is model.S2[2]
+    assert [f.module for f in model.feature_info] == ["stem", "S1", "S2", "S3"]
+    assert [(f.num_chs, f.reduction) for f in model.feature_info] == [(16, 1), (16, 1), (32, 2), (64, 4)]
+    # MATLAB's network: 1x1 projections exactly where the shape changes
+    projections = [n for n, m in model.named_modules() if n.endswith("shortcut") and not isinstance(m, nn.Identity)]
+    assert projections == ["S2.S2U1.shortcut", "S3.S3U1.shortcut"]
+    assert count_params(model) == count_params(cnnlab.create_model("cifar_resnet56", shortcut="B"))
+
+
+def test_paper_stride_placement_costs_fewer_macs() -> None:
+    """ResNet-50 v1 (stride on the first 1x1) against v1.5 (on the 3x3): same parameters, the paper's 3.8
+    GMACs against torchvision's 4.09 (REFERENCE.md), counted here by PyTorch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def gmacs(model: nn.Module) -> float:
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, 224, 224))
+        return counter.get_total_flops() / 2e9
+
+    v15 = cnnlab.create_model("resnet50").eval()
+    v1 = cnnlab.create_model("resnet50", stride_in="1x1").eval()
+    assert count_params(v1) == count_params(v15)
+    with torch.no_grad():
+        assert gmacs(v15) == pytest.approx(4.089, rel=0.01)
+        assert gmacs(v1) == pytest.approx(3.86, rel=0.02)  # paper: 3.8
+
+
+def test_se_resnet_follows_the_senet_authors() -> None:
+    model = cnnlab.create_model("se_resnet50")
+    blk = model.layer2[0]
+    assert isinstance(blk, Bottleneck) and blk.conv1.conv.stride == (2, 2) and blk.conv2.conv.stride == (1, 1)
+    assert blk.attn.fc1.out_channels == 512 // 16
+    assert model.pool.ceil_mode
+
+
+def test_preact_net_ends_with_norm_and_activation() -> None:
+    model = cnnlab.create_model("cifar_preact_resnet164")
+    assert isinstance(model.S1[0], PreActBottleneck)
+    assert isinstance(model.S3.post_norm[0], nn.BatchNorm2d)
+    assert isinstance(model.stem.bn, nn.Identity)
