@@ -157,5 +157,5 @@ def test_asymmetric_kernels() -> None:
 
 
 def test_basic_block_rejects_groups() -> None:
-    with pytest.raises(ValueError, match="Bottleneck"):
+    with pytest.raises(ValueError, match="bottleneck block"):
         BasicBlock(64, 64, groups=32)

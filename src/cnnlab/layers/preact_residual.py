@@ -15,10 +15,8 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.conv_bn_act import create_act, same_padding
-from cnnlab.layers.residual import ResidualBlock, StrideIn, bottleneck_width, split_stride
-from cnnlab.layers.shortcut import ShortcutOption
+from cnnlab.layers.residual import BranchSpec, ResidualBlock, bottleneck_width, check_no_groups, split_stride
 from cnnlab.layers.types import LayerFactory
 
 
@@ -61,39 +59,11 @@ class PreActBasicBlock(ResidualBlock):
     expansion: ClassVar[int] = 1
     pre_activation: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        in_chs: int,
-        planes: int,
-        *,
-        stride: int = 1,
-        shortcut: ShortcutOption = "B",
-        plain: bool = False,
-        attn_layer: LayerFactory | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        stride_in: StrideIn = "3x3",
-        norm_layer: LayerFactory = nn.BatchNorm2d,
-        act_layer: LayerFactory = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ModelArgumentError("PreActBasicBlock has no groups or base_width; use PreActBottleneck")
-        out_chs = planes * self.expansion
-        layer = {"norm_layer": norm_layer, "act_layer": act_layer, "dilation": dilation}
-        self.conv1 = BnActConv(in_chs, planes, 3, stride=stride, **layer)
-        self.conv2 = BnActConv(planes, out_chs, 3, **layer)
-        self._init_merge(
-            in_chs,
-            out_chs,
-            stride=stride,
-            shortcut=shortcut,
-            plain=plain,
-            attn_layer=attn_layer,
-            norm_layer=None,
-            act_layer=None,
-        )
+    def build_branch(self, spec: BranchSpec) -> None:
+        check_no_groups(spec, "PreActBasicBlock")
+        layer = {"norm_layer": spec.norm_layer, "act_layer": spec.act_layer, "dilation": spec.dilation}
+        self.conv1 = BnActConv(spec.in_chs, spec.planes, 3, stride=spec.stride, **layer)
+        self.conv2 = BnActConv(spec.planes, spec.out_chs, 3, **layer)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv2(self.conv1(x))
@@ -106,40 +76,13 @@ class PreActBottleneck(ResidualBlock):
     expansion: ClassVar[int] = 4
     pre_activation: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        in_chs: int,
-        planes: int,
-        *,
-        stride: int = 1,
-        shortcut: ShortcutOption = "B",
-        plain: bool = False,
-        attn_layer: LayerFactory | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        stride_in: StrideIn = "3x3",
-        norm_layer: LayerFactory = nn.BatchNorm2d,
-        act_layer: LayerFactory = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        width = bottleneck_width(planes, groups=groups, base_width=base_width)
-        out_chs = planes * self.expansion
-        stride_1x1, stride_3x3 = split_stride(stride, stride_in)
-        layer = {"norm_layer": norm_layer, "act_layer": act_layer}
-        self.conv1 = BnActConv(in_chs, width, 1, stride=stride_1x1, **layer)
-        self.conv2 = BnActConv(width, width, 3, stride=stride_3x3, dilation=dilation, groups=groups, **layer)
-        self.conv3 = BnActConv(width, out_chs, 1, **layer)
-        self._init_merge(
-            in_chs,
-            out_chs,
-            stride=stride,
-            shortcut=shortcut,
-            plain=plain,
-            attn_layer=attn_layer,
-            norm_layer=None,
-            act_layer=None,
-        )
+    def build_branch(self, spec: BranchSpec) -> None:
+        width = bottleneck_width(spec.planes, groups=spec.groups, base_width=spec.base_width)
+        stride_1x1, stride_3x3 = split_stride(spec.stride, spec.stride_in)
+        layer = {"norm_layer": spec.norm_layer, "act_layer": spec.act_layer}
+        self.conv1 = BnActConv(spec.in_chs, width, 1, stride=stride_1x1, **layer)
+        self.conv2 = BnActConv(width, width, 3, stride=stride_3x3, dilation=spec.dilation, groups=spec.groups, **layer)
+        self.conv3 = BnActConv(width, spec.out_chs, 1, **layer)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv3(self.conv2(self.conv1(x)))

@@ -15,6 +15,7 @@ Both take the same keyword arguments, so a network receives its block as an argu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
@@ -39,50 +40,42 @@ def split_stride(stride: int, stride_in: StrideIn) -> tuple[int, int]:
     return (stride, 1) if stride_in == "1x1" else (1, stride)
 
 
-class ResidualBlock(nn.Module):
-    """What every residual block shares: attention on F(x), the shortcut, the addition, the activation.
+@dataclass(frozen=True)
+class BranchSpec:
+    """What a block's residual branch F(x) is built from (the arguments of :class:`ResidualBlock`)."""
 
-    Subclasses build their convs, call :meth:`_init_merge` and end ``forward`` with ``self.merge(out, x)``.
+    in_chs: int
+    planes: int
+    out_chs: int  # planes * expansion
+    stride: int
+    groups: int
+    base_width: int
+    dilation: int
+    stride_in: StrideIn
+    norm_layer: LayerFactory
+    act_layer: LayerFactory
+
+
+class ResidualBlock(nn.Module):
+    """``act(attn(F(x)) + shortcut(x))``, with F built by the subclass in :meth:`build_branch`.
+
+    Every block takes these keyword arguments, so a network receives its block as an argument:
+
+    Args:
+        in_chs: input channels; ``planes``: the block's width, output channels ``planes * expansion``.
+        stride: the block's downsampling.
+        shortcut: option "A", "B" or "C" (:mod:`cnnlab.layers.shortcut`).
+        plain: no shortcut at all (the plain twin).
+        attn_layer: channel attention on F(x) before the addition, e.g. ``partial(SqueezeExcite, reduction=16)``.
+        groups, base_width: the 3x3's cardinality and width per group (bottlenecks only).
+        dilation: the 3x3 convs' dilation.
+        stride_in: where a bottleneck downsamples, "1x1" (paper) or "3x3" (torchvision); a block without
+            a 1x1 ignores it.
+        norm_layer, act_layer: the normalisation and activation layers.
     """
 
     expansion: ClassVar[int] = 1
     pre_activation: ClassVar[bool] = False
-
-    def _init_merge(
-        self,
-        in_chs: int,
-        out_chs: int,
-        *,
-        stride: int,
-        shortcut: ShortcutOption,
-        plain: bool,
-        attn_layer: LayerFactory | None,
-        norm_layer: LayerFactory | None,
-        act_layer: LayerFactory | None,
-    ) -> None:
-        self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
-        self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
-        self.shortcut = (
-            None if plain else make_shortcut(shortcut, in_chs, out_chs, stride=stride, norm_layer=norm_layer)
-        )
-        self.act = create_act(act_layer) if act_layer is not None else nn.Identity()
-
-    def merge(self, out: Tensor, x: Tensor) -> Tensor:
-        """``act(attn(out) + shortcut(x))``; a plain block has no shortcut and returns ``act(attn(out))``."""
-        out = self.attn(out)
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.act(out)
-
-
-class BasicBlock(ResidualBlock):
-    """Two 3x3 conv-BN layers, ReLU between and after the addition (Fig. 5 left). ``planes`` = output channels.
-
-    ``stride_in`` is accepted so that every block takes the same arguments; a BasicBlock has no 1x1, and its
-    stride is always on the first 3x3.
-    """
-
-    expansion: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -101,23 +94,46 @@ class BasicBlock(ResidualBlock):
         act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ModelArgumentError("BasicBlock has no groups or base_width; use Bottleneck for ResNeXt/WRN")
         out_chs = planes * self.expansion
-        self.conv1 = ConvBnAct(
-            in_chs, planes, 3, stride=stride, dilation=dilation, norm_layer=norm_layer, act_layer=act_layer
+        self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
+        self.build_branch(
+            BranchSpec(in_chs, planes, out_chs, stride, groups, base_width, dilation, stride_in, norm_layer, act_layer)
         )
-        self.conv2 = ConvBnAct(planes, out_chs, 3, dilation=dilation, norm_layer=norm_layer, act_layer=None)
-        self._init_merge(
-            in_chs,
-            out_chs,
-            stride=stride,
-            shortcut=shortcut,
-            plain=plain,
-            attn_layer=attn_layer,
-            norm_layer=norm_layer,
-            act_layer=act_layer,
+        self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
+        # A pre-activation block's projection is a bare 1x1 conv: the sum it joins is not normalised.
+        shortcut_norm = None if self.pre_activation else norm_layer
+        self.shortcut = (
+            None if plain else make_shortcut(shortcut, in_chs, out_chs, stride=stride, norm_layer=shortcut_norm)
         )
+        self.act = nn.Identity() if self.pre_activation else create_act(act_layer)
+
+    def build_branch(self, spec: BranchSpec) -> None:
+        """Create the convs of F(x) as attributes ``conv1``, ``conv2``, ..."""
+        raise NotImplementedError
+
+    def merge(self, out: Tensor, x: Tensor) -> Tensor:
+        """``act(attn(out) + shortcut(x))``; a plain block has no shortcut and returns ``act(attn(out))``."""
+        out = self.attn(out)
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return self.act(out)
+
+
+def check_no_groups(spec: BranchSpec, name: str) -> None:
+    if spec.groups != 1 or spec.base_width != 64:
+        raise ModelArgumentError(f"{name} has no groups or base_width; use a bottleneck block for ResNeXt/WRN")
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 conv-BN layers, ReLU between and after the addition (Fig. 5 left)."""
+
+    expansion: ClassVar[int] = 1
+
+    def build_branch(self, spec: BranchSpec) -> None:
+        check_no_groups(spec, "BasicBlock")
+        layer = {"dilation": spec.dilation, "norm_layer": spec.norm_layer}
+        self.conv1 = ConvBnAct(spec.in_chs, spec.planes, 3, stride=spec.stride, act_layer=spec.act_layer, **layer)
+        self.conv2 = ConvBnAct(spec.planes, spec.out_chs, 3, act_layer=None, **layer)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv2(self.conv1(x))
@@ -134,48 +150,22 @@ class Bottleneck(ResidualBlock):
 
     expansion: ClassVar[int] = 4
 
-    def __init__(
-        self,
-        in_chs: int,
-        planes: int,
-        *,
-        stride: int = 1,
-        shortcut: ShortcutOption = "B",
-        plain: bool = False,
-        attn_layer: LayerFactory | None = None,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        stride_in: StrideIn = "3x3",
-        norm_layer: LayerFactory = nn.BatchNorm2d,
-        act_layer: LayerFactory = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        width = bottleneck_width(planes, groups=groups, base_width=base_width)
-        out_chs = planes * self.expansion
-        stride_1x1, stride_3x3 = split_stride(stride, stride_in)
-        self.conv1 = ConvBnAct(in_chs, width, 1, stride=stride_1x1, norm_layer=norm_layer, act_layer=act_layer)
+    def build_branch(self, spec: BranchSpec) -> None:
+        width = bottleneck_width(spec.planes, groups=spec.groups, base_width=spec.base_width)
+        stride_1x1, stride_3x3 = split_stride(spec.stride, spec.stride_in)
+        norm, act = spec.norm_layer, spec.act_layer
+        self.conv1 = ConvBnAct(spec.in_chs, width, 1, stride=stride_1x1, norm_layer=norm, act_layer=act)
         self.conv2 = ConvBnAct(
             width,
             width,
             3,
             stride=stride_3x3,
-            dilation=dilation,
-            groups=groups,
-            norm_layer=norm_layer,
-            act_layer=act_layer,
+            dilation=spec.dilation,
+            groups=spec.groups,
+            norm_layer=norm,
+            act_layer=act,
         )
-        self.conv3 = ConvBnAct(width, out_chs, 1, norm_layer=norm_layer, act_layer=None)
-        self._init_merge(
-            in_chs,
-            out_chs,
-            stride=stride,
-            shortcut=shortcut,
-            plain=plain,
-            attn_layer=attn_layer,
-            norm_layer=norm_layer,
-            act_layer=act_layer,
-        )
+        self.conv3 = ConvBnAct(width, spec.out_chs, 1, norm_layer=norm, act_layer=None)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv3(self.conv2(self.conv1(x)))

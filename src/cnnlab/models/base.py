@@ -7,6 +7,8 @@
 * ``feature_info`` lists the stages from input to output: the module whose output is the stage's feature
   map, its channels and its reduction (input size / feature size). The stage modules together with
   ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
+* A model with auxiliary classifiers returns :class:`LogitsWithAux` in training mode (and plain logits in
+  eval mode); training code adds ``aux_loss_weight`` times each auxiliary loss.
 * An input of the wrong rank, channels or size raises :class:`~cnnlab.errors.InputShapeError` before any
   layer runs. The check is a forward pre-hook, so ``forward`` stays straight-line and ``torch.fx`` traces it.
 """
@@ -79,6 +81,9 @@ class CnnlabModel(nn.Module):
     """The smallest height and width the network can take."""
     head_modules: ClassVar[tuple[str, ...]] = ("head",)
     """Modules outside the stages: classifiers, trained even when every stage is frozen."""
+    aux_loss_weight: ClassVar[float] = 0.3
+    """Weight of each auxiliary classifier's loss, for models that return :class:`LogitsWithAux` in training
+    (GoogLeNet, Sec. 6: "their loss was added to the total loss with a discount weight (0.3)")."""
     weight_key_maps: ClassVar[dict[str, KeyMap]] = {}
     """How other libraries name this architecture's weights (see :func:`cnnlab.load_pretrained`)."""
 
