@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 import torch
 
+# The CI machine has 2 cores and may share them; one intra-op thread per test process avoids the
+# oversubscription that made some ops 100x slower there. Speed is measured by the benchmarks, not here.
+torch.set_num_threads(1)
+
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0"}
 _connect = socket.socket.connect
 

@@ -31,6 +31,7 @@ from cnnlab.layers import (
     SqueezeExcite,
     create_act,
 )
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.residual import StrideIn
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
 from cnnlab.registry import Peer, register_model
@@ -119,7 +120,7 @@ class ResNet(CnnlabModel):
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if len(layers) != 4:
-            raise ValueError(f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}")
+            raise ModelArgumentError(f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}")
         stage = partial(
             make_stage,
             block,
@@ -185,7 +186,7 @@ class CifarResNet(CnnlabModel):
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if len(layers) != 3 or len(widths) != 3:
-            raise ValueError(f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}")
+            raise ModelArgumentError(f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}")
         pre = block.pre_activation
         stage = partial(
             make_stage,
@@ -329,7 +330,7 @@ def wide_resnet50_2(**kwargs: Any) -> ResNet:
 
 def _cifar(depth: int, kwargs: dict[str, Any], **variant: Any) -> CifarResNet:
     if (depth - 2) % 6:
-        raise ValueError(f"a CIFAR ResNet has 6n+2 layers; {depth} is not of that form")
+        raise ModelArgumentError(f"a CIFAR ResNet has 6n+2 layers; {depth} is not of that form")
     n = (depth - 2) // 6
     return CifarResNet(**(dict(layers=(n, n, n)) | variant | kwargs))
 
