@@ -17,6 +17,17 @@ from cnnlab.errors import TrainingError
 from cnnlab.models.base import LogitsWithAux
 
 
+class StopFlag:
+    """Set by Ctrl-C, SIGTERM or a callback; the loop stops at the next step boundary, where a checkpoint is
+    exact (stopping inside a step would leave BatchNorm statistics updated by a step that is then redone)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
 @dataclass
 class StepInfo:
     """What a callback sees after each backward pass (gradients are in ``p.grad``, before the update)."""
@@ -26,10 +37,16 @@ class StepInfo:
     step: int  # within the epoch
     global_step: int
     loss: float
+    stop: StopFlag | None = None
+
+    def request_stop(self) -> None:
+        """Stop after this step, as Ctrl-C does: a checkpoint is saved, then KeyboardInterrupt is raised."""
+        if self.stop is not None:
+            self.stop.set()
 
 
 class Callback:
-    """Hooks into :func:`cnnlab.train.fit`. Override what you need; raising KeyboardInterrupt stops the run
+    """Hooks into :func:`cnnlab.train.fit`. Override what you need; ``info.request_stop()`` stops the run
     the way Ctrl-C does (a checkpoint is saved first)."""
 
     def on_step(self, info: StepInfo) -> None:  # after backward, before optimizer.step()
@@ -98,13 +115,13 @@ def train_one_epoch(
     on_step: Callable[[StepInfo], None] | None = None,
     progress: Any = None,
     totals: EpochTotals | None = None,
+    stop: StopFlag | None = None,
 ) -> EpochTotals:
     """One pass over ``batches``; the scheduler steps per batch. A NaN or infinite loss raises TrainingError
     naming the epoch and step, before the weights are updated with it. ``totals`` (filled in place) tells an
     interrupted caller how far the epoch got."""
     totals = totals if totals is not None else EpochTotals()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    step = start_step
     for step, (x, y) in enumerate(batches, start=start_step):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
@@ -120,7 +137,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if on_step is not None:
-            on_step(StepInfo(model, epoch, step, (epoch - 1) * steps_per_epoch + step, value))
+            on_step(StepInfo(model, epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
         if grad_clip:
             nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
         optimizer.step()
@@ -133,6 +150,8 @@ def train_one_epoch(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}")
+        if stop is not None and stop.requested:
+            raise KeyboardInterrupt("stop requested")
     return totals
 
 

@@ -2,7 +2,7 @@
 
 Data, model (optionally pretrained and partly frozen), optimizer and schedule; then per epoch: train, evaluate,
 log (stdout, CSV, TensorBoard), checkpoint (``last.pt`` every epoch, ``best.pt`` when the test accuracy
-improves). Ctrl-C or SIGTERM saves ``last.pt`` at the step reached before the process exits, and
+improves). Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary before the process exits, and
 ``resume=RUN`` continues from it: the batches a run sees depend only on (seed, epoch, step), and the RNG states
 are restored, so N epochs straight and N/2 + resume + N/2 end with the same weights.
 """
@@ -27,7 +27,7 @@ from cnnlab.train import distributed as D
 from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import Dataset, load_dataset, make_loader
-from cnnlab.train.engine import Callback, EpochTotals, Throughput, evaluate, train_one_epoch
+from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
@@ -73,20 +73,23 @@ def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, like Ctrl-C, so both save a checkpoint before exiting."""
+def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``flag`` (the loop stops at the next step boundary); a second Ctrl-C stops at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.set()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _meta(config: TrainConfig, data: Dataset, model: nn.Module) -> dict[str, Any]:
@@ -209,7 +212,8 @@ def _fit(
     if info.is_main:
         log(f"run folder {run_dir}")
     eval_kw = dict(device=device, channels_last=config.channels_last, amp=config.amp)
-    with _sigterm_as_interrupt():
+    stop = StopFlag()
+    with _stop_on_signals(stop):
         for epoch in range(start_epoch, config.epochs + 1):
             t_epoch = time.perf_counter()
             totals = partial if epoch == start_epoch else EpochTotals()
@@ -235,6 +239,7 @@ def _fit(
                     on_step=(lambda s: [c.on_step(s) for c in callbacks]) if callbacks else None,
                     progress=bar,
                     totals=totals,
+                    stop=stop,
                 )
             except KeyboardInterrupt:
                 bar.close()
