@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cnnlab build resnet50
-	$(BIN)/cnnlab build cifar_resnet20
+	$(BIN)/cnnlab train
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests

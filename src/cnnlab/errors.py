@@ -54,3 +54,15 @@ def suggest(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """' Did you mean: a, b?' or '' when nothing is close."""
     near = closest(name, candidates, n=n)
     return f" Did you mean: {', '.join(near)}?" if near else ""
+
+
+class ConfigError(CnnlabError, ValueError):
+    """A training configuration that cannot be run: a misspelt key, a value out of range, a bad option."""
+
+
+class DataError(CnnlabError, ValueError):
+    """A dataset that is missing, unreadable or not in the expected format; an unreadable image."""
+
+
+class TrainingError(CnnlabError, RuntimeError):
+    """A run that cannot go on: a loss that turned NaN or infinite, a checkpoint that does not fit the run."""

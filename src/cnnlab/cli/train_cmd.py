@@ -1,0 +1,86 @@
+"""``cnnlab train``: every TrainConfig field is a flag; a YAML file (``--config``) holds the same keys.
+
+Precedence: the defaults, then the resumed run's config (``--resume``), then ``--config``, then the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from typing import Any
+
+from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
+
+_HELP = {
+    "model": "a registered model name (`cnnlab models` lists them)",
+    "data": "mnist5k, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH",
+    "freeze": "first N stages, 'all-but-head', or module-name patterns such as 'stem,S1*'",
+    "pretrained": "a cnnlab checkpoint or state_dict file, or 'torchvision'/'timm' (online machines)",
+    "model_kwargs": 'extra model arguments as JSON, e.g. \'{"drop_rate": 0.2}\'',
+    "resume": "a run folder (or checkpoint) to continue",
+}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+
+
+def _type_of(name: str) -> Any:
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args and typing.get_origin(hint) is not typing.Literal else hint
+    if typing.get_origin(hint) is typing.Literal:
+        return str
+    return base if base in (int, float, str) else str
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field; only flags given on the command line reach the namespace."""
+    p.add_argument("--config", metavar="YAML", help="a YAML file whose keys are these flags")
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        default = TrainConfig().to_dict()[name]
+        common: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": name}
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"(default: {default})", **common)
+        elif name == "model_kwargs":
+            p.add_argument(flag, type=json.loads, metavar="JSON", help=_HELP[name], **common)
+        else:
+            help_text = f"{_HELP.get(name, '')} (default: {default})".strip()
+            p.add_argument(flag, type=_type_of(name), choices=_CHOICES.get(name), help=help_text, **common)
+
+
+def resolve_config(args: argparse.Namespace) -> TrainConfig:
+    flags = {k: v for k, v in vars(args).items() if k in FIELDS}
+    config = TrainConfig()
+    if "resume" in flags:
+        from cnnlab.train.checkpoint import load_checkpoint
+
+        config = config_from_dict(load_checkpoint(flags["resume"])["config"])
+    if getattr(args, "config", None):
+        config = config_from_dict(load_yaml(args.config), base=config)
+    return config_from_dict(flags, base=config)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (no arguments: ResNet-20 on the embedded MNIST-5k)",
+        description=__doc__,
+    )
+    add_config_flags(p)
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from cnnlab.train.trainer import fit
+
+    config = resolve_config(args)
+    try:
+        fit(config)
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+__all__ = ["add_config_flags", "register", "resolve_config"]

@@ -1,0 +1,206 @@
+"""The training and evaluation loops: plain functions over a model, batches and a device."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.errors import TrainingError
+from cnnlab.models.base import LogitsWithAux
+
+
+class StopFlag:
+    """Set by Ctrl-C, SIGTERM or a callback; the loop stops at the next step boundary, where a checkpoint is
+    exact (stopping inside a step would leave BatchNorm statistics updated by a step that is then redone)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self) -> None:
+        self.requested = True
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after each backward pass (gradients are in ``p.grad``, before the update)."""
+
+    model: nn.Module
+    epoch: int
+    step: int  # within the epoch
+    global_step: int
+    loss: float
+    stop: StopFlag | None = None
+
+    def request_stop(self) -> None:
+        """Stop after this step, as Ctrl-C does: a checkpoint is saved, then KeyboardInterrupt is raised."""
+        if self.stop is not None:
+            self.stop.set()
+
+
+class Callback:
+    """Hooks into :func:`cnnlab.train.fit`. Override what you need; ``info.request_stop()`` stops the run
+    the way Ctrl-C does (a checkpoint is saved first)."""
+
+    def on_step(self, info: StepInfo) -> None:  # after backward, before optimizer.step()
+        pass
+
+    def on_epoch_end(self, epoch: int, metrics: Any, model: nn.Module) -> None:
+        pass
+
+
+def block_grad_norms(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, float]:
+    """The L2 norm of the gradients of each named module (default: the model's stages and head)."""
+    if names is None:
+        names = [*getattr(model, "stage_names", list)(), *getattr(model, "head_modules", ())]
+    out = {}
+    for name in names:
+        grads = [p.grad.detach().float().norm() for p in model.get_submodule(name).parameters() if p.grad is not None]
+        out[name] = float(torch.stack(grads).norm()) if grads else 0.0
+    return out
+
+
+def classification_loss(
+    output: Tensor | LogitsWithAux, target: Tensor, *, label_smoothing: float, aux_weight: float
+) -> tuple[Tensor, Tensor]:
+    """(loss, main logits). Auxiliary classifiers add ``aux_weight`` times their own loss (GoogLeNet, Sec. 6)."""
+    if isinstance(output, LogitsWithAux):
+        loss = F.cross_entropy(output.logits, target, label_smoothing=label_smoothing)
+        for aux in output.aux:
+            loss = loss + aux_weight * F.cross_entropy(aux, target, label_smoothing=label_smoothing)
+        return loss, output.logits
+    return F.cross_entropy(output, target, label_smoothing=label_smoothing), output
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when ``enabled``; nothing elsewhere (the trainer prints a notice for the CPU)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class EpochTotals:
+    loss_sum: float = 0.0
+    correct: int = 0
+    count: int = 0
+    steps: int = 0  # optimizer steps taken (where an interrupted epoch goes on)
+
+    def as_tensor(self) -> Tensor:
+        return torch.tensor([self.loss_sum, float(self.correct), float(self.count)], dtype=torch.float64)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    device: torch.device,
+    epoch: int,
+    start_step: int = 0,
+    label_smoothing: float = 0.0,
+    aux_weight: float = 0.3,
+    channels_last: bool = False,
+    amp: bool = False,
+    grad_clip: float | None = None,
+    steps_per_epoch: int = 0,
+    on_step: Callable[[StepInfo], None] | None = None,
+    progress: Any = None,
+    totals: EpochTotals | None = None,
+    stop: StopFlag | None = None,
+) -> EpochTotals:
+    """One pass over ``batches``; the scheduler steps per batch. A NaN or infinite loss raises TrainingError
+    naming the epoch and step, before the weights are updated with it. ``totals`` (filled in place) tells an
+    interrupted caller how far the epoch got."""
+    totals = totals if totals is not None else EpochTotals()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for step, (x, y) in enumerate(batches, start=start_step):
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        with autocast(device, amp):
+            output = model(x)
+            loss, logits = classification_loss(output, y, label_smoothing=label_smoothing, aux_weight=aux_weight)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(
+                f"the loss became {value} at epoch {epoch}, step {step + 1}; the weights of the last checkpoint are "
+                f"kept. Try a lower --lr, a longer warm-up, or --grad-clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if on_step is not None:
+            on_step(StepInfo(model, epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
+        if grad_clip:
+            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
+        optimizer.step()
+        scheduler.step()
+        totals.steps += 1
+        n = y.numel()
+        totals.loss_sum += value * n
+        totals.correct += int((logits.argmax(1) == y).sum())
+        totals.count += n
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}")
+        if stop is not None and stop.requested:
+            raise KeyboardInterrupt("stop requested")
+    return totals
+
+
+@torch.no_grad()
+def predict_batches(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    device: torch.device,
+    channels_last: bool = False,
+    amp: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """(logits, labels) over all ``batches``, in eval mode, on the CPU."""
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    outs, labels = [], []
+    for x, y in batches:
+        with autocast(device, amp):
+            outs.append(model(x.to(device, memory_format=memory_format)).float().cpu())
+        labels.append(y)
+    if not outs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
+    return torch.cat(outs), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, device: torch.device, **kw: Any) -> EpochTotals:
+    """Summed (unsmoothed) cross-entropy and correct count over ``batches``."""
+    logits, y = predict_batches(model, batches, device=device, **kw)
+    if not len(y):
+        return EpochTotals()
+    loss = F.cross_entropy(logits, y, reduction="sum").item()
+    return EpochTotals(loss, int((logits.argmax(1) == y).sum()), len(y))
+
+
+def topk_accuracy(logits: Tensor, y: Tensor, k: int) -> float:
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return float((top == y[:, None]).any(1).float().mean())
+
+
+def confusion_matrix(pred: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """``m[i, j]``: images of true class i predicted as j."""
+    return torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
+
+
+class Throughput:
+    """Images per second over a span of wall time."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def rate(self, images: int) -> float:
+        return images / max(1e-9, time.perf_counter() - self.start)

@@ -1,0 +1,96 @@
+"""Exporting a trained model to ONNX or TorchScript, with BatchNorm folded into the preceding convolutions.
+
+Folding (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+Inference", Sec. 3.2) is not written here: it is ``cnnlab.inference.optimize_for_inference`` when that module is
+installed, else PyTorch's own ``torch.fx.experimental.optimization.fuse``. The ONNX file is checked against the
+eager model in onnxruntime when onnxruntime is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import CnnlabError
+
+Format = Literal["onnx", "torchscript"]
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+
+
+class ExportError(CnnlabError, RuntimeError):
+    """A model that the exporter cannot convert, or an export that disagrees with the eager model."""
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm that follows a conv folded into the conv."""
+    model = model.eval()
+    try:
+        from cnnlab.inference import optimize_for_inference  # type: ignore[attr-defined]
+    except ImportError:
+        from torch.fx.experimental.optimization import fuse
+
+        return fuse(model)
+    return optimize_for_inference(model)
+
+
+def export_model(
+    model: nn.Module, example: Tensor, path: str | os.PathLike[str], *, fmt: Format, fold: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write ``model`` (traced on ``example``, batch size free) to ``path``; return the path."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = fold_batchnorm(model) if fold else model.eval()
+    try:
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(net, example, check_trace=False)
+            extra = {"cnnlab.json": json.dumps(metadata or {})}
+            torch.jit.save(traced, str(path), _extra_files=extra)
+        else:
+            _export_onnx(net, example, path, metadata or {})
+    except ExportError:
+        raise
+    except Exception as e:
+        raise ExportError(f"could not export to {fmt}: {type(e).__name__}: {e}") from e
+    return path
+
+
+def _export_onnx(net: nn.Module, example: Tensor, path: Path, metadata: dict[str, Any]) -> None:
+    import onnx
+
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(proto, str(path))
+
+
+def check_onnx(path: str | os.PathLike[str], model: nn.Module, x: Tensor, *, atol: float = 1e-4) -> float:
+    """The largest absolute difference between onnxruntime's output for ``x`` and the eager model's;
+    an ExportError when it exceeds ``atol``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    with torch.no_grad():
+        want = model.eval()(x)
+    diff = float((got - want).abs().max())
+    if not diff <= atol:
+        raise ExportError(f"the ONNX model differs from PyTorch by {diff:.2e} (> {atol:.0e}) on the check input")
+    return diff

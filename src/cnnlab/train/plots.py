@@ -1,0 +1,63 @@
+"""PNG figures of a run: training curves and a confusion matrix (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from cnnlab.train.runlog import EpochMetrics
+
+
+def _pyplot():  # noqa: ANN202
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
+    """Loss, accuracy and learning rate per epoch, train and test side by side."""
+    plt = _pyplot()
+    epochs = [m.epoch for m in history]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    tested = [m for m in history if m.test_loss is not None]
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
+        ax.plot(epochs, [getattr(m, f"train_{key}") for m in history], "o-", label="train")
+        ax.plot([m.epoch for m in tested], [getattr(m, f"test_{key}") for m in tested], "s-", label="test")
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[2].plot(epochs, [m.lr for m in history], "o-")
+    axes[2].set(title="learning rate (end of epoch)", xlabel="epoch")
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, title: str = "") -> Path:
+    """Rows: true class, columns: predicted class, counts in the cells (for up to 20 classes)."""
+    plt = _pyplot()
+    n = len(classes)
+    size = min(12, 3 + 0.45 * n)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix.numpy(), cmap="Blues")
+    ticks = range(n) if n <= 40 else range(0, n, max(1, n // 20))
+    ax.set_xticks(list(ticks), [classes[i] for i in ticks], rotation=90 if n > 10 else 0)
+    ax.set_yticks(list(ticks), [classes[i] for i in ticks])
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    if n <= 20:
+        peak = matrix.max().item() or 1
+        for i in range(n):
+            for j in range(n):
+                v = int(matrix[i, j])
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,290 @@
+"""``fit(config)``: one training run from a :class:`TrainConfig` to a run folder, top to bottom.
+
+Data, model (optionally pretrained and partly frozen), optimizer and schedule; then per epoch: train, evaluate,
+log (stdout, CSV, TensorBoard), checkpoint (``last.pt`` every epoch, ``best.pt`` when the test accuracy
+improves). Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary before the process exits, and
+``resume=RUN`` continues from it: the batches a run sees depend only on (seed, epoch, step), and the RNG states
+are restored, so N epochs straight and N/2 + resume + N/2 end with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.registry import create_model, model_entry
+from cnnlab.train import distributed as D
+from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.data import Dataset, load_dataset, make_loader
+from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
+from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.train.runlog import EpochMetrics, RunLog
+from cnnlab.train.transfer import freeze, set_train_mode
+
+
+@dataclass
+class RunResult:
+    """What :func:`fit` returns."""
+
+    config: TrainConfig
+    model: nn.Module  # the final model (not the best one), unwrapped, in eval mode
+    history: list[EpochMetrics]
+    run_dir: Path | None  # None on ranks other than 0
+    classes: list[str]
+    best_acc: float | None
+    wall_s: float
+    frozen: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> EpochMetrics:
+        return self.history[-1]
+
+
+def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
+    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **dict(config.model_kwargs))
+
+
+def image_size_for(config: TrainConfig) -> int:
+    return config.image_size or model_entry(config.model).model_cls.default_image_size  # type: ignore[attr-defined]
+
+
+def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
+    if config.resume:
+        path = Path(config.resume)
+        return path if path.is_dir() else path.parent
+    name = config.run_name or f"{config.model}-{config.data.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if info.is_main and not config.run_name:  # never reuse a folder by accident
+        base, k = name, 1
+        while (Path(config.out_dir) / name).exists():
+            k += 1
+            name = f"{base}-{k}"
+    return Path(config.out_dir) / D.broadcast_object(name, info)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``flag`` (the loop stops at the next step boundary); a second Ctrl-C stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _meta(config: TrainConfig, data: Dataset, model: nn.Module) -> dict[str, Any]:
+    return {
+        "model": getattr(model, "model_name", config.model),
+        "model_kwargs": config.to_dict()["model_kwargs"],
+        "num_classes": data.num_classes,
+        "in_chans": data.in_chans,
+        "image_size": data.image_size,
+        "classes": list(data.classes),
+        "mean": list(data.spec.mean),
+        "std": list(data.spec.std),
+        "data": data.name,
+    }
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, disable=not enabled, file=sys.stderr)
+
+
+def format_epoch(m: EpochMetrics, epochs: int) -> str:
+    test = f"test loss {m.test_loss:.4f} acc {m.test_acc:.4f}" if m.test_acc is not None else "test -"
+    return (
+        f"epoch {m.epoch:>3}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  {test}  "
+        f"lr {m.lr:.4g}  {m.images_per_s:,.0f} img/s  {m.epoch_s:.1f} s"
+    )
+
+
+def fit(
+    config: TrainConfig = TrainConfig(),  # noqa: B008 (frozen, so sharing the default is safe)
+    *,
+    callbacks: Sequence[Callback] = (),
+    log: Callable[[str], None] = print,
+) -> RunResult:
+    """Train as ``config`` says and return the history, the run folder and the final model.
+
+    Under torchrun this joins the process group, and only rank 0 logs and writes files.
+    """
+    info, device = D.init_distributed(config.device)
+    try:
+        return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None))
+    finally:
+        D.cleanup(info)
+
+
+def _fit(
+    config: TrainConfig,
+    info: D.DistInfo,
+    device: torch.device,
+    callbacks: Sequence[Callback],
+    log: Callable[[str], None],
+) -> RunResult:
+    t0 = time.perf_counter()
+    state = load_checkpoint(config.resume) if config.resume else None
+    torch.manual_seed(config.seed)
+    data = load_dataset(config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config))
+    model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
+    if config.pretrained and state is None:
+        from cnnlab.weights import load_pretrained
+
+        log(f"pretrained: {load_pretrained(model, config.pretrained)}")
+    frozen = freeze(model, config.freeze)
+    params = list(model.parameters())
+    trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    log(
+        f"model {config.model}: {trainable:,} trainable of {total:,} params"
+        + (f" (frozen: {', '.join(frozen)})" if frozen else "")
+        + f"; data {data.name}: {len(data.train):,} train / {len(data.test):,} test images, {data.num_classes} classes"
+    )
+    if config.amp and device.type != "cuda":
+        log(f"note: --amp has no effect on {device.type}; training in float32")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+
+    loader_args = dict(batch_size=config.batch_size, seed=config.seed, workers=config.workers, rank=info.rank)
+    train_loader = make_loader(data, train=True, augment=config.augment, world_size=info.world_size, **loader_args)
+    test_loader = make_loader(data, train=False, world_size=info.world_size, **loader_args)
+    steps_per_epoch = len(train_loader)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+
+    history: list[EpochMetrics] = []
+    best_acc: float | None = None
+    start_epoch, start_step, partial = 1, 0, EpochTotals()
+    if state is not None:
+        load_model_state(model, state)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        start_epoch, start_step = state["epoch"], state["step"]
+        partial = EpochTotals(*state["partial"])
+        history = [EpochMetrics(**m) for m in state["history"]]
+        best_acc = state["best_acc"]
+        log(f"resumed from {state['path']} at epoch {start_epoch}, step {start_step}")
+
+    run_model = D.wrap(torch.compile(model) if config.compile else model, info, device)
+    run_dir = _run_dir(config, info)
+    runlog = RunLog(run_dir, config) if info.is_main else None
+    meta = _meta(config, data, model)
+
+    def checkpoint(epoch: int, step: int, totals: EpochTotals, name: str = LAST) -> None:
+        if info.is_main:
+            ckpt = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "partial": [totals.loss_sum, totals.correct, totals.count, totals.steps],
+                "rng": rng_state(),
+                "config": config.to_dict(),
+                "meta": meta,
+                "history": [vars(m) for m in history],
+                "best_acc": best_acc,
+            }
+            save_checkpoint(ckpt, run_dir / name)
+
+    if info.is_main:
+        log(f"run folder {run_dir}")
+    eval_kw = dict(device=device, channels_last=config.channels_last, amp=config.amp)
+    stop = StopFlag()
+    with _stop_on_signals(stop):
+        for epoch in range(start_epoch, config.epochs + 1):
+            t_epoch = time.perf_counter()
+            totals = partial if epoch == start_epoch else EpochTotals()
+            first = start_step if epoch == start_epoch else 0
+            set_train_mode(model, frozen)
+            bar = _progress(steps_per_epoch, first, f"epoch {epoch}/{config.epochs}", config.progress and info.is_main)
+            speed, seen_before = Throughput(), totals.count
+            try:
+                train_one_epoch(
+                    run_model,
+                    train_loader.batches(epoch, first),
+                    optimizer,
+                    scheduler,
+                    device=device,
+                    epoch=epoch,
+                    start_step=first,
+                    label_smoothing=config.label_smoothing,
+                    aux_weight=getattr(model, "aux_loss_weight", 0.3),
+                    channels_last=config.channels_last,
+                    amp=config.amp,
+                    grad_clip=config.grad_clip,
+                    steps_per_epoch=steps_per_epoch,
+                    on_step=(lambda s: [c.on_step(s) for c in callbacks]) if callbacks else None,
+                    progress=bar,
+                    totals=totals,
+                    stop=stop,
+                )
+            except KeyboardInterrupt:
+                bar.close()
+                step = totals.steps  # counts the steps before a resume too
+                checkpoint(epoch, step, totals)
+                log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; continue with --resume {run_dir}")
+                raise
+            bar.close()
+            rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
+            train = D.all_reduce(totals.as_tensor(), info).tolist()
+            test_loss = test_acc = None
+            if epoch % config.eval_every == 0 or epoch == config.epochs:
+                t = D.all_reduce(evaluate(run_model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
+                test_loss, test_acc = t[0] / t[2], t[1] / t[2]
+            m = EpochMetrics(
+                epoch=epoch,
+                train_loss=train[0] / train[2],
+                train_acc=train[1] / train[2],
+                test_loss=test_loss,
+                test_acc=test_acc,
+                lr=optimizer.param_groups[0]["lr"],
+                images_per_s=rate,
+                epoch_s=time.perf_counter() - t_epoch,
+            )
+            history.append(m)
+            log(format_epoch(m, config.epochs))
+            improved = test_acc is not None and (best_acc is None or test_acc > best_acc)
+            best_acc = test_acc if improved else best_acc
+            if runlog is not None:
+                runlog.append(m)
+            checkpoint(epoch + 1, 0, EpochTotals())
+            if improved:
+                checkpoint(epoch + 1, 0, EpochTotals(), BEST)
+            for c in callbacks:
+                c.on_epoch_end(epoch, m, model)
+
+    D.check_replicas_identical(model, info)
+    if info.enabled:
+        log(f"weights identical on all {info.world_size} ranks")
+    if runlog is not None:
+        runlog.close()
+        from cnnlab.train.plots import plot_curves
+
+        plot_curves(history, run_dir / "curves.png")
+    wall = time.perf_counter() - t0
+    if history and history[-1].test_acc is not None:
+        log(f"done in {wall:.1f} s: test accuracy {history[-1].test_acc:.4f} (best {best_acc:.4f}); {run_dir}")
+    return RunResult(config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen)

@@ -1,0 +1,152 @@
+"""fit(): run folders, reproducibility, resume, NaN handling, auxiliary losses, transfer learning, callbacks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab import registry
+from cnnlab.errors import TrainingError
+from cnnlab.models.base import LogitsWithAux
+from cnnlab.registry import create_model
+from cnnlab.train import Callback, StepInfo, TrainConfig, block_grad_norms, fit
+from cnnlab.train.engine import classification_loss
+from tests.helpers import randomize_norm_stats
+from tests.train_fixtures import TINY, TinyAuxNet, state_of, write_image_folder, write_mnist
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+def tiny_config(mnist_dir: Path, out: Path, **kw: object) -> TrainConfig:
+    base = dict(TINY, data="mnist", data_dir=str(mnist_dir), epochs=2, batch_size=16, out_dir=str(out), progress=False)
+    return TrainConfig(**(base | kw))  # type: ignore[arg-type]
+
+
+def metrics(result: object) -> list[tuple]:
+    return [(m.epoch, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.lr) for m in result.history]  # type: ignore[attr-defined]
+
+
+def test_fit_writes_the_run_folder_and_is_reproducible(mnist_dir: Path, tmp_path: Path) -> None:
+    a = fit(tiny_config(mnist_dir, tmp_path, run_name="a"), log=lambda _s: None)
+    b = fit(tiny_config(mnist_dir, tmp_path, run_name="b"), log=lambda _s: None)
+    assert metrics(a) == metrics(b)  # same seed, same machine, same metrics
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    run = tmp_path / "a"
+    for name in ("config.yaml", "metrics.csv", "curves.png", "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[-1]["test_acc"]) == pytest.approx(a.final.test_acc)
+    c = fit(tiny_config(mnist_dir, tmp_path, run_name="c", seed=1, epochs=1), log=lambda _s: None)
+    assert metrics(c)[0] != metrics(a)[0]
+
+
+class StopAt(Callback):
+    def __init__(self, global_step: int) -> None:
+        self.global_step = global_step
+
+    def on_step(self, info: StepInfo) -> None:
+        if info.global_step == self.global_step:
+            info.request_stop()
+
+
+def test_interrupt_and_resume_end_with_the_same_weights(mnist_dir: Path, tmp_path: Path) -> None:
+    straight = fit(tiny_config(mnist_dir, tmp_path, run_name="straight"), log=lambda _s: None)
+    cfg = tiny_config(mnist_dir, tmp_path, run_name="halves")
+    with pytest.raises(KeyboardInterrupt):  # 4 steps per epoch: stop in the middle of epoch 2
+        fit(cfg, callbacks=[StopAt(5)], log=lambda _s: None)
+    state = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (2, 2)
+    resumed = fit(cfg.replace(resume=str(tmp_path / "halves")), log=lambda _s: None)
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert metrics(resumed) == metrics(straight)
+
+
+class PoisonAt(Callback):
+    def on_step(self, info: StepInfo) -> None:
+        if info.epoch == 2 and info.step == 0:
+            with torch.no_grad():
+                next(info.model.parameters()).fill_(float("nan"))
+
+
+def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(mnist_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 2"):
+        fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=[PoisonAt()], log=lambda _s: None)
+    state = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_aux_losses_are_added_with_the_models_weight() -> None:
+    y = torch.tensor([0, 2, 1])
+    main, aux1, aux2 = torch.randn(3, 3), torch.randn(3, 3), torch.randn(3, 3)
+    loss, logits = classification_loss(LogitsWithAux(main, (aux1, aux2)), y, label_smoothing=0.0, aux_weight=0.3)
+    want = F.cross_entropy(main, y) + 0.3 * (F.cross_entropy(aux1, y) + F.cross_entropy(aux2, y))
+    assert torch.allclose(loss, want) and logits is main
+
+
+def test_fit_trains_a_model_with_aux_classifiers(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry._REGISTRY, "_entries", dict(registry._REGISTRY._entries))
+
+    @registry.register_model
+    def tiny_aux_net(**kwargs: object) -> TinyAuxNet:
+        return TinyAuxNet(**kwargs)  # type: ignore[arg-type]
+
+    seen = []
+
+    class Grads(Callback):
+        def on_step(self, info: StepInfo) -> None:
+            if info.global_step == 0:
+                seen.append(block_grad_norms(info.model))
+
+    result = fit(
+        TrainConfig(model="tiny_aux_net", data="mnist", data_dir=str(mnist_dir), epochs=1, batch_size=32,
+                    out_dir=str(tmp_path), progress=False),
+        callbacks=[Grads()], log=lambda _s: None,
+    )  # fmt: skip
+    assert result.final.test_acc is not None
+    assert seen[0].keys() == {"stem", "body", "head", "aux"} and seen[0]["aux"] > 0  # the aux head got gradients
+
+
+def test_finetuning_with_all_but_head_frozen_keeps_every_frozen_tensor(tmp_path: Path) -> None:
+    net = randomize_norm_stats(create_model("cifar_resnet20", num_classes=10, **TINY["model_kwargs"]))
+    torch.save(net.state_dict(), tmp_path / "pre.pth")
+    before = state_of(net)
+    data = write_image_folder(tmp_path / "imgs", per_class=6)
+    lines: list[str] = []
+    result = fit(
+        TrainConfig(**TINY, data=f"imagefolder:{data}", image_size=8, epochs=1, batch_size=4, progress=False,
+                    pretrained=str(tmp_path / "pre.pth"), freeze="all-but-head", out_dir=str(tmp_path / "runs")),
+        log=lines.append,
+    )  # fmt: skip
+    after = result.model.state_dict()
+    body = [k for k in before if not k.startswith("head.")]
+    assert body and all(torch.equal(before[k], after[k]) for k in body)  # weights and BN buffers bit-identical
+    assert after["head.fc.weight"].shape == (3, 8)  # a new head for the 3 classes
+    n_head = 8 * 3 + 3
+    assert any(f"{n_head:,} trainable of" in line for line in lines)
+    opt = torch.load(result.run_dir / "last.pt", weights_only=True)["optimizer"]
+    assert len(opt["state"]) == 2  # momentum buffers for the fc weight and bias only
+
+
+def test_freeze_by_stage_count_and_pattern(tmp_path: Path) -> None:
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.transfer import freeze, frozen_modules, set_train_mode
+
+    net = create_model("cifar_resnet20")
+    assert frozen_modules(net, "2") == ["stem", "S1"]
+    assert frozen_modules(net, "stem, S2*") == ["stem", "S2"]
+    with pytest.raises(ConfigError, match="matches no module"):
+        frozen_modules(net, "S9*")
+    frozen = freeze(net, "1")
+    set_train_mode(net, frozen)
+    assert not net.stem.bn.training and net.S1.training  # frozen BN keeps its statistics
+    assert not any(p.requires_grad for p in net.stem.parameters())

@@ -1,0 +1,104 @@
+"""Tiny datasets written in the real on-disk formats, and a tiny model, for the trainer's tests."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
+
+# A CIFAR ResNet with one unit per stage and 4-8-8 channels: ~1.5k params, milliseconds per step.
+TINY = {"model": "cifar_resnet20", "model_kwargs": {"layers": [1, 1, 1], "widths": [4, 8, 8]}}
+
+
+def _idx(array: np.ndarray) -> bytes:
+    """IDX format (LeCun's MNIST files): magic 0x0000 08 <ndim>, big-endian dims, then uint8 data."""
+    return struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def class_images(n: int, size: int, channels: int, num_classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 images (N x H x W x C) whose class is a bright square's position: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % num_classes
+    x = rng.integers(0, 40, size=(n, size, size, channels), dtype=np.uint8)
+    band = max(1, size // num_classes)
+    for i, c in enumerate(y):
+        x[i, :, c * band : (c + 1) * band, :] = 255
+    return x, y.astype(np.uint8)
+
+
+def write_mnist(root: Path, *, n_train: int = 64, n_test: int = 32, gz: bool = True, folder: str = "MNIST") -> Path:
+    """``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` with 28x28 images of 10 classes."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = class_images(n, 28, 1, 10, seed)
+        for kind, arr in (("images-idx3", x[..., 0]), ("labels-idx1", y)):
+            name = raw / f"{prefix}-{kind}-ubyte"
+            data = _idx(arr)
+            if gz:
+                name.with_suffix(".gz").write_bytes(gzip.compress(data))
+            else:
+                name.write_bytes(data)
+    return root
+
+
+def write_cifar10(root: Path, *, per_batch: int = 8) -> Path:
+    """``root/cifar-10-batches-py/`` with five training batches, a test batch and ``batches.meta`` as pickled
+    dicts (``data``: N x 3072 uint8 rows in channel-major order, ``labels``)."""
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate([*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]):
+        x, y = class_images(per_batch, 32, 3, 10, seed=k)
+        rows = x.transpose(0, 3, 1, 2).reshape(per_batch, -1)
+        (base / name).write_bytes(pickle.dumps({"data": rows, "labels": y.tolist(), "batch_label": name}))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return root
+
+
+def write_image_folder(root: Path, *, classes: tuple[str, ...] = ("ant", "bee", "cat"), per_class: int = 5, size: int = 12) -> Path:
+    """``root/<class>/<i>.png`` RGB images."""
+    from PIL import Image
+
+    x, y = class_images(per_class * len(classes), size, 3, len(classes))
+    for i, (img, c) in enumerate(zip(x, y, strict=True)):
+        folder = root / classes[c]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i}.png")
+    return root
+
+
+class TinyAuxNet(CnnlabModel):
+    """A two-stage net with an auxiliary classifier after the first stage (GoogLeNet's layout in miniature)."""
+
+    default_image_size = 28
+    aux_loss_weight = 0.3
+
+    def __init__(self, *, num_classes: int = 10, in_chans: int = 1) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(4, 8, 3, stride=2), nn.ReLU())
+        self.aux = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+        self.head_modules = ("head", "aux")
+        self.feature_info = [FeatureInfo("stem", 4, 2), FeatureInfo("body", 8, 4)]
+        self.num_features = 8
+
+    def forward(self, x: Tensor) -> Any:
+        s = self.stem(x)
+        logits = self.head(self.body(s))
+        return LogitsWithAux(logits, (self.aux(s),)) if self.training else logits
+
+
+def state_of(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
