@@ -54,3 +54,7 @@ def suggest(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """' Did you mean: a, b?' or '' when nothing is close."""
     near = closest(name, candidates, n=n)
     return f" Did you mean: {', '.join(near)}?" if near else ""
+
+
+class AnalysisError(CnnlabError, ValueError):
+    """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""
