@@ -311,6 +311,8 @@ def _getitem(here: Field, args: tuple[Any, ...]) -> Field:
 
 def walk(model: nn.Module, x: Tensor) -> GraphWalk:
     """Trace ``model`` with torch.fx and walk its graph on ``x`` (a meta tensor); see the module docstring."""
+    if fx.Tracer().is_leaf_module(model, ""):  # a bare nn.Conv2d: trace it as a call, not as F.conv2d
+        model = nn.Sequential(model)
     try:
         gm = fx.symbolic_trace(model)
     except Exception as e:  # fx raises many types (TraceError, TypeError, ...) for untraceable Python
