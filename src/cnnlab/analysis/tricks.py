@@ -158,9 +158,21 @@ def se_overhead(*, chs: int = 256, reduction: int = 16) -> list[Figure]:
     return [
         Figure(trick, f"params per block (C={c})", "2C^2/r + C + C/r", _se_params(c, r), se.params),
         Figure(trick, f"MACs per block (C={c})", "2C^2/r", 2 * c * (c // r), se.macs),
-        Figure(trick, "params SE-ResNet-50 - ResNet-50", "sum over 16 blocks", sum(n * _se_params(ch, r) for ch, n in stages), params),
-        Figure(trick, "MACs SE-ResNet-50 - ResNet-50", "sum of 2C^2/r", sum(n * 2 * ch * (ch // r) for ch, n in stages), macs),
-    ]  # fmt: skip
+        Figure(
+            trick,
+            "params SE-ResNet-50 - ResNet-50",
+            "sum over 16 blocks",
+            sum(n * _se_params(ch, r) for ch, n in stages),
+            params,
+        ),
+        Figure(
+            trick,
+            "MACs SE-ResNet-50 - ResNet-50",
+            "sum of 2C^2/r",
+            sum(n * 2 * ch * (ch // r) for ch, n in stages),
+            macs,
+        ),
+    ]
 
 
 def inception_modules(*, size: int = 28) -> list[Figure]:
@@ -174,17 +186,35 @@ def inception_modules(*, size: int = 28) -> list[Figure]:
     try:
         from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1
     except ImportError:
-        return [Figure(trick, "MACs naive / reduced", "Fig. 2a / Fig. 2b", naive_w / reduced_w, None, needs="needs issue 3")]  # fmt: skip
+        return [
+            Figure(trick, "MACs naive / reduced", "Fig. 2a / Fig. 2b", naive_w / reduced_w, None, needs="needs issue 3")
+        ]
     w = GOOGLENET_3A
     naive = analyze(InceptionV1(c, w, naive=True), (c, size, size))
     reduced = analyze(InceptionV1(c, w), (c, size, size))
     return [
         Figure(trick, "MACs naive", "28x28 x 192 x (c1 + 9 c3 + 25 c5)", hw * naive_w, _conv_macs(naive)),
-        Figure(trick, "MACs reduced", "28x28 x (reductions + 3x3 + 5x5 + pool proj)", hw * reduced_w, _conv_macs(reduced)),
-        Figure(trick, "MACs naive / reduced", "Fig. 2a / Fig. 2b", naive_w / reduced_w, _conv_macs(naive) / _conv_macs(reduced)),
-        Figure(trick, "output channels naive", "c1 + c3 + c5 + 192", c1 + c3 + c5 + c, naive.layers[-1].output_shape[1]),
-        Figure(trick, "output channels reduced", "c1 + c3 + c5 + pool proj", c1 + c3 + c5 + pool_proj, reduced.layers[-1].output_shape[1]),
-    ]  # fmt: skip
+        Figure(
+            trick, "MACs reduced", "28x28 x (reductions + 3x3 + 5x5 + pool proj)", hw * reduced_w, _conv_macs(reduced)
+        ),
+        Figure(
+            trick,
+            "MACs naive / reduced",
+            "Fig. 2a / Fig. 2b",
+            naive_w / reduced_w,
+            _conv_macs(naive) / _conv_macs(reduced),
+        ),
+        Figure(
+            trick, "output channels naive", "c1 + c3 + c5 + 192", c1 + c3 + c5 + c, naive.layers[-1].output_shape[1]
+        ),
+        Figure(
+            trick,
+            "output channels reduced",
+            "c1 + c3 + c5 + pool proj",
+            c1 + c3 + c5 + pool_proj,
+            reduced.layers[-1].output_shape[1],
+        ),
+    ]
 
 
 def vgg_vs_resnet() -> list[Figure]:
@@ -202,9 +232,19 @@ def vgg_vs_resnet() -> list[Figure]:
     return [
         Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01, needs=needs),
         Figure(trick, "GMACs ResNet-34", "paper Fig. 3", 3.6, resnet34, rel_tol=0.02),
-        Figure(trick, "ResNet-34 / VGG-19", "3.6 / 19.6 (18%)", 3.6 / 19.6, resnet34 / vgg19 if vgg19 else None, rel_tol=0.02, needs=needs),
-        Figure("ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", "paper Table 1", 3.8, resnet50, rel_tol=0.02),
-    ]  # fmt: skip
+        Figure(
+            trick,
+            "ResNet-34 / VGG-19",
+            "3.6 / 19.6 (18%)",
+            3.6 / 19.6,
+            resnet34 / vgg19 if vgg19 else None,
+            rel_tol=0.02,
+            needs=needs,
+        ),
+        Figure(
+            "ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", "paper Table 1", 3.8, resnet50, rel_tol=0.02
+        ),
+    ]
 
 
 TRICKS: dict[str, Callable[[], list[Figure]]] = {
