@@ -66,3 +66,7 @@ class DataError(CnnlabError, ValueError):
 
 class TrainingError(CnnlabError, RuntimeError):
     """A run that cannot go on: a loss that turned NaN or infinite, a checkpoint that does not fit the run."""
+
+
+class AnalysisError(CnnlabError, ValueError):
+    """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnlab.analysis.report import format_table as format_table  # one table format for every command
 from cnnlab.registry import create_model
 
 
@@ -33,29 +33,3 @@ def meta_model(name: str, **kwargs: Any) -> nn.Module:
     """The model built on the meta device: its structure and counts without allocating its weights."""
     with torch.device("meta"):
         return create_model(name, **kwargs)
-
-
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """An aligned text table: numbers right-aligned with thousands separators, text left-aligned."""
-
-    def cell(v: Any) -> str:
-        if isinstance(v, bool) or v is None:
-            return "" if v is None else str(v)
-        if isinstance(v, int):
-            return f"{v:,}"
-        if isinstance(v, float):
-            return f"{v:,.3f}"
-        return str(v)
-
-    text = [[cell(v) for v in row] for row in rows]
-    numeric = [
-        all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows) for i in range(len(headers))
-    ]
-    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in text)])

@@ -1,0 +1,24 @@
+"""The analyzer: per-layer shapes, parameters, MACs and receptive fields, and the arithmetic behind each trick.
+
+One concern per module: :mod:`.receptive_field` (the arithmetic), :mod:`.graph` (the torch.fx walk),
+:mod:`.report` (dataclasses, JSON/CSV/table), :mod:`.analyze` (``analyze``), :mod:`.erf` (effective
+receptive field), :mod:`.gridding` (dilation maps), :mod:`.tricks` (the design-trick report),
+:mod:`.latency` (CPU timing) and :mod:`.plots` (PNG figures, matplotlib imported on use).
+"""
+
+from cnnlab.analysis.analyze import analyze, count_macs, meta_copy, parse_input_size
+from cnnlab.analysis.receptive_field import Field, merge, stack_field
+from cnnlab.analysis.report import MACS_NOTE, LayerReport, ModelReport
+
+__all__ = [
+    "MACS_NOTE",
+    "Field",
+    "LayerReport",
+    "ModelReport",
+    "analyze",
+    "count_macs",
+    "merge",
+    "meta_copy",
+    "parse_input_size",
+    "stack_field",
+]

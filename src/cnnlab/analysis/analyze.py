@@ -1,0 +1,157 @@
+"""``cnnlab.analyze(model, input_size)``: per-layer shapes, parameters, MACs and receptive fields of a model.
+
+The model is never run on data: a weightless copy on the meta device is traced with torch.fx and walked
+(:mod:`cnnlab.analysis.graph`), so ResNet-152 at 224 takes about a second and nothing is allocated.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab.analysis.graph import GraphWalk, walk
+from cnnlab.analysis.report import LayerReport, ModelReport
+from cnnlab.errors import AnalysisError, InputShapeError
+
+InputSize = tuple[int, int, int] | Sequence[int] | str | int
+
+
+def parse_input_size(size: InputSize) -> tuple[int, int, int]:
+    """``"3x224x224"`` or ``(3, 224, 224)`` -> (3, 224, 224); ``"224"`` or ``224`` -> (3, 224, 224)."""
+    text = size if isinstance(size, str) else "x".join(map(str, size if not isinstance(size, int) else [size]))
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(" ", "").split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) == 1:
+        dims = (3, dims[0], dims[0])
+    if len(dims) != 3 or min(dims) < 1:
+        raise AnalysisError(f"expected an input size CxHxW such as 3x224x224 (or one size such as 224), got {size!r}")
+    return dims  # type: ignore[return-value]
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied), in eval mode."""
+    memo: dict[int, Tensor] = {}
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        empty = torch.empty_like(t, device="meta")
+        memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
+    return copy.deepcopy(model, memo).eval()
+
+
+def default_input_size(model: nn.Module) -> tuple[int, int, int]:
+    size = getattr(model, "default_input_size", None)
+    if size is None:
+        raise AnalysisError(f"{type(model).__name__} has no default input size; pass input_size such as (3, 224, 224)")
+    return tuple(size)  # type: ignore[return-value]
+
+
+def _meta_input(model: nn.Module, size: tuple[int, int, int], batch: int = 1) -> Tensor:
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return torch.empty(batch, *size, device="meta", dtype=dtype)
+
+
+def check_input(model: nn.Module, size: tuple[int, int, int]) -> None:
+    """Run the model's own input checks (a :class:`~cnnlab.CnnlabModel` names its channels and smallest size)."""
+    x = _meta_input(model, size)
+    for hook in model._forward_pre_hooks.values():
+        hook(model, (x,))
+
+
+def _runs(model: nn.Module, size: tuple[int, int, int]) -> bool:
+    try:
+        with torch.no_grad():
+            model(_meta_input(model, size))
+    except (RuntimeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _explain_failure(meta: nn.Module, size: tuple[int, int, int], error: Exception) -> InputShapeError:
+    """An input the model cannot take: name the channels it expects, or the smallest size it takes."""
+    name = getattr(meta, "model_name", type(meta).__name__)
+    first = next((m for m in meta.modules() if isinstance(m, nn.Conv2d | nn.Linear)), None)
+    expected = getattr(first, "in_channels", None)
+    if expected is not None and expected != size[0]:
+        return InputShapeError(f"{name} expects {expected} input channels; got {size[0]} (input size {size})")
+    lo, hi = max(size[1], size[2]), 4096
+    if not _runs(meta, (size[0], hi, hi)):
+        return InputShapeError(f"{name} cannot take input of size {size}: {error}")
+    while lo < hi:  # the smallest square size that runs
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _runs(meta, (size[0], mid, mid)) else (mid + 1, hi)
+    return InputShapeError(
+        f"input {size[1]}x{size[2]} is too small for {name}: the smallest input it takes is {lo}x{lo}"
+    )
+
+
+def analyze(model: nn.Module, input_size: InputSize | None = None) -> ModelReport:
+    """Per-layer module path, type, output shape, parameters, MACs, receptive field, jump and activation memory
+    of ``model`` for one input of ``input_size`` (C, H, W; default: the model's ``default_input_size``).
+
+    MACs come from ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2); receptive fields from the real
+    torch.fx graph, the largest over the paths where branches meet. Raises
+    :class:`~cnnlab.errors.InputShapeError` for an input the model cannot take and
+    :class:`~cnnlab.errors.AnalysisError` for a model torch.fx cannot trace.
+    """
+    size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
+    check_input(model, size)
+    meta = meta_copy(model)
+    try:
+        result = walk(meta, _meta_input(meta, size))
+    except (RuntimeError, ValueError, IndexError) as e:
+        if isinstance(e, AnalysisError):
+            raise
+        raise _explain_failure(meta, size, e) from e
+    return _report(model, size, result)
+
+
+def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk) -> ModelReport:
+    layers = [
+        LayerReport(
+            path=r.path,
+            kind=r.kind,
+            output_shape=r.output_shape,
+            params=r.params,
+            trainable_params=r.trainable_params,
+            macs=r.macs,
+            rf=r.field.size if r.field else None,
+            jump=r.field.jump if r.field else None,
+            activation_bytes=r.activation_bytes,
+        )
+        for r in result.records
+    ]
+    spatial = [r for r in result.records if len(r.output_shape) >= 4 and not r.global_op]
+    last = spatial[-1].field if spatial else result.output_field
+    return ModelReport(
+        model=getattr(model, "model_name", type(model).__name__),
+        input_size=size,
+        layers=layers,
+        params=sum(p.numel() for p in model.parameters()),
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        macs=result.total_macs,
+        activation_bytes=sum(r.activation_bytes for r in result.records),
+        receptive_field=last.size if last else None,
+        jump=last.jump if last else None,
+        depth=result.depth,
+        macs_by_op=result.macs_by_op,
+        unsupported=result.unsupported,
+    )
+
+
+def count_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
+    """MACs of one forward pass (FlopCounterMode FLOPs / 2) on a weightless meta copy: cheap for any model."""
+    size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
+    check_input(model, size)
+    meta = meta_copy(model)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        try:
+            meta(_meta_input(meta, size))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise _explain_failure(meta, size, e) from e
+    return counter.get_total_flops() // 2

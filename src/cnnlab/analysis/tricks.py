@@ -1,0 +1,302 @@
+"""The arithmetic behind each design trick, measured live from cnnlab's own blocks.
+
+Each :class:`Figure` puts a formula's value (from the papers and ../shared/REFERENCE.md) beside the value that
+:func:`cnnlab.analyze` measures on the real layers: parameters, MACs (FlopCounterMode FLOPs / 2) and receptive
+fields. A figure whose block belongs to another issue that is not merged yet says so (``needs``) instead of
+being faked.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.analysis.analyze import analyze, count_macs
+from cnnlab.analysis.report import ModelReport, format_table, rows_to_csv
+from cnnlab.errors import CnnlabWarning, UnknownModelError
+from cnnlab.layers import Bottleneck, SqueezeExcite
+from cnnlab.registry import create_model
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number of one trick: the formula's value beside the measured one.
+
+    ``rel_tol`` is 0 where the two must be equal (exact counts and ratios); a paper's rounded figure gets a
+    relative tolerance. ``measured`` is None and ``needs`` names the issue when the block is missing.
+    """
+
+    trick: str
+    quantity: str
+    formula: str
+    expected: float
+    measured: float | None
+    rel_tol: float = 0.0
+    needs: str = ""
+
+    @property
+    def agrees(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return math.isclose(self.measured, self.expected, rel_tol=max(self.rel_tol, 1e-9))
+
+
+def _conv_macs(report: ModelReport) -> int:
+    return sum(r.macs for r in report.layers if r.kind == "Conv2d")
+
+
+def _conv_weights(module: nn.Module) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d))
+
+
+def _stack3x3(chs: int, n: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(n):
+        layers += [nn.Conv2d(chs, chs, 3, padding=1, bias=False), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+def stacked_small_kernels(*, big: int, chs: int = 64, size: int = 56) -> list[Figure]:
+    """One ``big`` x ``big`` conv against ``(big - 1) / 2`` stacked 3x3 convs (VGG, Simonyan & Zisserman 2015,
+    Sec. 2.3): the same receptive field, ``9n / big^2`` of the weights and MACs."""
+    n = (big - 1) // 2
+    trick = f"{big}x{big} vs {n} x 3x3"
+    one = analyze(nn.Conv2d(chs, chs, big, padding=big // 2, bias=False), (chs, size, size))
+    stack = analyze(_stack3x3(chs, n), (chs, size, size))
+    return [
+        Figure(trick, f"weights {big}x{big}", f"{big * big} C^2 (C={chs})", big * big * chs * chs, one.params),
+        Figure(trick, f"weights {n} x 3x3", f"{9 * n} C^2", 9 * n * chs * chs, stack.params),
+        Figure(trick, "MACs ratio stack / single", f"{9 * n}/{big * big}", 9 * n / big**2, stack.macs / one.macs),
+        Figure(trick, f"receptive field {big}x{big}", f"{big}", big, one.receptive_field[0]),  # type: ignore[index]
+        Figure(trick, f"receptive field {n} x 3x3", f"1 + 2 x {n}", 1 + 2 * n, stack.receptive_field[0]),  # type: ignore[index]
+    ]
+
+
+def bottleneck_weights(*, chs: int = 256, planes: int = 64) -> list[Figure]:
+    """A 3x3 conv on a 256-d map against the ResNet bottleneck 1x1 -> 3x3 -> 1x1 (He et al. 2016, Fig. 5)."""
+    trick = "256-d bottleneck"
+    dense = nn.Conv2d(chs, chs, 3, padding=1, bias=False)
+    block = Bottleneck(chs, planes)
+    formula = chs * planes + 9 * planes * planes + planes * chs
+    measured_dense, measured_block = _conv_weights(dense), _conv_weights(block)
+    return [
+        Figure(trick, "weights 3x3 256->256", "256 x 3 x 3 x 256", 9 * chs * chs, measured_dense),
+        Figure(trick, "weights bottleneck convs", "256x64 + 3x3x64x64 + 64x256", formula, measured_block),
+        Figure(trick, "saving (x fewer)", "589,824 / 69,632", 9 * chs * chs / formula, measured_dense / measured_block),
+    ]
+
+
+def inception_reduction(*, size: int = 28, in_chs: int = 192, out_chs: int = 32, reduce: int = 16) -> list[Figure]:
+    """28x28x192 to 32 channels by a 5x5 conv, against a 1x1 to 16 channels first (GoogLeNet, Sec. 4)."""
+    trick = "1x1 reduction before 5x5"
+    direct = analyze(nn.Conv2d(in_chs, out_chs, 5, padding=2), (in_chs, size, size))
+    reduced = analyze(
+        nn.Sequential(nn.Conv2d(in_chs, reduce, 1), nn.ReLU(), nn.Conv2d(reduce, out_chs, 5, padding=2)),
+        (in_chs, size, size),
+    )
+    hw = size * size
+    return [
+        Figure(trick, "MACs 5x5 192->32", "28x28 x 32 x 5x5x192", hw * out_chs * 25 * in_chs, direct.macs),
+        Figure(
+            trick,
+            "MACs 1x1 192->16, 5x5 16->32",
+            "28x28 x (16x192 + 32x5x5x16)",
+            hw * (reduce * in_chs + out_chs * 25 * reduce),
+            reduced.macs,
+        ),
+    ]
+
+
+def depthwise_separable(*, in_chs: int = 128, out_chs: int = 256, k: int = 3, size: int = 28) -> list[Figure]:
+    """Depthwise k x k then pointwise 1x1 against a standard k x k conv: ``1/N + 1/k^2`` of the MACs
+    (MobileNet, Howard et al. 2017, Sec. 3.1; N output channels)."""
+    trick = "depthwise-separable"
+    formula = 1 / out_chs + 1 / k**2
+    quantity, text = f"MACs ratio ({in_chs}->{out_chs}, {k}x{k})", f"1/{out_chs} + 1/{k}^2"
+    try:
+        from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
+    except ImportError:
+        return [Figure(trick, quantity, text, formula, None, needs="needs issue 4")]
+    standard = analyze(nn.Conv2d(in_chs, out_chs, k, padding=k // 2, bias=False), (in_chs, size, size))
+    separable = analyze(DepthwiseSeparableConv(in_chs, out_chs, kernel_size=k), (in_chs, size, size))
+    return [Figure(trick, quantity, text, formula, _conv_macs(separable) / _conv_macs(standard))]
+
+
+def group_conv(*, chs: int = 256, groups: int = 32, size: int = 28) -> list[Figure]:
+    """A 3x3 conv in ``groups`` groups against the dense one: 1/g of the weights and MACs (AlexNet, ResNeXt)."""
+    trick = f"group conv g={groups}"
+    dense = analyze(nn.Conv2d(chs, chs, 3, padding=1, bias=False), (chs, size, size))
+    grouped = analyze(nn.Conv2d(chs, chs, 3, padding=1, groups=groups, bias=False), (chs, size, size))
+    return [
+        Figure(trick, "weights ratio", f"1/{groups}", 1 / groups, grouped.params / dense.params),
+        Figure(trick, "MACs ratio", f"1/{groups}", 1 / groups, grouped.macs / dense.macs),
+    ]
+
+
+def _se_params(c: int, r: int) -> int:
+    return 2 * c * (c // r) + c + c // r  # two FCs (as 1x1 convs) with biases
+
+
+def se_overhead(*, chs: int = 256, reduction: int = 16) -> list[Figure]:
+    """The squeeze-and-excitation block's cost (Hu et al. 2018, Sec. 4): ``2C^2/r`` weights per block; on
+    SE-ResNet-50 about 10% more parameters and well under 1% more MACs."""
+    trick = f"SE block r={reduction}"
+    se = analyze(SqueezeExcite(chs, reduction=reduction), (chs, 56, 56))
+    c, r = chs, reduction
+    stages = ((256, 3), (512, 4), (1024, 6), (2048, 3))  # ResNet-50: output channels and blocks per stage
+    with torch.device("meta"):
+        se50 = create_model("se_resnet50")
+        plain50 = create_model("se_resnet50", attn_layer=None)  # the same net (stride on 1x1, Caffe pool), no SE
+    params = sum(p.numel() for p in se50.parameters()) - sum(p.numel() for p in plain50.parameters())
+    macs = count_macs(se50) - count_macs(plain50)
+    return [
+        Figure(trick, f"params per block (C={c})", "2C^2/r + C + C/r", _se_params(c, r), se.params),
+        Figure(trick, f"MACs per block (C={c})", "2C^2/r", 2 * c * (c // r), se.macs),
+        Figure(
+            trick,
+            "params SE-ResNet-50 - ResNet-50",
+            "sum over 16 blocks",
+            sum(n * _se_params(ch, r) for ch, n in stages),
+            params,
+        ),
+        Figure(
+            trick,
+            "MACs SE-ResNet-50 - ResNet-50",
+            "sum of 2C^2/r",
+            sum(n * 2 * ch * (ch // r) for ch, n in stages),
+            macs,
+        ),
+    ]
+
+
+def inception_modules(*, size: int = 28) -> list[Figure]:
+    """GoogLeNet's inception (3a) module, naive (Fig. 2a: 1x1, 3x3, 5x5 and a pool on the 192-channel input)
+    against the version with 1x1 reductions (Fig. 2b), at 28x28x192 (Szegedy et al. 2015, Table 1)."""
+    trick = "Inception 3a naive vs reduced"
+    c, hw = 192, size * size
+    c1, c3r, c3, c5r, c5, pool_proj = 64, 96, 128, 16, 32, 32  # Table 1, inception (3a)
+    naive_w = c * c1 + 9 * c * c3 + 25 * c * c5
+    reduced_w = c * (c1 + c3r + c5r + pool_proj) + 9 * c3r * c3 + 25 * c5r * c5
+    try:
+        from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1
+    except ImportError:
+        return [
+            Figure(trick, "MACs naive / reduced", "Fig. 2a / Fig. 2b", naive_w / reduced_w, None, needs="needs issue 3")
+        ]
+    w = GOOGLENET_3A
+    naive = analyze(InceptionV1(c, w, naive=True), (c, size, size))
+    reduced = analyze(InceptionV1(c, w), (c, size, size))
+    return [
+        Figure(trick, "MACs naive", "28x28 x 192 x (c1 + 9 c3 + 25 c5)", hw * naive_w, _conv_macs(naive)),
+        Figure(
+            trick, "MACs reduced", "28x28 x (reductions + 3x3 + 5x5 + pool proj)", hw * reduced_w, _conv_macs(reduced)
+        ),
+        Figure(
+            trick,
+            "MACs naive / reduced",
+            "Fig. 2a / Fig. 2b",
+            naive_w / reduced_w,
+            _conv_macs(naive) / _conv_macs(reduced),
+        ),
+        Figure(
+            trick, "output channels naive", "c1 + c3 + c5 + 192", c1 + c3 + c5 + c, naive.layers[-1].output_shape[1]
+        ),
+        Figure(
+            trick,
+            "output channels reduced",
+            "c1 + c3 + c5 + pool proj",
+            c1 + c3 + c5 + pool_proj,
+            reduced.layers[-1].output_shape[1],
+        ),
+    ]
+
+
+def vgg_vs_resnet() -> list[Figure]:
+    """VGG-19 against ResNet-34 (He et al. 2016, Fig. 3: 19.6 and 3.6 billion multiply-adds, "18%"), and
+    ResNet-50 with the paper's stride placement (on the first 1x1 of a bottleneck: 3.8 G in Table 1)."""
+    trick = "VGG-19 vs ResNet-34"
+    with torch.device("meta"):
+        resnet34 = count_macs(create_model("resnet34", stride_in="1x1")) / 1e9
+        resnet50 = count_macs(create_model("resnet50", stride_in="1x1")) / 1e9
+        try:
+            vgg19: float | None = count_macs(create_model("vgg19")) / 1e9
+        except UnknownModelError:
+            vgg19 = None
+    needs = "needs issue 4" if vgg19 is None else ""
+    return [
+        Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01, needs=needs),
+        Figure(trick, "GMACs ResNet-34", "paper Fig. 3", 3.6, resnet34, rel_tol=0.02),
+        Figure(
+            trick,
+            "ResNet-34 / VGG-19",
+            "3.6 / 19.6 (18%)",
+            3.6 / 19.6,
+            resnet34 / vgg19 if vgg19 else None,
+            rel_tol=0.02,
+            needs=needs,
+        ),
+        Figure(
+            "ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", "paper Table 1", 3.8, resnet50, rel_tol=0.02
+        ),
+    ]
+
+
+TRICKS: dict[str, Callable[[], list[Figure]]] = {
+    "5x5": lambda: stacked_small_kernels(big=5),
+    "7x7": lambda: stacked_small_kernels(big=7),
+    "bottleneck": bottleneck_weights,
+    "reduction": inception_reduction,
+    "depthwise": depthwise_separable,
+    "group": group_conv,
+    "se": se_overhead,
+    "inception": inception_modules,
+    "vgg": vgg_vs_resnet,
+}
+"""Every trick by a short name (``cnnlab tricks --only se``)."""
+
+
+def tricks_report(names: list[str] | None = None) -> list[Figure]:
+    """The figures of the tricks ``names`` (default: all), measured now."""
+    figures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CnnlabWarning)
+        for name in names or list(TRICKS):
+            figures += TRICKS[name]()
+    return figures
+
+
+def _value(v: float | None) -> str:
+    if v is None:
+        return ""
+    if float(v).is_integer() and abs(v) >= 1:
+        return f"{int(v):,}"
+    return f"{v:.4g}"
+
+
+def figures_table(figures: list[Figure]) -> str:
+    rows = [
+        [
+            f.trick,
+            f.quantity,
+            f.formula,
+            _value(f.expected),
+            _value(f.measured) if f.measured is not None else f.needs,
+            {True: "yes", False: "NO", None: "-"}[f.agrees],
+        ]
+        for f in figures
+    ]
+    return format_table(rows, ["trick", "quantity", "formula", "formula value", "measured", "agree"])
+
+
+def figures_dicts(figures: list[Figure]) -> list[dict[str, Any]]:
+    return [asdict(f) | {"agrees": f.agrees} for f in figures]
+
+
+def figures_csv(figures: list[Figure]) -> str:
+    return rows_to_csv(figures_dicts(figures))
