@@ -11,50 +11,25 @@ A YAML file such as ``experiments/shortcuts.yaml``::
       shortcut: [A, B, C]
 
 Model arguments that take a layer (names ending in ``_layer``) are given by name, since a YAML file holds no
-classes: ``attn_layer: se`` or ``attn_layer: {name: se, reduction: 4}`` (see :data:`NAMED_LAYERS`);
+classes: ``attn_layer: se`` or ``attn_layer: {name: se, reduction: 4}`` (see :mod:`cnnlab.layers.named`);
 ``null`` leaves the layer out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from cnnlab.errors import ConfigError, suggest
-from cnnlab.layers import SqueezeExcite
+from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.registry import list_models
 from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml
 
-NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
-    "se": SqueezeExcite,  # Hu et al. 2018; reduction r as an extra key
-    "relu": nn.ReLU,
-    "batchnorm": nn.BatchNorm2d,
-}
-"""The layers an experiment file may name (for model arguments ending in ``_layer``)."""
-
 SPEC_KEYS = ("name", "description", "model", "data", "seeds", "recipe", "grid")
-
-
-def resolve_layer(key: str, value: Any) -> Any:
-    """``"se"`` -> SqueezeExcite; ``{"name": "se", "reduction": 4}`` -> partial(SqueezeExcite, reduction=4)."""
-    if value is None:
-        return None
-    name, options = (value, {}) if isinstance(value, str) else (dict(value).pop("name", None), dict(value))
-    options.pop("name", None)
-    if name not in NAMED_LAYERS:
-        raise ConfigError(f"{key}: unknown layer {name!r}.{suggest(str(name), NAMED_LAYERS)} Known: {', '.join(NAMED_LAYERS)}")
-    return partial(NAMED_LAYERS[name], **options) if options else NAMED_LAYERS[name]
-
-
-def resolve_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Model arguments as written in a file, with named layers turned into layer classes."""
-    return {k: resolve_layer(k, v) if k.endswith("_layer") else v for k, v in kwargs.items()}
 
 
 def variant_label(kwargs: Mapping[str, Any]) -> str:
@@ -86,6 +61,9 @@ class AblationSpec:
     recipe: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
 
+    def with_recipe(self, **changes: Any) -> AblationSpec:
+        return dataclasses.replace(self, recipe=self.recipe.replace(**changes))
+
     def variants(self) -> list[Variant]:
         keys = list(self.grid)
         combos = itertools.product(*(self.grid[k] for k in keys)) if keys else [()]
@@ -100,10 +78,14 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
     """Check and build an :class:`AblationSpec`; every mistake is a ConfigError naming ``source``."""
     unknown = [k for k in obj if k not in SPEC_KEYS]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r}.{suggest(unknown[0], SPEC_KEYS)} Keys: {', '.join(SPEC_KEYS)}")
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]!r}.{suggest(unknown[0], SPEC_KEYS)} Keys: {', '.join(SPEC_KEYS)}"
+        )
     model = obj.get("model")
     if model not in list_models():
-        raise ConfigError(f"{source}: 'model' must name a registered model, got {model!r}.{suggest(str(model), list_models())}")
+        raise ConfigError(
+            f"{source}: 'model' must name a registered model, got {model!r}.{suggest(str(model), list_models())}"
+        )
     grid = obj.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{source}: 'grid' must map model arguments to non-empty lists of values, got {grid!r}")

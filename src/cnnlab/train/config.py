@@ -107,7 +107,7 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 def _coerce(name: str, value: Any) -> Any:
     """YAML gives ints for floats and strings for everything on the command line; check the rest."""
     default = FIELDS[name].default
-    if value is None or default is dataclasses.MISSING and name != "model_kwargs":
+    if value is None or (default is dataclasses.MISSING and name != "model_kwargs"):
         return value
     if name == "model_kwargs":
         if not isinstance(value, Mapping):

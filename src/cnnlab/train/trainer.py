@@ -22,9 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.registry import create_model, model_entry
 from cnnlab.train import distributed as D
-from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.checkpoint import (
+    BEST,
+    LAST,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import Dataset, load_dataset, make_loader
 from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
@@ -52,7 +61,8 @@ class RunResult:
 
 
 def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
-    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **dict(config.model_kwargs))
+    kwargs = resolve_model_kwargs(config.model_kwargs)  # layers named in a config file become classes
+    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def image_size_for(config: TrainConfig) -> int:
