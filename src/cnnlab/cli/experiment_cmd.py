@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--data", default="mnist5k", help="mnist5k (embedded), cifar10, ... (default: mnist5k)")
     d.add_argument("--data-dir", default="data", help="where torchvision datasets live")
     d.add_argument("--depths", type=int, nargs="+", default=[20, 56], help="6n+2 depths with a plain twin")
-    d.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 5)")
+    d.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 6)")
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the same seeds for every model")
     _common(d, "experiments/degradation")
     d.set_defaults(func=run_degradation_cmd)
