@@ -7,6 +7,15 @@ from cnnlab.layers.residual import BasicBlock, Bottleneck, ResidualBlock
 from cnnlab.layers.shortcut import SHORTCUT_OPTIONS, ShortcutOption, ZeroPadShortcut, make_shortcut
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 from cnnlab.layers.types import LayerFactory, pair
+from cnnlab.layers.aux_classifier import AuxClassifier, AuxClassifierV3
+from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.classifier import make_fc
+from cnnlab.layers.factorized import asymmetric, expanded_asymmetric, stacked_3x3
+from cnnlab.layers.grid_reduction import GridReduction
+from cnnlab.layers.inception_resnet import InceptionResNetBlock
+from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1, InceptionV1Widths
+from cnnlab.layers.inception_v3 import InceptionV3A, InceptionV3B, InceptionV3C, InceptionV3Stem
+from cnnlab.layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, InceptionV4Stem
 
 __all__ = [
     "SHORTCUT_OPTIONS",
@@ -26,4 +35,25 @@ __all__ = [
     "make_shortcut",
     "pair",
     "same_padding",
+    "AuxClassifier",
+    "AuxClassifierV3",
+    "Concat",
+    "conv_chain",
+    "make_fc",
+    "asymmetric",
+    "expanded_asymmetric",
+    "stacked_3x3",
+    "GridReduction",
+    "InceptionResNetBlock",
+    "GOOGLENET_3A",
+    "InceptionV1",
+    "InceptionV1Widths",
+    "InceptionV3A",
+    "InceptionV3B",
+    "InceptionV3C",
+    "InceptionV3Stem",
+    "InceptionV4A",
+    "InceptionV4B",
+    "InceptionV4C",
+    "InceptionV4Stem",
 ]
