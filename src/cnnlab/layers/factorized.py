@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 from cnnlab.errors import ModelArgumentError
@@ -30,7 +32,7 @@ def stacked_3x3(
     _check_odd(n)
     depth = (n - 1) // 2
     widths = [in_chs] + [mid_chs or out_chs] * (depth - 1) + [out_chs]
-    return nn.Sequential(*(conv_layer(a, b, 3) for a, b in zip(widths, widths[1:], strict=False)))
+    return nn.Sequential(*(conv_layer(a, b, 3) for a, b in itertools.pairwise(widths)))
 
 
 def asymmetric(

@@ -118,10 +118,10 @@ def reduction_a(
     in_chs: int,
     *,
     k: int,
-    l: int,
+    l: int,  # noqa: E741 (the paper's name)
     m: int,
     n: int,
-    conv_layer: LayerFactory = ConvBnAct,  # noqa: E741
+    conv_layer: LayerFactory = ConvBnAct,
 ) -> GridReduction:
     """Fig. 7 (35 -> 17): 3x3/2 ``n``; 1x1 ``k``, 3x3 ``l``, 3x3/2 ``m``; max pool. Table 1 gives (k, l, m, n):
     Inception-v4 (192, 224, 256, 384), Inception-ResNet-v1 (192, 192, 256, 384), -v2 (256, 256, 384, 384)."""
