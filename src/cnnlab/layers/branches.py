@@ -7,6 +7,7 @@ and their outputs are "concatenated into a single output vector forming the inpu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -51,3 +52,8 @@ class Concat(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([branch(x) for branch in self.children()], dim=1)  # N x out_chs x H' x W'
+
+
+INCEPTION_CONV: LayerFactory = partial(ConvBnAct, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))
+"""Conv-BN-ReLU with the released Inception models' BN epsilon (TensorFlow's 0.001), which their weights
+(torchvision's GoogLeNet and Inception-v3, timm's Inception-v4 and Inception-ResNet-v2) need."""
