@@ -183,7 +183,7 @@ class GoogLeNet(CnnlabModel):
                 aux.reset(num_classes)
 
 
-@register_model(peers=(Peer("torchvision", "googlenet"),))
+@register_model(peers=(Peer("torchvision", "googlenet", {"init_weights": False}),))  # PyTorch's fast init
 def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet, torchvision's layout: 6,624,904 params without the auxiliary heads, 13,004,888 with; 1.5 GMACs."""
     return GoogLeNet(**kwargs)

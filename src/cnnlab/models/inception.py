@@ -331,7 +331,7 @@ class InceptionResNet(CnnlabModel):
         return self.stage_c(x)  # N x num_features x 8 x 8
 
 
-@register_model(peers=(Peer("torchvision", "inception_v3", {"aux_logits": False}),))
+@register_model(peers=(Peer("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}),))
 def inception_v3(**kwargs: Any) -> InceptionV3:
     """Inception-v3 (299x299, min 75): 23,834,568 params, 27,161,264 with ``aux_logits=True``; 5.7 GMACs."""
     return InceptionV3(**kwargs)
