@@ -92,7 +92,35 @@ def _stage(*named: tuple[str, nn.Module]) -> nn.Sequential:
     return stage
 
 
-class GoogLeNet(CnnlabModel):
+class AuxHeadsModel(CnnlabModel):
+    """A model with auxiliary classifiers: ``forward_taps`` returns the features and one tap per head in
+    ``head_modules[1:]`` (absent heads are ``None``); in training mode ``forward`` returns
+    :class:`~cnnlab.models.base.LogitsWithAux`, in eval mode plain logits."""
+
+    def forward_taps(self, x: Tensor) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def aux_heads(self) -> list[nn.Module]:
+        return [self.get_submodule(name) for name in self.head_modules[1:]]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.forward_taps(x)[0]
+
+    def forward(self, x: Tensor) -> Tensor | LogitsWithAux:  # type: ignore[override]
+        x, *taps = self.forward_taps(x)
+        logits = self.forward_head(x)
+        heads = self.aux_heads()
+        if self.training and heads:
+            return LogitsWithAux(logits, tuple(head(tap) for head, tap in zip(heads, taps, strict=True)))
+        return logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        super().reset_classifier(num_classes)
+        for head in self.aux_heads():
+            head.reset(num_classes)
+
+
+class GoogLeNet(AuxHeadsModel):
     """GoogLeNet / Inception-v1 (Table 1): 22 layers with parameters, 6.6M parameters (torchvision layout).
 
     Stages: ``stem`` (7x7/2 conv, 3x3/2 pool, 1x1 and 3x3 convs; 192 at 1/4), ``inception3`` (pool, 3a,
@@ -165,22 +193,6 @@ class GoogLeNet(CnnlabModel):
         tap2 = self.inception4d(tap1)  # N x 528 x H/16 x W/16
         x = self.inception4e(tap2)  # N x 832 x H/16 x W/16
         return self.inception5(x), tap1, tap2  # N x 1024 x H/32 x W/32
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.forward_taps(x)[0]
-
-    def forward(self, x: Tensor) -> Tensor | LogitsWithAux:  # type: ignore[override]
-        x, tap1, tap2 = self.forward_taps(x)
-        logits = self.forward_head(x)
-        if self.training and self.aux1 is not None and self.aux2 is not None:
-            return LogitsWithAux(logits, (self.aux1(tap1), self.aux2(tap2)))
-        return logits
-
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        for aux in (self.aux1, self.aux2):
-            if aux is not None:
-                aux.reset(num_classes)
 
 
 @register_model(peers=(Peer("torchvision", "googlenet", {"init_weights": False}),))  # PyTorch's fast init

@@ -47,8 +47,8 @@ from cnnlab.layers.inception_resnet import (
 )
 from cnnlab.layers.inception_v4 import AVG_POOL_3X3_NO_PAD, reduction_a, reduction_b
 from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, check_count, init_weights
-from cnnlab.models.googlenet import input_transform
+from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.models.googlenet import AuxHeadsModel, input_transform
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -108,7 +108,7 @@ def _named(**modules: nn.Module) -> nn.Sequential:
     return nn.Sequential(OrderedDict(modules))
 
 
-class InceptionV3(CnnlabModel):
+class InceptionV3(AuxHeadsModel):
     """Inception-v3 (Table 1 as released): stem to 35x35x192, ``mixed5`` (3 x Fig. 5 module; 288 at 1/8),
     ``mixed6`` (grid reduction, 4 x Fig. 6 module; 768 at 1/16), ``mixed7`` (grid reduction, 2 x Fig. 7
     module; 2048 at 1/32), global average pooling, dropout, fc.
@@ -179,21 +179,6 @@ class InceptionV3(CnnlabModel):
         x = self.mixed5(x)  # N x 288 x 35 x 35
         tap = self.mixed6(x)  # N x 768 x 17 x 17
         return self.mixed7(tap), tap  # N x 2048 x 8 x 8
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.forward_taps(x)[0]
-
-    def forward(self, x: Tensor) -> Tensor | LogitsWithAux:  # type: ignore[override]
-        x, tap = self.forward_taps(x)
-        logits = self.forward_head(x)
-        if self.training and self.aux is not None:
-            return LogitsWithAux(logits, (self.aux(tap),))
-        return logits
-
-    def reset_classifier(self, num_classes: int) -> None:
-        super().reset_classifier(num_classes)
-        if self.aux is not None:
-            self.aux.reset(num_classes)
 
 
 class InceptionV4(CnnlabModel):
