@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, chain_out_chs, conv_chain
+from cnnlab.layers.branches import Concat, ConvSpec, chain_out_chs, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
 from cnnlab.layers.grid_reduction import GridReduction
 from cnnlab.layers.types import LayerFactory
@@ -33,7 +33,7 @@ class InceptionResNetBlock(nn.Module):
     def __init__(
         self,
         in_chs: int,
-        branches: Sequence[Sequence[tuple]],
+        branches: Sequence[Sequence[ConvSpec]],
         *,
         scale: float = 1.0,
         conv_layer: LayerFactory = ConvBnAct,
