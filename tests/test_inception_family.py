@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
+from cnnlab.layers import ConvBnAct
 from cnnlab.layers.inception_v1 import GOOGLENET_3A, GOOGLENET_WIDTHS, InceptionV1
 from cnnlab.models.base import LogitsWithAux
 from tests.helpers import count_params, randomize_norm_stats
@@ -175,3 +178,14 @@ def test_inception_resnet_v1_layout() -> None:
     assert [model.get_submodule(f"stage_{s}.blocks.0").scale for s in "abc"] == [0.17, 0.10, 0.20]
     with pytest.raises(cnnlab.ModelArgumentError, match="versions 1 and 2"):
         cnnlab.create_model("inception_resnet_v1", version=3)
+
+
+def test_googlenet_without_batch_norm_as_in_the_paper() -> None:
+    """The paper predates batch norm: BN-free convs carry a bias (1 parameter per channel) instead of BN's
+    weight and bias (2 per channel)."""
+    with torch.device("meta"):
+        bn = cnnlab.create_model("googlenet_paper", aux_logits=False)
+        plain = cnnlab.create_model("googlenet_paper", aux_logits=False, conv_layer=partial(ConvBnAct, norm_layer=None))
+    conv_channels = sum(m.out_channels for m in bn.modules() if isinstance(m, nn.Conv2d))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert count_params(bn) - count_params(plain) == conv_channels
