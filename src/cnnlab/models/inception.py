@@ -52,6 +52,11 @@ from cnnlab.models.googlenet import AuxHeadsModel, input_transform
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
+IMAGE_SIZE = 299
+"""The input size of all four papers."""
+MIN_INPUT_SIZE = 75
+"""The smallest input of all four: their unpadded stems and reductions leave a 1x1 grid at the end."""
+
 TORCHVISION_V3_KEYS = KeyMap(
     (
         (r"^Conv2d_(\d[ab])_\dx\d\.", r"stem.conv\1."),
@@ -122,8 +127,8 @@ class InceptionV3(AuxHeadsModel):
         drop_rate: dropout before the fc (torchvision's 0.5; the paper does not say).
     """
 
-    default_image_size = 299
-    min_input_size = 75
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
 
     def __init__(
         self,
@@ -162,7 +167,7 @@ class InceptionV3(AuxHeadsModel):
         self.aux = AuxClassifierV3(768, num_classes, conv_layer=conv_layer) if aux_logits else None
         self.head_modules = ("head", "aux") if aux_logits else ("head",)
         if aux_logits:
-            self.min_input_size = 299
+            self.min_input_size = IMAGE_SIZE  # the auxiliary head needs the 17x17 grid of a 299x299 input
         self.feature_info = [
             FeatureInfo("stem", 192, 8),
             FeatureInfo("mixed5", 288, 8),
@@ -186,8 +191,8 @@ class InceptionV4(CnnlabModel):
     ``stage_b`` (Reduction-A, 7 x Inception-B; 1024 at 1/16), ``stage_c`` (Reduction-B, 3 x Inception-C; 1536
     at 1/32), average pooling, dropout (keep 0.8), fc."""
 
-    default_image_size = 299
-    min_input_size = 75
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
 
     def __init__(
         self,
@@ -243,8 +248,8 @@ class InceptionResNet(CnnlabModel):
         scales: the residual scaling of the A, B, C blocks (the released model's 0.17, 0.10, 0.20).
     """
 
-    default_image_size = 299
-    min_input_size = 75
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
 
     def __init__(
         self,
