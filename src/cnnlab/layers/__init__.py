@@ -1,7 +1,15 @@
 """Building blocks: one design trick per module."""
 
-from cnnlab.layers.classifier import ClassifierHead
+from cnnlab.layers.aux_classifier import AuxClassifier, AuxClassifierV3
+from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.classifier import ClassifierHead, make_fc
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act, same_padding
+from cnnlab.layers.factorized import asymmetric, expanded_asymmetric, stacked_3x3
+from cnnlab.layers.grid_reduction import GridReduction
+from cnnlab.layers.inception_resnet import InceptionResNetBlock
+from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1, InceptionV1Widths
+from cnnlab.layers.inception_v3 import InceptionV3A, InceptionV3B, InceptionV3C, InceptionV3Stem
+from cnnlab.layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, InceptionV4Stem
 from cnnlab.layers.preact_residual import BnActConv, PreActBasicBlock, PreActBottleneck
 from cnnlab.layers.residual import BasicBlock, Bottleneck, ResidualBlock
 from cnnlab.layers.shortcut import SHORTCUT_OPTIONS, ShortcutOption, ZeroPadShortcut, make_shortcut
@@ -9,12 +17,28 @@ from cnnlab.layers.squeeze_excite import SqueezeExcite
 from cnnlab.layers.types import LayerFactory, pair
 
 __all__ = [
+    "GOOGLENET_3A",
     "SHORTCUT_OPTIONS",
+    "AuxClassifier",
+    "AuxClassifierV3",
     "BasicBlock",
     "BnActConv",
     "Bottleneck",
     "ClassifierHead",
+    "Concat",
     "ConvBnAct",
+    "GridReduction",
+    "InceptionResNetBlock",
+    "InceptionV1",
+    "InceptionV1Widths",
+    "InceptionV3A",
+    "InceptionV3B",
+    "InceptionV3C",
+    "InceptionV3Stem",
+    "InceptionV4A",
+    "InceptionV4B",
+    "InceptionV4C",
+    "InceptionV4Stem",
     "LayerFactory",
     "PreActBasicBlock",
     "PreActBottleneck",
@@ -22,8 +46,13 @@ __all__ = [
     "ShortcutOption",
     "SqueezeExcite",
     "ZeroPadShortcut",
+    "asymmetric",
+    "conv_chain",
     "create_act",
+    "expanded_asymmetric",
+    "make_fc",
     "make_shortcut",
     "pair",
     "same_padding",
+    "stacked_3x3",
 ]

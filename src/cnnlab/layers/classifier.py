@@ -9,6 +9,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def make_fc(in_features: int, num_classes: int, like: nn.Module | None = None) -> nn.Module:
+    """A fresh ``nn.Linear(in_features, num_classes)`` (an identity for 0 classes), on the device and in
+    the dtype of ``like``'s parameters when given (to replace a classifier in place)."""
+    fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+    old = next(like.parameters(), None) if like is not None else None
+    return fc if old is None else fc.to(device=old.device, dtype=old.dtype)
+
+
 class ClassifierHead(nn.Module):
     """``global average pool -> flatten -> dropout -> fc``; with ``num_classes=0`` the fc is an identity.
 
@@ -21,19 +29,14 @@ class ClassifierHead(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.drop = nn.Dropout(drop_rate)
-        self.fc = self._make_fc(num_classes)
-
-    def _make_fc(self, num_classes: int) -> nn.Module:
-        return nn.Linear(self.in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = make_fc(in_features, num_classes)
 
     def reset(self, num_classes: int) -> None:
         """Replace the fc by a freshly initialised one with ``num_classes`` outputs (0: none).
 
         The new fc lives on the device and in the dtype of the old one.
         """
-        old = next(self.fc.parameters(), None)
-        fc = self._make_fc(num_classes)
-        self.fc = fc if old is None else fc.to(device=old.device, dtype=old.dtype)
+        self.fc = make_fc(self.in_features, num_classes, like=self.fc)
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.drop(self.flatten(self.global_pool(x)))  # N x C

@@ -1,0 +1,108 @@
+"""Residual Inception blocks (Szegedy et al. 2017, "Inception-v4, Inception-ResNet and the Impact of Residual
+Connections on Learning", Sec. 3.2 and 3.3, Fig. 10-19).
+
+Each block concatenates its branches, projects them with a linear 1x1 conv (with bias, no norm, no
+activation) back to the input width and adds the result to the input: ``act(x + scale * proj(branches(x)))``.
+Scaling the residual down "before adding it to the previous layer activation" (0.1 to 0.3, Fig. 20) kept
+training stable when there were more than 1000 filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from cnnlab.layers.branches import Concat, ConvSpec, chain_out_chs, conv_chain
+from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
+from cnnlab.layers.grid_reduction import GridReduction
+from cnnlab.layers.types import LayerFactory
+
+
+class InceptionResNetBlock(nn.Module):
+    """``act(x + scale * proj(cat(branch0(x), branch1(x), ...)))``.
+
+    Args:
+        in_chs: input (and output) channels.
+        branches: conv specs of each branch (``branch0``, ``branch1``, ...).
+        scale: the residual's scaling, applied before the addition.
+        act_layer: the activation after the addition; ``None`` leaves it out (the last block of
+            Inception-ResNet-v2 as released).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        branches: Sequence[Sequence[ConvSpec]],
+        *,
+        scale: float = 1.0,
+        conv_layer: LayerFactory = ConvBnAct,
+        act_layer: LayerFactory | None = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.branches = Concat(
+            sum(chain_out_chs(in_chs, b) for b in branches),
+            **{f"branch{i}": conv_chain(in_chs, b, conv_layer=conv_layer) for i, b in enumerate(branches)},
+        )
+        self.proj = nn.Conv2d(self.branches.out_chs, in_chs, 1)  # linear: no norm, no activation
+        self.scale = scale
+        self.act = create_act(act_layer) if act_layer is not None else nn.Identity()
+        self.out_chs = in_chs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.scale * self.proj(self.branches(x)))
+
+
+def inception_resnet_a(in_chs: int, *, v2: bool = True, scale: float = 0.17, **kwargs: object) -> InceptionResNetBlock:
+    """Inception-ResNet-A (35x35; v1 Fig. 10, 256 ch; v2 Fig. 16, 320 ch as released): 1x1 32; 1x1 32, 3x3 32;
+    1x1 32, 3x3 32 (v2: 48), 3x3 32 (v2: 64)."""
+    third = [(32, 1), (48, 3), (64, 3)] if v2 else [(32, 1), (32, 3), (32, 3)]
+    return InceptionResNetBlock(in_chs, [[(32, 1)], [(32, 1), (32, 3)], third], scale=scale, **kwargs)
+
+
+def inception_resnet_b(in_chs: int, *, v2: bool = True, scale: float = 0.10, **kwargs: object) -> InceptionResNetBlock:
+    """Inception-ResNet-B (17x17; v1 Fig. 11, 896 ch: 1x1 128; 1x1 128, 1x7 128, 7x1 128; v2 Fig. 17, 1088 ch:
+    1x1 192; 1x1 128, 1x7 160, 7x1 192)."""
+    if v2:
+        branches = [[(192, 1)], [(128, 1), (160, (1, 7)), (192, (7, 1))]]
+    else:
+        branches = [[(128, 1)], [(128, 1), (128, (1, 7)), (128, (7, 1))]]
+    return InceptionResNetBlock(in_chs, branches, scale=scale, **kwargs)
+
+
+def inception_resnet_c(in_chs: int, *, v2: bool = True, scale: float = 0.20, **kwargs: object) -> InceptionResNetBlock:
+    """Inception-ResNet-C (8x8; v1 Fig. 13, 1792 ch: 1x1 192; 1x1 192, 1x3 192, 3x1 192; v2 Fig. 19, 2080 ch:
+    1x1 192; 1x1 192, 1x3 224, 3x1 256)."""
+    second = [(192, 1), (224, (1, 3)), (256, (3, 1))] if v2 else [(192, 1), (192, (1, 3)), (192, (3, 1))]
+    return InceptionResNetBlock(in_chs, [[(192, 1)], second], scale=scale, **kwargs)
+
+
+def inception_resnet_reduction_b(
+    in_chs: int, *, v2: bool = True, conv_layer: LayerFactory = ConvBnAct
+) -> GridReduction:
+    """Reduction-B of Inception-ResNet (17 -> 8; v1 Fig. 12, v2 Fig. 18 with the released widths): 1x1 256,
+    3x3/2 384; 1x1 256, 3x3/2 256 (v2: 288); 1x1 256, 3x3 256 (v2: 288), 3x3/2 256 (v2: 320); max pool."""
+    w = (288, 288, 320) if v2 else (256, 256, 256)
+    convs = {
+        "branch0": [(256, 1), (384, 3, 2)],
+        "branch1": [(256, 1), (w[0], 3, 2)],
+        "branch2": [(256, 1), (w[1], 3), (w[2], 3, 2)],
+    }
+    return GridReduction(in_chs, convs, pool_name="branch3", conv_layer=conv_layer)
+
+
+class InceptionResNetV1Stem(nn.Sequential):
+    """Fig. 14 (299 -> 35x35x256): 3x3/2 32 V, 3x3 32 V, 3x3 64, 3x3/2 max pool V, 1x1 80, 3x3 192 V,
+    3x3/2 256 V."""
+
+    out_chs = 256
+
+    def __init__(self, in_chs: int, *, conv_layer: LayerFactory = ConvBnAct) -> None:
+        super().__init__()
+        self.conv1a = conv_layer(in_chs, 32, 3, stride=2, padding=0)
+        self.conv2a = conv_layer(32, 32, 3, padding=0)
+        self.conv2b = conv_layer(32, 64, 3)
+        self.pool = nn.MaxPool2d(3, stride=2)  # N x 64 x 73 x 73
+        self.conv3b = conv_layer(64, 80, 1)
+        self.conv4a = conv_layer(80, 192, 3, padding=0)
+        self.conv4b = conv_layer(192, 256, 3, stride=2, padding=0)  # N x 256 x 35 x 35

@@ -1,0 +1,96 @@
+"""The Inception module of GoogLeNet (Szegedy et al. 2015, "Going Deeper with Convolutions", Fig. 2, Table 1).
+
+Naive form (Fig. 2a): 1x1, 3x3 and 5x5 convs and a 3x3 max pool side by side, concatenated. The pool passes
+all input channels through, so the width grows at every module, and the 5x5 on a wide input is expensive.
+Dimension-reduced form (Fig. 2b): a 1x1 "reduce" conv before the 3x3 and the 5x5, and a 1x1 "pool proj"
+after the pool. The widths are named after the columns of Table 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.conv_bn_act import ConvBnAct
+from cnnlab.layers.types import LayerFactory
+
+
+@dataclass(frozen=True)
+class InceptionV1Widths:
+    """One row of Table 1: output channels of each conv of the module."""
+
+    c1x1: int  # "#1x1"
+    c3x3_reduce: int  # "#3x3 reduce"
+    c3x3: int  # "#3x3"
+    c5x5_reduce: int  # "#5x5 reduce"
+    c5x5: int  # "#5x5"
+    pool_proj: int  # "pool proj"
+
+    @property
+    def out_chs(self) -> int:
+        """Output channels of the dimension-reduced module."""
+        return self.c1x1 + self.c3x3 + self.c5x5 + self.pool_proj
+
+
+GOOGLENET_3A = InceptionV1Widths(64, 96, 128, 16, 32, 32)
+"""Table 1, inception (3a): on 28x28x192, output 256 channels."""
+
+GOOGLENET_WIDTHS: dict[str, InceptionV1Widths] = {
+    "3a": GOOGLENET_3A,
+    "3b": InceptionV1Widths(128, 128, 192, 32, 96, 64),
+    "4a": InceptionV1Widths(192, 96, 208, 16, 48, 64),
+    "4b": InceptionV1Widths(160, 112, 224, 24, 64, 64),
+    "4c": InceptionV1Widths(128, 128, 256, 24, 64, 64),
+    "4d": InceptionV1Widths(112, 144, 288, 32, 64, 64),
+    "4e": InceptionV1Widths(256, 160, 320, 32, 128, 128),
+    "5a": InceptionV1Widths(256, 160, 320, 32, 128, 128),
+    "5b": InceptionV1Widths(384, 192, 384, 48, 128, 128),
+}
+"""All nine Inception modules of Table 1."""
+
+
+class InceptionV1(Concat):
+    """An Inception module: ``branch1x1``, ``branch3x3``, ``branch5x5``, ``branch_pool`` concatenated.
+
+    Args:
+        in_chs: input channels.
+        widths: the module's row of Table 1.
+        naive: Fig. 2a: no reductions and no pool projection (the reduce and proj widths are ignored;
+            the pool branch keeps all ``in_chs`` channels).
+        kernel_5x5: the kernel of the "5x5" branch; torchvision's GoogLeNet uses 3 there (a departure
+            kept for its weights).
+        conv_layer: the conv unit (conv-BN-ReLU by default; the paper has no BN: pass
+            ``partial(ConvBnAct, norm_layer=None)``).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        widths: InceptionV1Widths,
+        *,
+        naive: bool = False,
+        kernel_5x5: int = 5,
+        conv_layer: LayerFactory = ConvBnAct,
+    ) -> None:
+        w = widths
+        pool = nn.MaxPool2d(3, stride=1, padding=1)
+        if naive:
+            super().__init__(
+                w.c1x1 + w.c3x3 + w.c5x5 + in_chs,
+                branch1x1=conv_layer(in_chs, w.c1x1, 1),
+                branch3x3=conv_layer(in_chs, w.c3x3, 3),
+                branch5x5=conv_layer(in_chs, w.c5x5, kernel_5x5),
+                branch_pool=pool,
+            )
+        else:
+            super().__init__(
+                w.out_chs,
+                branch1x1=conv_layer(in_chs, w.c1x1, 1),
+                branch3x3=conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, 3)], conv_layer=conv_layer),
+                branch5x5=conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, kernel_5x5)], conv_layer=conv_layer),
+                branch_pool=nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1)),
+            )
+        self.widths = widths
+        self.naive = naive

@@ -1,0 +1,345 @@
+"""Inception-v3, Inception-v4 and Inception-ResNet-v1/v2.
+
+Szegedy, Vanhoucke, Ioffe, Shlens, Wojna 2016, "Rethinking the Inception Architecture for Computer Vision"
+(Inception-v3, Table 1); Szegedy, Ioffe, Vanhoucke, Alemi 2017, "Inception-v4, Inception-ResNet and the
+Impact of Residual Connections on Learning" (Fig. 9 and 15). The blocks live in :mod:`cnnlab.layers`
+(``inception_v3``, ``inception_v4``, ``inception_resnet``, ``grid_reduction``, ``factorized``).
+
+All four take 299x299 images. Their stems and grid reductions use unpadded convs and pools, so the
+smallest input is 75x75 (the last grid is then 1x1); below it the model raises InputShapeError. Inception-v3's
+auxiliary classifier needs the 17x17 grid of a 299x299 input, so with ``aux_logits=True`` the minimum is 299.
+
+Layouts are the released models': torchvision's Inception-v3 (``TORCHVISION_V3_KEYS``), timm's Inception-v4
+and Inception-ResNet-v2 (``TIMM_V4_KEYS``, ``TIMM_IRV2_KEYS``), which load with identical outputs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import partial
+from typing import Any
+
+from torch import Tensor, nn
+
+from cnnlab.errors import ModelArgumentError
+from cnnlab.layers import (
+    AuxClassifierV3,
+    ClassifierHead,
+    Concat,
+    GridReduction,
+    InceptionV3A,
+    InceptionV3B,
+    InceptionV3C,
+    InceptionV3Stem,
+    InceptionV4A,
+    InceptionV4B,
+    InceptionV4C,
+    InceptionV4Stem,
+    conv_chain,
+)
+from cnnlab.layers.branches import INCEPTION_CONV
+from cnnlab.layers.inception_resnet import (
+    InceptionResNetV1Stem,
+    inception_resnet_a,
+    inception_resnet_b,
+    inception_resnet_c,
+    inception_resnet_reduction_b,
+)
+from cnnlab.layers.inception_v4 import AVG_POOL_3X3_NO_PAD, reduction_a, reduction_b
+from cnnlab.layers.types import LayerFactory
+from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.models.googlenet import AuxHeadsModel, input_transform
+from cnnlab.registry import Peer, register_model
+from cnnlab.weights import KeyMap
+
+IMAGE_SIZE = 299
+"""The input size of all four papers."""
+MIN_INPUT_SIZE = 75
+"""The smallest input of all four: their unpadded stems and reductions leave a 1x1 grid at the end."""
+
+TORCHVISION_V3_KEYS = KeyMap(
+    (
+        (r"^Conv2d_(\d[ab])_\dx\d\.", r"stem.conv\1."),
+        (r"^Mixed_(\d)([a-e])\.", r"mixed\1.\2."),
+        (r"^AuxLogits\.", "aux."),
+        (r"^fc\.", "head.fc."),
+        (r"\.branch_pool\.", ".branch_pool.1."),
+        *((rf"\.(branch\w+?)_{i}([ab])\.", rf".\1.{i - 1}.\2.") for i in (2, 3)),
+        *((rf"\.(branch\w+?)_{i}\.", rf".\1.{i - 1}.") for i in range(1, 6)),
+    )
+)
+"""torchvision's Inception3 naming: Conv2d_1a_3x3, Mixed_5b, branch7x7dbl_3, branch3x3_2a, AuxLogits, fc."""
+
+_TIMM_SPLIT_BRANCHES = (
+    (r"\.branch(\d)_(\d)([ab])\.", r".branch\1.\2.\3."),
+    (r"\.branch(\d)_(\d)\.", r".branch\1.\2."),
+)
+
+_V4_FEATURES = (
+    [f"stem.{n}" for n in ("conv1a", "conv2a", "conv2b", "mixed3a", "mixed4a", "mixed5a")]
+    + [f"stage_a.{i}" for i in range(4)]
+    + ["stage_b.reduction"]
+    + [f"stage_b.blocks.{i}" for i in range(7)]
+    + ["stage_c.reduction"]
+    + [f"stage_c.blocks.{i}" for i in range(3)]
+)
+TIMM_V4_KEYS = KeyMap(
+    tuple((rf"^features\.{i}\.", f"{name}.") for i, name in enumerate(_V4_FEATURES))
+    + _TIMM_SPLIT_BRANCHES
+    + ((r"^last_linear\.", "head.fc."),)
+)
+"""timm's ``inception_v4`` naming: ``features.0`` ... ``features.21``, branch1_1a, last_linear."""
+
+TIMM_IRV2_KEYS = KeyMap(
+    (
+        (r"^conv2d_7b\.", "stage_c.conv7b."),
+        (r"^conv2d_(\d[ab])\.", r"stem.conv\1."),
+        (r"^mixed_5b\.", "stage_a.mixed_5b."),
+        (r"^repeat\.", "stage_a.blocks."),
+        (r"^mixed_6a\.", "stage_b.reduction."),
+        (r"^repeat_1\.", "stage_b.blocks."),
+        (r"^mixed_7a\.", "stage_c.reduction."),
+        (r"^repeat_2\.", "stage_c.blocks."),
+        (r"^block8\.", "stage_c.final."),
+        (r"^(stage_\w\.(?:blocks\.\d+|final))\.branch", r"\1.branches.branch"),
+        (r"\.conv2d\.", ".proj."),
+        (r"^classif\.", "head.fc."),
+    )
+)
+"""timm's ``inception_resnet_v2`` naming: conv2d_1a, mixed_5b, repeat, repeat_1, repeat_2, block8, classif."""
+
+
+def _named(**modules: nn.Module) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(modules))
+
+
+class InceptionV3(AuxHeadsModel):
+    """Inception-v3 (Table 1 as released): stem to 35x35x192, ``mixed5`` (3 x Fig. 5 module; 288 at 1/8),
+    ``mixed6`` (grid reduction, 4 x Fig. 6 module; 768 at 1/16), ``mixed7`` (grid reduction, 2 x Fig. 7
+    module; 2048 at 1/32), global average pooling, dropout, fc.
+
+    Args:
+        aux_logits: the auxiliary classifier on the 17x17 grid (Sec. 4), off by default: it only helps late in
+            training, and it raises the smallest input from 75 to 299. When on, training-mode ``forward``
+            returns :class:`~cnnlab.models.base.LogitsWithAux`.
+        transform_input: re-normalise ImageNet-normalised input for the TensorFlow-ported weights.
+        conv_layer: conv-BN-ReLU with BN eps 0.001.
+        drop_rate: dropout before the fc (torchvision's 0.5; the paper does not say).
+    """
+
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        aux_logits: bool = False,
+        transform_input: bool = False,
+        conv_layer: LayerFactory = INCEPTION_CONV,
+        drop_rate: float = 0.5,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        self.transform = input_transform(transform_input, in_chans)  # no parameters
+        self.stem = InceptionV3Stem(in_chans, conv_layer=conv_layer)
+        a, b = partial(InceptionV3A, conv_layer=conv_layer), partial(InceptionV3B, conv_layer=conv_layer)
+        self.mixed5 = _named(b=a(192, 32), c=a(256, 64), d=a(288, 64))  # N x 288 x 35 x 35
+        reduce6 = {"branch3x3": [(384, 3, 2)], "branch3x3dbl": [(64, 1), (96, 3), (96, 3, 2)]}
+        reduce7 = {
+            "branch3x3": [(192, 1), (320, 3, 2)],
+            "branch7x7x3": [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3, 2)],
+        }
+        self.mixed6 = _named(
+            a=GridReduction(288, reduce6, conv_layer=conv_layer),
+            b=b(768, 128),
+            c=b(768, 160),
+            d=b(768, 160),
+            e=b(768, 192),
+        )  # N x 768 x 17 x 17
+        self.mixed7 = _named(
+            a=GridReduction(768, reduce7, conv_layer=conv_layer),
+            b=InceptionV3C(1280, conv_layer=conv_layer),
+            c=InceptionV3C(2048, conv_layer=conv_layer),
+        )  # N x 2048 x 8 x 8
+        self.num_features = 2048
+        self.head = ClassifierHead(2048, num_classes, drop_rate=drop_rate)
+        self.aux = AuxClassifierV3(768, num_classes, conv_layer=conv_layer) if aux_logits else None
+        self.head_modules = ("head", "aux") if aux_logits else ("head",)
+        if aux_logits:
+            self.min_input_size = IMAGE_SIZE  # the auxiliary head needs the 17x17 grid of a 299x299 input
+        self.feature_info = [
+            FeatureInfo("stem", 192, 8),
+            FeatureInfo("mixed5", 288, 8),
+            FeatureInfo("mixed6", 768, 16),
+            FeatureInfo("mixed7", 2048, 32),
+        ]
+        init_weights(self)
+
+    weight_key_maps = {"torchvision": TORCHVISION_V3_KEYS}
+
+    def forward_taps(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The features and the auxiliary classifier's input (the 17x17 grid)."""
+        x = self.stem(self.transform(x))  # N x 192 x 35 x 35
+        x = self.mixed5(x)  # N x 288 x 35 x 35
+        tap = self.mixed6(x)  # N x 768 x 17 x 17
+        return self.mixed7(tap), tap  # N x 2048 x 8 x 8
+
+
+class InceptionV4(CnnlabModel):
+    """Inception-v4 (Fig. 9): stem (Fig. 3; 384 at 1/8), ``stage_a`` (4 x Inception-A; 384 at 1/8),
+    ``stage_b`` (Reduction-A, 7 x Inception-B; 1024 at 1/16), ``stage_c`` (Reduction-B, 3 x Inception-C; 1536
+    at 1/32), average pooling, dropout (keep 0.8), fc."""
+
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        conv_layer: LayerFactory = INCEPTION_CONV,
+        drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        self.stem = InceptionV4Stem(in_chans, conv_layer=conv_layer)  # N x 384 x 35 x 35
+        self.stage_a = nn.Sequential(*(InceptionV4A(conv_layer=conv_layer) for _ in range(4)))
+        self.stage_b = _named(
+            reduction=reduction_a(384, k=192, l=224, m=256, n=384, conv_layer=conv_layer),
+            blocks=nn.Sequential(*(InceptionV4B(conv_layer=conv_layer) for _ in range(7))),
+        )  # N x 1024 x 17 x 17
+        self.stage_c = _named(
+            reduction=reduction_b(1024, conv_layer=conv_layer),
+            blocks=nn.Sequential(*(InceptionV4C(conv_layer=conv_layer) for _ in range(3))),
+        )  # N x 1536 x 8 x 8
+        self.num_features = 1536
+        self.head = ClassifierHead(1536, num_classes, drop_rate=drop_rate)
+        self.feature_info = [
+            FeatureInfo("stem", 384, 8),
+            FeatureInfo("stage_a", 384, 8),
+            FeatureInfo("stage_b", 1024, 16),
+            FeatureInfo("stage_c", 1536, 32),
+        ]
+        init_weights(self)
+
+    weight_key_maps = {"timm": TIMM_V4_KEYS}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # N x 384 x 35 x 35
+        x = self.stage_a(x)
+        x = self.stage_b(x)  # N x 1024 x 17 x 17
+        return self.stage_c(x)  # N x 1536 x 8 x 8
+
+
+class InceptionResNet(CnnlabModel):
+    """Inception-ResNet-v1 and -v2 (Fig. 15): stem, ``stage_a`` (Inception-ResNet-A blocks at 35x35),
+    ``stage_b`` (Reduction-A, -B blocks at 17x17), ``stage_c`` (Reduction-B, -C blocks at 8x8), average
+    pooling, dropout (keep 0.8), fc.
+
+    v1: the stem of Fig. 14 (256 at 35x35), widths 256 / 896 / 1792. v2 follows the released model (timm):
+    the Inception-v3 stem with a 35x35 Inception module ``mixed_5b`` (320 channels) instead of the stem of
+    Fig. 3, widths 320 / 1088 / 2080, and after the C blocks one more C block with scale 1 and no activation
+    and a 1x1 conv to 1536 (``final``, ``conv7b``).
+
+    Args:
+        version: 1 or 2.
+        blocks: residual blocks per stage (the paper's Fig. 15 draws 5, 10, 5; the released v2 has 10, 20, 9).
+        scales: the residual scaling of the A, B, C blocks (the released model's 0.17, 0.10, 0.20).
+    """
+
+    default_image_size = IMAGE_SIZE
+    min_input_size = MIN_INPUT_SIZE
+
+    def __init__(
+        self,
+        *,
+        version: int = 2,
+        blocks: tuple[int, int, int] = (10, 20, 9),
+        scales: tuple[float, float, float] = (0.17, 0.10, 0.20),
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        conv_layer: LayerFactory = INCEPTION_CONV,
+        drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        if version not in (1, 2):
+            raise ModelArgumentError(f"Inception-ResNet has versions 1 and 2, got version={version!r}")
+        if len(blocks) != 3:
+            raise ModelArgumentError(f"Inception-ResNet has 3 stages of blocks; got blocks={tuple(blocks)}")
+        n_a, n_b, n_c = (check_count("blocks per stage", n, minimum=1) for n in blocks)
+        v2 = version == 2
+        widths = (320, 1088, 2080) if v2 else (256, 896, 1792)
+        kw = dict(v2=v2, conv_layer=conv_layer)
+        if v2:
+            self.stem: nn.Module = InceptionV3Stem(in_chans, conv_layer=conv_layer)  # N x 192 x 35 x 35
+            mixed_5b = Concat(
+                320,
+                branch0=conv_layer(192, 96, 1),
+                branch1=conv_chain(192, [(48, 1), (64, 5)], conv_layer=conv_layer),
+                branch2=conv_chain(192, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer),
+                branch3=nn.Sequential(AVG_POOL_3X3_NO_PAD(), conv_layer(192, 64, 1)),
+            )
+            entry = {"mixed_5b": mixed_5b}
+            k, l, m, n = 256, 256, 384, 384  # noqa: E741 (Table 1's names)
+        else:
+            self.stem = InceptionResNetV1Stem(in_chans, conv_layer=conv_layer)  # N x 256 x 35 x 35
+            entry = {}
+            k, l, m, n = 192, 192, 256, 384  # noqa: E741
+        self.stage_a = _named(
+            **entry, blocks=nn.Sequential(*(inception_resnet_a(widths[0], scale=scales[0], **kw) for _ in range(n_a)))
+        )
+        self.stage_b = _named(
+            reduction=reduction_a(widths[0], k=k, l=l, m=m, n=n, conv_layer=conv_layer),
+            blocks=nn.Sequential(*(inception_resnet_b(widths[1], scale=scales[1], **kw) for _ in range(n_b))),
+        )  # N x widths[1] x 17 x 17
+        stage_c = dict(
+            reduction=inception_resnet_reduction_b(widths[1], **kw),
+            blocks=nn.Sequential(*(inception_resnet_c(widths[2], scale=scales[2], **kw) for _ in range(n_c))),
+        )
+        self.num_features = widths[2]
+        if v2:
+            stage_c["final"] = inception_resnet_c(widths[2], scale=1.0, act_layer=None, **kw)
+            stage_c["conv7b"] = conv_layer(widths[2], 1536, 1)
+            self.num_features = 1536
+        self.stage_c = _named(**stage_c)  # N x num_features x 8 x 8
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
+        self.feature_info = [
+            FeatureInfo("stem", 192 if v2 else 256, 8),
+            FeatureInfo("stage_a", widths[0], 8),
+            FeatureInfo("stage_b", widths[1], 16),
+            FeatureInfo("stage_c", self.num_features, 32),
+        ]
+        init_weights(self)
+
+    weight_key_maps = {"timm": TIMM_IRV2_KEYS}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # N x C x 35 x 35
+        x = self.stage_a(x)
+        x = self.stage_b(x)  # N x C x 17 x 17
+        return self.stage_c(x)  # N x num_features x 8 x 8
+
+
+@register_model(peers=(Peer("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}),))
+def inception_v3(**kwargs: Any) -> InceptionV3:
+    """Inception-v3 (299x299, min 75): 23,834,568 params, 27,161,264 with ``aux_logits=True``; 5.7 GMACs."""
+    return InceptionV3(**kwargs)
+
+
+@register_model(peers=(Peer("timm", "inception_v4"),))
+def inception_v4(**kwargs: Any) -> InceptionV4:
+    """Inception-v4 (299x299, min 75): 42,679,816 params, 12.3 GMACs."""
+    return InceptionV4(**kwargs)
+
+
+@register_model
+def inception_resnet_v1(**kwargs: Any) -> InceptionResNet:
+    """Inception-ResNet-v1 (Fig. 14-15 with 5, 10, 5 blocks; 299x299, min 75): 22,756,328 params, 6.2 GMACs."""
+    return InceptionResNet(**(dict(version=1, blocks=(5, 10, 5)) | kwargs))
+
+
+@register_model(peers=(Peer("timm", "inception_resnet_v2"),))
+def inception_resnet_v2(**kwargs: Any) -> InceptionResNet:
+    """Inception-ResNet-v2 as released (10, 20, 9 blocks; 299x299, min 75): 55,843,464 params, 13.2 GMACs."""
+    return InceptionResNet(**(dict(version=2, blocks=(10, 20, 9)) | kwargs))
