@@ -54,3 +54,7 @@ def suggest(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """' Did you mean: a, b?' or '' when nothing is close."""
     near = closest(name, candidates, n=n)
     return f" Did you mean: {', '.join(near)}?" if near else ""
+
+
+class GriddingWarning(CnnlabWarning):
+    """A stack of dilated convolutions whose receptive field has holes: input pixels no path reaches."""
