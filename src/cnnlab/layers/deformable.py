@@ -84,5 +84,7 @@ class DeformConv2d(nn.Module):
 
     def extra_repr(self) -> str:
         out_chs, in_per_group, kh, kw = self.weight.shape
-        return f"{out_chs}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, " \
-               f"dilation={self.dilation}, modulated={self.mask is not None}"
+        return (
+            f"{out_chs}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, modulated={self.mask is not None}"
+        )

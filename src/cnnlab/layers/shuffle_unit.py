@@ -38,8 +38,9 @@ class ShuffleV1Unit(nn.Module):
     ) -> None:
         super().__init__()
         if stride not in (1, 2) or (stride == 1 and in_chs != out_chs):
-            raise ModelArgumentError(f"a ShuffleNet v1 unit maps C->C at stride 1 or C->C' at 2; got {in_chs}->"
-                                     f"{out_chs} at stride {stride}")
+            raise ModelArgumentError(
+                f"a ShuffleNet v1 unit maps C->C at stride 1 or C->C' at 2; got {in_chs}->{out_chs} at stride {stride}"
+            )
         mid = out_chs // 4
         branch_out = out_chs - in_chs if stride == 2 else out_chs
         first_groups = groups if first_groups is None else first_groups
@@ -68,8 +69,10 @@ class ShuffleV2Unit(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, *, stride: int = 1, act_layer: LayerFactory = nn.ReLU) -> None:
         super().__init__()
         if stride not in (1, 2) or out_chs % 2 or (stride == 1 and in_chs != out_chs):
-            raise ModelArgumentError(f"a ShuffleNet v2 unit maps C->C at stride 1 or C->C' (even) at 2; got "
-                                     f"{in_chs}->{out_chs} at stride {stride}")
+            raise ModelArgumentError(
+                f"a ShuffleNet v2 unit maps C->C at stride 1 or C->C' (even) at 2; got "
+                f"{in_chs}->{out_chs} at stride {stride}"
+            )
         half = out_chs // 2
         branch2_in = in_chs if stride == 2 else half
         self.stride = stride
