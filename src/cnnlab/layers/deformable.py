@@ -83,7 +83,7 @@ class DeformConv2d(nn.Module):
         return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
 
     def extra_repr(self) -> str:
-        out_chs, in_per_group, kh, kw = self.weight.shape
+        out_chs, _, kh, kw = self.weight.shape
         return (
             f"{out_chs}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
             f"dilation={self.dilation}, modulated={self.mask is not None}"

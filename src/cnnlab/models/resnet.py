@@ -18,6 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import (
     BasicBlock,
     Bottleneck,
@@ -31,7 +32,6 @@ from cnnlab.layers import (
     SqueezeExcite,
     create_act,
 )
-from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.residual import StrideIn
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
 from cnnlab.registry import Peer, register_model
