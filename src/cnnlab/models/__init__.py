@@ -1,9 +1,8 @@
 """Whole networks, one architecture family per module. Importing this package registers them all."""
 
-from cnnlab.models import resnet
-from cnnlab.models import classic
+from cnnlab.models import classic, densenet, resnet
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, feature_shapes, init_weights
 
-FAMILIES = (resnet, classic)
+FAMILIES = (resnet, classic, densenet)
 
 __all__ = ["FAMILIES", "CnnlabModel", "FeatureInfo", "LogitsWithAux", "feature_shapes", "init_weights"]
