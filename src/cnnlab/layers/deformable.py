@@ -72,6 +72,10 @@ class DeformConv2d(nn.Module):
         if self.bias is not None:
             bound = 1 / math.sqrt(self.weight[0].numel())
             nn.init.uniform_(self.bias, -bound, bound)
+        self.zero_offsets()
+
+    def zero_offsets(self) -> None:
+        """Zero the offset and mask convs: no displacement, and a mask of sigmoid(0) = 0.5."""
         for conv in (self.offset, self.mask):
             if conv is not None:
                 nn.init.zeros_(conv.weight)
