@@ -125,13 +125,10 @@ class DenseNet(CnnlabModel):
 
 
 class CifarDenseNet(DenseNet):
-    """A DenseNet for 32x32 images: the "cifar" stem, three blocks, 10 classes by default."""
+    """A DenseNet for 32x32 images (built with ``stem="cifar"`` and three blocks)."""
 
     default_image_size = 32
     min_input_size = 4
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**(dict(stem="cifar", num_classes=10) | kwargs))
 
 
 def _densenet(k: int, blocks: tuple[int, ...], init: int, kwargs: dict[str, Any]) -> DenseNet:
@@ -165,4 +162,5 @@ def densenet201(**kwargs: Any) -> DenseNet:
 @register_model
 def densenet_bc_100_12(**kwargs: Any) -> CifarDenseNet:
     """DenseNet-BC for CIFAR (L=100, k=12: three blocks of 16 layers); 769,162 params, 4.51% C10+ error."""
-    return CifarDenseNet(**(dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24) | kwargs))
+    variant = dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, stem="cifar", num_classes=10)
+    return CifarDenseNet(**(variant | kwargs))
