@@ -146,3 +146,11 @@ def test_deform_resnet50_starts_as_resnet50() -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x))
+
+
+def test_torchvision_peers_are_registered() -> None:
+    """Weight compatibility is checked by tests/test_weights.py over every registered peer."""
+    expected = {"alexnet", "mobilenet_v2", *cnnlab.list_models("vgg*"), *cnnlab.list_models("densenet1*"),
+                *cnnlab.list_models("densenet2*"), *cnnlab.list_models("shufflenet_v2_*")}  # fmt: skip
+    have = {n for n, e in cnnlab.model_entries().items() if any(p.library == "torchvision" for p in e.peers)}
+    assert len(expected) == 18 and expected <= have
