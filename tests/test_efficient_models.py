@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.fx
 import torchvision
 from torch import nn
 
@@ -154,3 +155,12 @@ def test_torchvision_peers_are_registered() -> None:
                 *cnnlab.list_models("densenet2*"), *cnnlab.list_models("shufflenet_v2_*")}  # fmt: skip
     have = {n for n, e in cnnlab.model_entries().items() if any(p.library == "torchvision" for p in e.peers)}
     assert len(expected) == 18 and expected <= have
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v1_g3_x0_5", "shufflenet_v2_x0_5", "deform_resnet50", "alexnet"])
+def test_torch_fx_traces_shuffles_deformable_convs_and_fc_heads(name: str) -> None:
+    model = cnnlab.create_model(name).eval()
+    graph = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), model(x))

@@ -15,7 +15,7 @@ from cnnlab.errors import ModelArgumentError
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """Channel ``i * (C/g) + j`` of the input becomes channel ``j * g + i`` of the output."""
     n, c, h, w = x.shape
-    if groups < 1 or c % groups:
+    if groups < 1 or (isinstance(c, int) and c % groups):  # c is symbolic while torch.fx traces
         raise ModelArgumentError(f"channel_shuffle: {c} channels do not split into {groups} groups")
     x = x.view(n, groups, c // groups, h, w)
     return x.transpose(1, 2).reshape(n, c, h, w)  # N x C/g x g x H x W, flattened

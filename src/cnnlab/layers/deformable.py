@@ -15,12 +15,15 @@ import math
 from typing import ClassVar
 
 import torch
+import torch.fx
 from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.conv_bn_act import same_padding
 from cnnlab.layers.types import Size2, pair
+
+torch.fx.wrap("deform_conv2d")  # one leaf node in torch.fx graphs: its shape checks cannot be traced
 
 
 class DeformConv2d(nn.Module):
