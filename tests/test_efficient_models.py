@@ -11,6 +11,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.layers import DeformConv2d, ShuffleV1Unit, hdc_check
+from cnnlab.models.classic import SparseC3
 from cnnlab.models.resnet import HDC_RATES
 from tests.helpers import count_params, randomize_norm_stats
 
@@ -50,10 +51,12 @@ def test_reference_parameter_counts(name: str, params: int) -> None:
 
 
 def test_lenet5_layers_and_count() -> None:
-    """C1, C3, C5 (5x5 convs), F6 and the output layer, each with a bias: (fan_in + 1) * outputs."""
-    expected = (25 * 1 + 1) * 6 + (25 * 6 + 1) * 16 + (25 * 16 + 1) * 120 + (120 + 1) * 84 + (84 + 1) * 10
+    """C1, C3, C5 (5x5 convs), F6 and the output layer, each with a bias: (fan_in + 1) * outputs; the paper's
+    C3 has 60 connections of 25 weights (Sec. II.B: 1,516 trainable parameters)."""
+    rest = (25 * 1 + 1) * 6 + (25 * 16 + 1) * 120 + (120 + 1) * 84 + (84 + 1) * 10
+    assert count_params(cnnlab.create_model("lenet5", c3_table=False)) == rest + (25 * 6 + 1) * 16 == 61_706
     model = cnnlab.create_model("lenet5")
-    assert count_params(model) == expected == 61_706
+    assert count_params(model.stage2) == 60 * 25 + 16 == 1_516 and count_params(model) == rest + 1_516
     assert model.in_chans == 1 and model.default_input_size == (1, 32, 32)
     assert model.forward_features(torch.randn(2, 1, 32, 32)).shape == (2, 84, 1, 1)  # C5 is 1x1 at 32x32
     with pytest.raises(cnnlab.InputShapeError, match="H, W >= 32"):
@@ -164,3 +167,17 @@ def test_torch_fx_traces_shuffles_deformable_convs_and_fc_heads(name: str) -> No
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(graph(x), model(x))
+
+
+def test_lenet5_c3_reads_only_the_maps_of_table_1() -> None:
+    """The gradient of each C3 map's centre reaches exactly the S2 maps its column of Table I marks."""
+    c3 = SparseC3()
+    table = {  # Table I of LeCun et al. 1998, column by column
+        0: "012", 1: "123", 2: "234", 3: "345", 4: "045", 5: "015", 6: "0123", 7: "1234", 8: "2345", 9: "0345",
+        10: "0145", 11: "0125", 12: "0134", 13: "1245", 14: "0235", 15: "012345",
+    }  # fmt: skip
+    for j, maps in table.items():
+        x = torch.randn(1, 6, 5, 5, requires_grad=True)
+        c3(x)[0, j, 0, 0].backward()
+        reached = {i for i in range(6) if x.grad[0, i].abs().sum() > 0}
+        assert reached == {int(c) for c in maps}, j

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError
@@ -97,6 +98,34 @@ def _torchvision_feature_keys(stages: Sequence[Sequence[str]]) -> KeyMap:
     return KeyMap((*rules, *_FC_KEYS))
 
 
+C3_TABLE: tuple[tuple[int, ...], ...] = (
+    *((i, (i + 1) % 6, (i + 2) % 6) for i in range(6)),
+    *((i, (i + 1) % 6, (i + 2) % 6, (i + 3) % 6) for i in range(6)),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)  # fmt: skip
+"""LeNet-5's Table I: the S2 maps that each of the 16 C3 maps reads (6 x 3, 9 x 4 and 1 x 6: 60 connections)."""
+
+
+class SparseC3(nn.Module):
+    """C3 with the connection table: each map's 5x5 conv reads only its S2 maps, "to break the symmetry in the
+    network" (Sec. II.B); 60 x 25 weights and 16 biases, 1,516 parameters. Maps with the same number of inputs
+    form one grouped conv over the gathered S2 maps."""
+
+    def __init__(self, act_layer: LayerFactory = nn.Tanh) -> None:
+        super().__init__()
+        for fan_in in (3, 4, 6):
+            maps = [m for m in C3_TABLE if len(m) == fan_in]
+            index = torch.tensor([i for m in maps for i in m])
+            self.register_buffer(f"index{fan_in}", index, persistent=False)
+            self.add_module(f"conv{fan_in}", nn.Conv2d(fan_in * len(maps), len(maps), 5, groups=len(maps)))
+        self.act = act_layer()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = [self.conv3(x[:, self.index3]), self.conv4(x[:, self.index4]), self.conv6(x[:, self.index6])]
+        return self.act(torch.cat(out, 1))  # N x 16 x H-4 x W-4, maps in Table I's order
+
+
 class LeNet5(CnnlabModel):
     """LeNet-5 (LeCun et al. 1998, Fig. 2) for 32x32 images: MNIST's 28x28 digits padded by 2 pixels.
 
@@ -104,19 +133,28 @@ class LeNet5(CnnlabModel):
     F6 to 84, tanh throughout, then a linear output layer. F6 is a 1x1 conv on C5's map, which at 32x32 is the
     paper's fully connected layer; a larger input gives C5 a larger map that the head averages.
 
-    Departures: C3 connects to all 6 S2 maps (the paper's Table I connects each C3 map to 3-6 of them: 1,516
-    weights instead of 2,416); S2 and S4 are plain average pools (the paper's have a trainable coefficient and
-    bias each); tanh instead of ``1.7159 tanh(2a/3)``; a linear output layer instead of RBF units.
+    C3 follows Table I (:class:`SparseC3`, 1,516 parameters; 60,806 in all); ``c3_table=False`` connects it to
+    all six S2 maps (2,416; 61,706 in all). Departures: S2 and S4 are plain average pools (the paper's have a
+    trainable coefficient and bias each); tanh instead of ``1.7159 tanh(2a/3)``; a linear output layer instead
+    of the RBF units.
     """
 
     default_image_size = 32
     min_input_size = 32
 
-    def __init__(self, *, num_classes: int = 10, in_chans: int = 1, act_layer: LayerFactory = nn.Tanh) -> None:
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        c3_table: bool = True,  # Table I's sparse C3; False: a dense 6 -> 16 conv
+        act_layer: LayerFactory = nn.Tanh,
+    ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         conv = {"norm_layer": None, "act_layer": act_layer, "padding": 0}
+        c3 = SparseC3(act_layer) if c3_table else ConvBnAct(6, 16, 5, **conv)
         self.stage1 = nn.Sequential(ConvBnAct(in_chans, 6, 5, **conv), nn.AvgPool2d(2))  # C1, S2
-        self.stage2 = nn.Sequential(ConvBnAct(6, 16, 5, **conv), nn.AvgPool2d(2))  # C3, S4
+        self.stage2 = nn.Sequential(c3, nn.AvgPool2d(2))  # C3, S4
         self.stage3 = nn.Sequential(ConvBnAct(16, 120, 5, **conv), ConvBnAct(120, 84, 1, **conv))  # C5, F6
         self.num_features = 84
         self.head = ClassifierHead(84, num_classes)
@@ -221,7 +259,7 @@ class VGG(CnnlabModel):
 
 @register_model
 def lenet5(**kwargs: Any) -> LeNet5:
-    """LeNet-5 (LeCun et al. 1998) for 1 x 32 x 32 input (28x28 digits padded by 2); 61,706 params."""
+    """LeNet-5 (LeCun et al. 1998) for 1 x 32 x 32 input (28x28 digits padded by 2); 60,806 params."""
     return LeNet5(**kwargs)
 
 
@@ -286,4 +324,4 @@ def vgg19_bn(**kwargs: Any) -> VGG:
     return _vgg(_E, True, kwargs)
 
 
-__all__ = ["VGG", "AlexNet", "FcHead", "LeNet5"]
+__all__ = ["C3_TABLE", "VGG", "AlexNet", "FcHead", "LeNet5", "SparseC3"]
