@@ -149,7 +149,13 @@ class ShuffleNetV2(_ShuffleNet):
     weight_key_maps = {"torchvision": TORCHVISION_V2_KEYS}
 
 
+V1_VARIANT_WIDTHS = (0.5, 1.0, 2.0)
+"""The widths registered for every number of groups: ``shufflenet_v1_g{g}_x{0_5,1_0,2_0}``."""
+
+
 def _register_v1(groups: int, width: float) -> None:
+    """Register the builder of ShuffleNet v1 ``width`` x with ``groups``, named like ``shufflenet_v1_g3_x1_0``."""
+
     def builder(**kwargs: Any) -> ShuffleNetV1:
         return ShuffleNetV1(**(dict(groups=groups, width_mult=width) | kwargs))
 
@@ -158,9 +164,13 @@ def _register_v1(groups: int, width: float) -> None:
     register_model(builder)
 
 
-for _g in V1_WIDTHS:
-    for _w in (0.5, 1.0, 2.0):
-        _register_v1(_g, _w)
+def _register_v1_variants() -> None:
+    for groups in V1_WIDTHS:
+        for width in V1_VARIANT_WIDTHS:
+            _register_v1(groups, width)
+
+
+_register_v1_variants()
 
 
 def _v2(stage_chs: tuple[int, int, int], last_chs: int, kwargs: dict[str, Any]) -> ShuffleNetV2:
