@@ -17,11 +17,18 @@ from typing import ClassVar
 import torch
 import torch.fx
 from torch import Tensor, nn
-from torchvision.ops import deform_conv2d
 
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.conv_bn_act import same_padding
 from cnnlab.layers.types import Size2, pair
+
+
+def deform_conv2d(*args: object, **kwargs: object) -> Tensor:
+    """``torchvision.ops.deform_conv2d``, imported on first use (torchvision takes seconds to import)."""
+    from torchvision.ops import deform_conv2d as op
+
+    return op(*args, **kwargs)
+
 
 torch.fx.wrap("deform_conv2d")  # one leaf node in torch.fx graphs: its shape checks cannot be traced
 
