@@ -122,6 +122,10 @@ def test_dilated_resnet50_rates_pass_hdc(output_stride: int) -> None:
     assert model.forward_features(x).shape == (1, 2048, 64 // output_stride, 64 // output_stride)
     with pytest.raises(cnnlab.ModelArgumentError, match="output_stride"):
         cnnlab.create_model("dilated_resnet50", output_stride=4)
+    with pytest.raises(cnnlab.ModelArgumentError, match="needs 6 dilation rates"):
+        cnnlab.create_model("resnet50", stage_dilations=((1,) * 3, (1,) * 4, (1, 2), (1, 2, 3)))
+    with pytest.raises(cnnlab.ModelArgumentError, match="4 stages"):
+        cnnlab.create_model("resnet50", stage_dilations=((1,) * 3,))
 
 
 def test_resnet_output_stride_without_rates_uses_the_constant_rate() -> None:

@@ -134,9 +134,10 @@ class ResNet(CnnlabModel):
         stage_conv_layers: Sequence[LayerFactory] = (nn.Conv2d,) * 4,  # per stage, the 3x3 conv class
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        if len(layers) != 4 or len(stage_conv_layers) != 4:
+        if len(layers) != 4 or len(stage_conv_layers) != 4 or len(stage_dilations or layers) != 4:
             raise ModelArgumentError(
-                f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}, {len(stage_conv_layers)} conv layers"
+                f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}, {len(stage_conv_layers)} conv layers, "
+                f"stage_dilations={stage_dilations}"
             )
         if output_stride not in (8, 16, 32):
             raise ModelArgumentError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
