@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
+from cnnlab.layers.types import LayerFactory
 from cnnlab.models.base import CnnlabModel, FeatureInfo, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
@@ -30,10 +31,15 @@ V1_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
 """Table 1's depthwise-separable layers as (output channels, stride), grouped into stages by resolution."""
 
 
-def _check_width(width_mult: float) -> float:
+def _scaled_stem(model: CnnlabModel, width_mult: float, act_layer: LayerFactory) -> tuple[float, int]:
+    """Both papers' first layer, a 3x3/2 conv to 32 channels times ``width_mult``, as ``model.stem`` (the first
+    entry of ``feature_info``); returns the multiplier and the stem's channels."""
     if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or width_mult <= 0:
         raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
-    return float(width_mult)
+    chs = make_divisible(32 * width_mult)
+    model.stem = ConvBnAct(model.in_chans, chs, 3, stride=2, act_layer=act_layer)
+    model.feature_info = [FeatureInfo("stem", chs, 2)]
+    return float(width_mult), chs
 
 
 class MobileNetV1(CnnlabModel):
@@ -50,10 +56,7 @@ class MobileNetV1(CnnlabModel):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        alpha = _check_width(width_mult)
-        chs = make_divisible(32 * alpha)
-        self.stem = ConvBnAct(in_chans, chs, 3, stride=2)
-        self.feature_info = [FeatureInfo("stem", chs, 2)]
+        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU)
         reduction = 2
         for s, layers in enumerate(V1_STAGES, start=1):
             stage = nn.Sequential()
@@ -125,10 +128,7 @@ class MobileNetV2(CnnlabModel):
         drop_rate: float = 0.2,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        alpha = _check_width(width_mult)
-        chs = make_divisible(32 * alpha)
-        self.stem = ConvBnAct(in_chans, chs, 3, stride=2, act_layer=nn.ReLU6)
-        self.feature_info = [FeatureInfo("stem", chs, 2)]
+        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU6)
         reduction = 2
         for r, row in enumerate(rows, start=1):
             stage = nn.Sequential()
