@@ -185,3 +185,19 @@ def test_lenet5_c3_reads_only_the_maps_of_table_1() -> None:
         c3(x)[0, j, 0, 0].backward()
         reached = {i for i in range(6) if x.grad[0, i].abs().sum() > 0}
         assert reached == {int(c) for c in maps}, j
+
+
+@pytest.mark.parametrize(
+    ("name", "gmacs", "digits"),
+    [("alexnet", 0.714, 3), ("vgg16", 15.47, 2), ("densenet121", 2.834, 3), ("mobilenet_v1", 0.569, 3),
+     ("mobilenet_v2", 0.301, 3), ("shufflenet_v2_x1_0", 0.145, 3), ("shufflenet_v1_g3_x1_0", 0.14, 2)],
+)  # fmt: skip
+def test_reference_macs(name: str, gmacs: float, digits: int) -> None:
+    """GMACs at 224 (REFERENCE.md; MobileNet Table 8: 569M; ShuffleNet Table 2: 140 MFLOPs for 1x g=3)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = cnnlab.create_model(name).eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, 224, 224))
+    assert round(counter.get_total_flops() / 2e9, digits) == gmacs
