@@ -50,7 +50,7 @@ def test_features_head_and_reset(name: str) -> None:
     """num_classes=0 gives pooled features; forward == forward_head(forward_features); reset_classifier."""
     model = cnnlab.create_model(name, num_classes=0)
     s = small_size(model)
-    x = torch.randn(2, 3, s, s)
+    x = torch.randn(2, model.in_chans, s, s)
     calibrate_norms(model, x)
     with torch.no_grad():
         pooled = model(x)
@@ -78,8 +78,9 @@ def test_feature_info_matches_real_features(name: str) -> None:
     """
     model = cnnlab.create_model(name).eval()
     s = small_size(model)
-    small = feature_shapes(model, torch.randn(1, 3, s, s))
-    large = feature_shapes(model, torch.randn(1, 3, s + 64, s + 64))
+    c = model.in_chans  # 3 for most models, 1 for LeNet-5
+    small = feature_shapes(model, torch.randn(1, c, s, s))
+    large = feature_shapes(model, torch.randn(1, c, s + 64, s + 64))
     assert [f.module for f in model.feature_info] == list(small)
     for f in model.feature_info:
         assert small[f.module][1] == f.num_chs, f
@@ -100,12 +101,13 @@ def test_stages_and_heads_hold_every_parameter(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_bad_input_is_reported(name: str) -> None:
     model = cnnlab.create_model(name).eval()
-    s = small_size(model)
-    with pytest.raises(cnnlab.InputShapeError, match=r"expects .*\(N, 3, H, W\).*got 1 channels"):
-        model(torch.randn(1, 1, s, s))
+    s, c = small_size(model), model.in_chans
+    wrong = 1 if c != 1 else 3
+    with pytest.raises(cnnlab.InputShapeError, match=rf"expects .*\(N, {c}, H, W\).*got {wrong} channels"):
+        model(torch.randn(1, wrong, s, s))
     with pytest.raises(cnnlab.InputShapeError, match="batch dimension"):
-        model(torch.randn(3, s, s))
+        model(torch.randn(c, s, s))
     if model.min_input_size > 1:
         small = model.min_input_size - 1
         with pytest.raises(cnnlab.InputShapeError, match=f"H, W >= {model.min_input_size}"):
-            model(torch.randn(1, 3, small, small))
+            model(torch.randn(1, c, small, small))

@@ -70,3 +70,7 @@ class TrainingError(CnnlabError, RuntimeError):
 
 class AnalysisError(CnnlabError, ValueError):
     """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""
+
+
+class GriddingWarning(CnnlabWarning):
+    """A stack of dilated convolutions whose receptive field has holes: input pixels no path reaches."""

@@ -9,7 +9,9 @@ Other libraries name the same tensors differently; each model class lists their 
 (regex renames, applied in order), and the map under which the source's keys become exactly the model's
 keys is the one used. Two mismatches are repaired on purpose and reported: a classifier with another
 number of classes is left freshly initialised (fine-tuning to a new task), and a first conv with another
-number of input channels is adapted (see :func:`adapt_input_conv`).
+number of input channels is adapted (see :func:`adapt_input_conv`). Layers that a model adds to a
+pretrained architecture (a deformable conv's offset convs, listed by the module's ``new_on_load``) keep
+their own initialisation when the source lacks them, and are reported.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class LoadReport:
     loaded: int
     new_head: list[str] = field(default_factory=list)
     adapted_input: list[str] = field(default_factory=list)
+    new_layers: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         parts = [f"loaded {self.loaded} tensors from {self.source} ({self.key_map} naming)"]
@@ -62,6 +65,8 @@ class LoadReport:
             parts.append(f"new classifier: {', '.join(self.new_head)}")
         if self.adapted_input:
             parts.append(f"first conv adapted to the input channels: {', '.join(self.adapted_input)}")
+        if self.new_layers:
+            parts.append(f"newly initialised (absent from the source): {', '.join(self.new_layers)}")
         return "; ".join(parts)
 
 
@@ -145,14 +150,26 @@ def _is_head(key: str, model: nn.Module) -> bool:
     return any(key.startswith(f"{h}.") for h in getattr(model, "head_modules", ("head",)))
 
 
+def _new_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Prefixes of the submodules that pretrained weights of the plain layer lack and that start from their
+    own initialisation: those a module names in ``new_on_load`` (a deformable conv's offset and mask convs)."""
+    return tuple(
+        f"{name}.{sub}." if name else f"{sub}."
+        for name, m in model.named_modules()
+        for sub in getattr(m, "new_on_load", ())
+    )
+
+
 def _match_keys(model: nn.Module, sd: Mapping[str, Tensor]) -> tuple[str, dict[str, Tensor]]:
-    """Rename ``sd`` with the model's key map under which its keys fit the model exactly (heads aside)."""
+    """Rename ``sd`` with the model's key map under which its keys fit the model exactly (heads and
+    newly initialised layers aside)."""
     target = model.state_dict().keys()
+    new = _new_prefixes(model)
     maps = {"cnnlab": IDENTITY, **getattr(model, "weight_key_maps", {})}
     tried = []
     for name, key_map in maps.items():
         mapped = {key_map.apply(k): v for k, v in sd.items()}
-        missing = sorted(k for k in target - mapped.keys() if not _is_head(k, model))
+        missing = sorted(k for k in target - mapped.keys() if not _is_head(k, model) and not k.startswith(new))
         unexpected = sorted(k for k in mapped.keys() - target if not _is_head(k, model))
         if not missing and not unexpected:
             return name, mapped
@@ -191,12 +208,13 @@ def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True) -> Lo
     key_map, sd = _match_keys(model, raw)
     target = model.state_dict()
     report = LoadReport(source=where, key_map=key_map, loaded=0)
+    new = _new_prefixes(model)
     to_load: dict[str, Tensor] = {}
     mismatched = []
     for key, want in target.items():
         have = sd.get(key)
-        if have is None:  # a classifier the source lacks (num_classes=0 there)
-            report.new_head.append(key)
+        if have is None:  # a classifier the source lacks (num_classes=0 there), or a new layer's tensor
+            (report.new_layers if key.startswith(new) and not _is_head(key, model) else report.new_head).append(key)
             continue
         if have.shape != want.shape:
             if _is_head(key, model):

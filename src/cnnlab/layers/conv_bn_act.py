@@ -37,6 +37,8 @@ class ConvBnAct(nn.Module):
         stride, dilation, groups: as in ``nn.Conv2d``.
         padding: defaults to :func:`same_padding`; pass 0 for the "valid" convs of the Inception stems.
         bias: defaults to ``norm_layer is None``.
+        conv_layer: the convolution's class, called like ``nn.Conv2d`` (for example
+            :class:`~cnnlab.layers.deformable.DeformConv2d`); it is always the submodule ``conv``.
     """
 
     def __init__(
@@ -52,9 +54,10 @@ class ConvBnAct(nn.Module):
         bias: bool | None = None,
         norm_layer: LayerFactory | None = nn.BatchNorm2d,
         act_layer: LayerFactory | None = nn.ReLU,
+        conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
+        self.conv = conv_layer(
             in_chs,
             out_chs,
             kernel_size,

@@ -54,6 +54,7 @@ class BranchSpec:
     stride_in: StrideIn
     norm_layer: LayerFactory
     act_layer: LayerFactory
+    conv_layer: LayerFactory = nn.Conv2d  # the 3x3 convs' class, e.g. DeformConv2d
 
 
 class ResidualBlock(nn.Module):
@@ -72,6 +73,7 @@ class ResidualBlock(nn.Module):
         stride_in: where a bottleneck downsamples, "1x1" (paper) or "3x3" (torchvision); a block without
             a 1x1 ignores it.
         norm_layer, act_layer: the normalisation and activation layers.
+        conv_layer: the class of the 3x3 convs, called like ``nn.Conv2d`` (e.g. a deformable conv).
     """
 
     expansion: ClassVar[int] = 1
@@ -92,12 +94,25 @@ class ResidualBlock(nn.Module):
         stride_in: StrideIn = "3x3",
         norm_layer: LayerFactory = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
+        conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
         out_chs = planes * self.expansion
         self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
         self.build_branch(
-            BranchSpec(in_chs, planes, out_chs, stride, groups, base_width, dilation, stride_in, norm_layer, act_layer)
+            BranchSpec(
+                in_chs,
+                planes,
+                out_chs,
+                stride,
+                groups,
+                base_width,
+                dilation,
+                stride_in,
+                norm_layer,
+                act_layer,
+                conv_layer,
+            )
         )
         self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
         # A pre-activation block's projection is a bare 1x1 conv: the sum it joins is not normalised.
@@ -131,7 +146,7 @@ class BasicBlock(ResidualBlock):
 
     def build_branch(self, spec: BranchSpec) -> None:
         check_no_groups(spec, "BasicBlock")
-        layer = {"dilation": spec.dilation, "norm_layer": spec.norm_layer}
+        layer = {"dilation": spec.dilation, "norm_layer": spec.norm_layer, "conv_layer": spec.conv_layer}
         self.conv1 = ConvBnAct(spec.in_chs, spec.planes, 3, stride=spec.stride, act_layer=spec.act_layer, **layer)
         self.conv2 = ConvBnAct(spec.planes, spec.out_chs, 3, act_layer=None, **layer)
 
@@ -164,6 +179,7 @@ class Bottleneck(ResidualBlock):
             groups=spec.groups,
             norm_layer=norm,
             act_layer=act,
+            conv_layer=spec.conv_layer,
         )
         self.conv3 = ConvBnAct(width, spec.out_chs, 1, norm_layer=norm, act_layer=None)
 

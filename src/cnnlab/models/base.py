@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import InputShapeError, ModelArgumentError
+from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
 
@@ -127,15 +128,19 @@ class CnnlabModel(nn.Module):
 
 def init_weights(model: nn.Module) -> None:
     """He (Kaiming) normal init for convs, fan-out mode (He et al. 2015, "Delving Deep into Rectifiers");
-    norms start as the identity (weight 1, bias 0); linear layers keep PyTorch's default."""
+    norms start as the identity (weight 1, bias 0); linear layers keep PyTorch's default. A deformable conv's
+    offset (and mask) convs are zeroed again afterwards, so that it starts as the plain conv (Dai et al. 2017)."""
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, nn.Conv2d | DeformConv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, DeformConv2d):
+            m.zero_offsets()
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from cnnlab.layers import (
     Bottleneck,
     ClassifierHead,
     ConvBnAct,
+    DeformConv2d,
     LayerFactory,
     PreActBasicBlock,
     PreActBottleneck,
@@ -73,17 +74,22 @@ def make_stage(
     *,
     stride: int,
     names: Sequence[str] | None = None,
+    dilations: Sequence[int] | None = None,
     **block_kwargs: Any,
 ) -> nn.Sequential:
     """``num_blocks`` blocks; the first changes the stride and width, the others keep them.
 
-    ``names`` names the blocks (default "0", "1", ...), for example ``S2U1, S2U2, ...``.
+    ``names`` names the blocks (default "0", "1", ...), for example ``S2U1, S2U2, ...``; ``dilations`` gives
+    each block's 3x3 dilation (default 1).
     """
     check_count("blocks per stage", num_blocks, minimum=1)
     names = names or [str(i) for i in range(num_blocks)]
+    dilations = dilations or [1] * num_blocks
+    if len(dilations) != num_blocks:
+        raise ModelArgumentError(f"a stage of {num_blocks} blocks needs {num_blocks} dilation rates, got {dilations}")
     blocks = nn.Sequential()
     for i, name in enumerate(names):
-        blk = block(in_chs, planes, stride=stride if i == 0 else 1, **block_kwargs)
+        blk = block(in_chs, planes, stride=stride if i == 0 else 1, dilation=dilations[i], **block_kwargs)
         blocks.add_module(name, blk)
         in_chs = blk.out_chs
     return blocks
@@ -97,6 +103,12 @@ class ResNet(CnnlabModel):
     is ResNet-50); ``shortcut``, ``plain``, ``attn_layer``, ``groups``, ``base_width`` and ``stride_in`` go to
     every block (see :mod:`cnnlab.layers.residual`). Defaults give torchvision's layout: option B
     shortcuts and the bottleneck's stride on its 3x3 ("v1.5"; the paper puts it on the first 1x1).
+
+    ``output_stride`` 16 or 8 removes the stride of stage 4, or of stages 3 and 4 (Yu & Koltun 2016; DeepLab),
+    so the last map is 1/16 or 1/8 of the input; ``stage_dilations`` then gives each block's 3x3 dilation per
+    stage (default: the constant rate that keeps the receptive field, 2 or 4, which grids; see
+    :func:`~cnnlab.layers.dilated.hdc_check`). ``stage_conv_layers`` is the 3x3 conv class of each stage, e.g.
+    :class:`~cnnlab.layers.deformable.DeformConv2d` in the last one.
     """
 
     def __init__(
@@ -117,10 +129,21 @@ class ResNet(CnnlabModel):
         norm_layer: LayerFactory = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
+        output_stride: int = 32,  # 16 or 8: dilate the last stage or two instead of downsampling
+        stage_dilations: Sequence[Sequence[int]] | None = None,  # per stage, each block's 3x3 dilation
+        stage_conv_layers: Sequence[LayerFactory] = (nn.Conv2d,) * 4,  # per stage, the 3x3 conv class
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        if len(layers) != 4:
-            raise ModelArgumentError(f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}")
+        if len(layers) != 4 or len(stage_conv_layers) != 4 or len(stage_dilations or layers) != 4:
+            raise ModelArgumentError(
+                f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}, {len(stage_conv_layers)} conv layers, "
+                f"stage_dilations={stage_dilations}"
+            )
+        if output_stride not in (8, 16, 32):
+            raise ModelArgumentError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
+        strides = [1] + [2 if 2 ** (i + 3) <= output_stride else 1 for i in range(3)]  # stages 2-4
+        rate = [1, *(max(1, 2 ** (i + 3) // output_stride) for i in range(3))]
+        dilations = stage_dilations or [[r] * n for r, n in zip(rate, layers, strict=True)]
         stage = partial(
             make_stage,
             block,
@@ -135,15 +158,22 @@ class ResNet(CnnlabModel):
         )
         self.stem = ConvBnAct(in_chans, stem_width, 7, stride=2, norm_layer=norm_layer, act_layer=act_layer)
         self.pool = stem_pool()
-        self.layer1 = stage(stem_width, 64, layers[0], stride=1)
-        self.layer2 = stage(self.layer1[-1].out_chs, 128, layers[1], stride=2)
-        self.layer3 = stage(self.layer2[-1].out_chs, 256, layers[2], stride=2)
-        self.layer4 = stage(self.layer3[-1].out_chs, 512, layers[3], stride=2)
-        self.num_features = self.layer4[-1].out_chs
+        self.feature_info = [FeatureInfo("stem", stem_width, 2)]
+        chs = stem_width
+        for i, planes in enumerate((64, 128, 256, 512)):
+            blocks = stage(
+                chs,
+                planes,
+                layers[i],
+                stride=strides[i],
+                dilations=dilations[i],
+                conv_layer=stage_conv_layers[i],
+            )
+            chs = blocks[-1].out_chs
+            self.add_module(f"layer{i + 1}", blocks)
+            self.feature_info.append(FeatureInfo(f"layer{i + 1}", chs, min(2 ** (i + 2), output_stride)))
+        self.num_features = chs
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
-        self.feature_info = [FeatureInfo("stem", stem_width, 2)] + [
-            FeatureInfo(f"layer{i}", self.get_submodule(f"layer{i}")[-1].out_chs, 2 ** (i + 1)) for i in range(1, 5)
-        ]
         init_weights(self)
 
     weight_key_maps = {"torchvision": TORCHVISION_KEYS, "timm_legacy_senet": TIMM_LEGACY_SENET_KEYS}
@@ -153,8 +183,8 @@ class ResNet(CnnlabModel):
         x = self.pool(x)  # N x 64 x H/4 x W/4
         x = self.layer1(x)
         x = self.layer2(x)  # N x C x H/8 x W/8
-        x = self.layer3(x)  # N x C x H/16 x W/16
-        return self.layer4(x)  # N x num_features x H/32 x W/32
+        x = self.layer3(x)  # N x C x H/16 x W/16 (H/8 at output_stride 8)
+        return self.layer4(x)  # N x num_features x H/32 x W/32 (or H/output_stride)
 
 
 class CifarResNet(CnnlabModel):
@@ -261,6 +291,34 @@ def resnet101(**kwargs: Any) -> ResNet:
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: Bottleneck x (3, 8, 36, 3); 60,192,808 params."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 8, 36, 3)) | kwargs))
+
+
+HDC_RATES: dict[int, tuple[tuple[int, ...], ...]] = {
+    16: ((1,) * 3, (1,) * 4, (1,) * 6, (1, 2, 3)),
+    8: ((1,) * 3, (1,) * 4, (1, 2, 3, 1, 2, 3), (1, 3, 9)),
+}
+"""ResNet-50's 3x3 dilations per stage and output stride, after Wang et al. 2018 (Hybrid Dilated Convolution):
+each dilated stage reaches about as far as the constant rate it replaces (2 or 4 per conv) and passes
+:func:`~cnnlab.layers.dilated.hdc_check`, where the constant rates (2, 2, 2) and (4, 4, 4) grid."""
+
+
+@register_model
+def dilated_resnet50(*, output_stride: int = 8, **kwargs: Any) -> ResNet:
+    """Dilated ResNet-50 (Yu & Koltun 2016; Wang et al. 2018): the last stage (``output_stride=16``) or two
+    (8) keep their resolution and dilate their 3x3s with the HDC rates of ``HDC_RATES``. torchvision's
+    resnet50 weights load unchanged."""
+    if output_stride not in HDC_RATES:
+        raise ModelArgumentError(f"dilated_resnet50 takes output_stride 8 or 16, got {output_stride!r}")
+    variant = dict(block=Bottleneck, layers=(3, 4, 6, 3), output_stride=output_stride)
+    return ResNet(**(variant | dict(stage_dilations=HDC_RATES[output_stride]) | kwargs))
+
+
+@register_model
+def deform_resnet50(**kwargs: Any) -> ResNet:
+    """Deformable ResNet-50 (Dai et al. 2017, Sec. 3): the three 3x3 convs of the last stage are deformable
+    (zero-initialised offsets); torchvision's resnet50 weights load, the offset convs start at zero."""
+    variant = dict(block=Bottleneck, layers=(3, 4, 6, 3), stage_conv_layers=(nn.Conv2d,) * 3 + (DeformConv2d,))
+    return ResNet(**(variant | kwargs))
 
 
 @register_model

@@ -1,0 +1,104 @@
+"""Deformable convolution (Dai et al. 2017, "Deformable Convolutional Networks", Sec. 2.1; v2: Zhu et al.
+2019, "Deformable ConvNets v2", Sec. 3.1).
+
+Each of the k x k kernel points samples the input at its regular grid position plus a learned offset
+(dy, dx), bilinearly. The offsets come from an ordinary conv over the same input with the same kernel size,
+stride, padding and dilation and ``2 * offset_groups * k * k`` output channels; it starts at zero, so the layer
+starts as the plain conv. v2 adds a modulation mask: ``offset_groups * k * k`` more channels through a
+sigmoid scale each sampled value (zero-initialised here too, so they start at 0.5, as in the v2 paper).
+The sampling itself is ``torchvision.ops.deform_conv2d``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.fx
+from torch import Tensor, nn
+
+from cnnlab.errors import ModelArgumentError
+from cnnlab.layers.conv_bn_act import same_padding
+from cnnlab.layers.types import Size2, pair
+
+
+def deform_conv2d(*args: object, **kwargs: object) -> Tensor:
+    """``torchvision.ops.deform_conv2d``, imported on first use (torchvision takes seconds to import)."""
+    from torchvision.ops import deform_conv2d as op
+
+    return op(*args, **kwargs)
+
+
+torch.fx.wrap("deform_conv2d")  # one leaf node in torch.fx graphs: its shape checks cannot be traced
+
+
+class DeformConv2d(nn.Module):
+    """A deformable conv, called like ``nn.Conv2d`` (so it can be a block's ``conv_layer``); its ``weight``
+    and ``bias`` have the shapes and names of ``nn.Conv2d``'s, so an ordinary conv's weights load into it.
+
+    Args:
+        offset_groups: channel groups that share one offset field (``in_chs`` must divide by it).
+        modulated: add the v2 modulation mask.
+    """
+
+    new_on_load: ClassVar[tuple[str, ...]] = ("offset", "mask")
+    """Submodules that an ordinary conv's weights lack: :func:`cnnlab.load_pretrained` initialises them anew."""
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: Size2 = 3,
+        stride: Size2 = 1,
+        padding: Size2 | None = None,
+        dilation: Size2 = 1,
+        groups: int = 1,
+        bias: bool = True,
+        *,
+        offset_groups: int = 1,
+        modulated: bool = False,
+    ) -> None:
+        super().__init__()
+        if in_chs % groups or out_chs % groups or in_chs % offset_groups:
+            raise ModelArgumentError(
+                f"DeformConv2d: {in_chs} -> {out_chs} channels do not split into {groups} groups and "
+                f"{offset_groups} offset groups"
+            )
+        kh, kw = pair(kernel_size)
+        self.stride, self.dilation = pair(stride), pair(dilation)
+        self.padding = same_padding((kh, kw), dilation) if padding is None else pair(padding)
+        self.weight = nn.Parameter(torch.empty(out_chs, in_chs // groups, kh, kw))
+        self.bias = nn.Parameter(torch.empty(out_chs)) if bias else None
+        geometry = {"stride": self.stride, "padding": self.padding, "dilation": self.dilation}
+        points = offset_groups * kh * kw
+        self.offset = nn.Conv2d(in_chs, 2 * points, (kh, kw), **geometry)
+        self.mask = nn.Conv2d(in_chs, points, (kh, kw), **geometry) if modulated else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv2d``'s initialisation for the weight and bias; zeros for the offset and mask convs."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+        self.zero_offsets()
+
+    def zero_offsets(self) -> None:
+        """Zero the offset and mask convs: no displacement, and a mask of sigmoid(0) = 0.5."""
+        for conv in (self.offset, self.mask):
+            if conv is not None:
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        offset = self.offset(x)  # N x 2*G*kh*kw x H' x W': (dy, dx) per kernel point
+        mask = self.mask(x).sigmoid() if self.mask is not None else None
+        return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+
+    def extra_repr(self) -> str:
+        out_chs, _, kh, kw = self.weight.shape
+        return (
+            f"{out_chs}, kernel_size={(kh, kw)}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, modulated={self.mask is not None}"
+        )

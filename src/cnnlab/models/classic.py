@@ -1,0 +1,327 @@
+"""The history before the residual family: LeNet-5, AlexNet and VGG.
+
+LeCun, Bottou, Bengio, Haffner, "Gradient-Based Learning Applied to Document Recognition", Proc. IEEE 1998
+(Sec. II.B, Fig. 2). Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep Convolutional Neural
+Networks", NIPS 2012. Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", ICLR 2015 (Table 1, configurations A, B, D, E).
+
+AlexNet and VGG follow torchvision's layout, whose weights load through ``weight_key_maps["torchvision"]``.
+Their three fully connected layers sit in :class:`FcHead` after an adaptive average pool to the 6x6 (AlexNet)
+or 7x7 (VGG) map of the 224 input, so any input from the network's minimum size up is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import ModelArgumentError
+from cnnlab.layers import ClassifierHead, ConvBnAct
+from cnnlab.layers.types import LayerFactory
+from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.registry import Peer, register_model
+from cnnlab.weights import KeyMap
+
+
+class FcHead(nn.Module):
+    """Adaptive average pool to ``pool_size`` x ``pool_size``, then fc6-ReLU-dropout, fc7-ReLU-dropout, ``fc``.
+
+    ``pre_logits=True`` returns fc7's output (``hidden`` wide). With ``num_classes=0`` there is no classifier
+    at all, fc6 and fc7 included, and the head returns the globally averaged features (``in_chs`` wide);
+    :meth:`reset` to a positive number then builds fresh fc6 and fc7. Resetting from one positive number to
+    another replaces only ``fc`` and keeps fc6 and fc7 (fine-tuning).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        num_classes: int,
+        *,
+        pool_size: int,
+        hidden: int = 4096,  # width of fc6 and fc7 in both papers
+        drop_rate: float = 0.5,  # "dropout ratio set to 0.5" (VGG Sec. 3.1; AlexNet Sec. 4.2)
+    ) -> None:
+        super().__init__()
+        self.in_chs, self.pool_size, self.hidden = in_chs, pool_size, hidden
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.flatten = nn.Flatten(1)
+        self.act = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(drop_rate)
+        self.fc6: nn.Module | None = None
+        self.fc7: nn.Module | None = None
+        self.fc: nn.Module = nn.Identity()
+        self.reset(num_classes)
+
+    def reset(self, num_classes: int) -> None:
+        old = next(self.parameters(), None)
+        to = {"device": old.device, "dtype": old.dtype} if old is not None else {}
+        if num_classes == 0:
+            self.fc6, self.fc7, self.fc = None, None, nn.Identity()
+            return
+        if self.fc6 is None:
+            self.fc6 = nn.Linear(self.in_chs * self.pool_size**2, self.hidden).to(**to)
+            self.fc7 = nn.Linear(self.hidden, self.hidden).to(**to)
+        self.fc = nn.Linear(self.hidden, num_classes).to(**to)
+
+    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        if self.fc6 is None or self.fc7 is None:  # no classifier: the pooled features
+            return self.flatten(x.mean((2, 3), keepdim=True))
+        x = self.flatten(self.pool(x))  # N x C * pool_size^2
+        x = self.drop(self.act(self.fc6(x)))
+        x = self.drop(self.act(self.fc7(x)))  # N x hidden
+        return x if pre_logits else self.fc(x)
+
+
+_FC_KEYS = (
+    (r"^classifier\.(0|1)\.", "head.fc6."),
+    (r"^classifier\.(3|4)\.", "head.fc7."),
+    (r"^classifier\.6\.", "head.fc."),
+)
+
+
+def _torchvision_feature_keys(stages: Sequence[Sequence[str]]) -> KeyMap:
+    """Renames for torchvision's flat ``features`` Sequential: ``stages`` lists, per stage, the torchvision
+    layers in order ("conv", "bn", "relu", "pool"); a conv and its bn become ``stage{s}.{j}.conv/bn``."""
+    rules = []
+    idx = 0
+    for s, layers in enumerate(stages, start=1):
+        j = -1
+        for layer in layers:
+            if layer == "conv":
+                j += 1
+            if layer in ("conv", "bn"):
+                rules.append((rf"^features\.{idx}\.", f"stage{s}.{j}.{layer}."))
+            idx += 1
+    return KeyMap((*rules, *_FC_KEYS))
+
+
+C3_TABLE: tuple[tuple[int, ...], ...] = (
+    *((i, (i + 1) % 6, (i + 2) % 6) for i in range(6)),
+    *((i, (i + 1) % 6, (i + 2) % 6, (i + 3) % 6) for i in range(6)),
+    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5),
+    (0, 1, 2, 3, 4, 5),
+)  # fmt: skip
+"""LeNet-5's Table I: the S2 maps that each of the 16 C3 maps reads (6 x 3, 9 x 4 and 1 x 6: 60 connections)."""
+
+
+class SparseC3(nn.Module):
+    """C3 with the connection table: each map's 5x5 conv reads only its S2 maps, "to break the symmetry in the
+    network" (Sec. II.B); 60 x 25 weights and 16 biases, 1,516 parameters. Maps with the same number of inputs
+    form one grouped conv over the gathered S2 maps."""
+
+    def __init__(self, act_layer: LayerFactory = nn.Tanh) -> None:
+        super().__init__()
+        for fan_in in (3, 4, 6):
+            maps = [m for m in C3_TABLE if len(m) == fan_in]
+            index = torch.tensor([i for m in maps for i in m])
+            self.register_buffer(f"index{fan_in}", index, persistent=False)
+            self.add_module(f"conv{fan_in}", nn.Conv2d(fan_in * len(maps), len(maps), 5, groups=len(maps)))
+        self.act = act_layer()
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = [self.conv3(x[:, self.index3]), self.conv4(x[:, self.index4]), self.conv6(x[:, self.index6])]
+        return self.act(torch.cat(out, 1))  # N x 16 x H-4 x W-4, maps in Table I's order
+
+
+class LeNet5(CnnlabModel):
+    """LeNet-5 (LeCun et al. 1998, Fig. 2) for 32x32 images: MNIST's 28x28 digits padded by 2 pixels.
+
+    C1 5x5 conv to 6 maps, S2 2x2 average pool, C3 5x5 conv to 16, S4 pool, C5 5x5 conv to 120 (1x1 at 32x32),
+    F6 to 84, tanh throughout, then a linear output layer. F6 is a 1x1 conv on C5's map, which at 32x32 is the
+    paper's fully connected layer; a larger input gives C5 a larger map that the head averages.
+
+    C3 follows Table I (:class:`SparseC3`, 1,516 parameters; 60,806 in all); ``c3_table=False`` connects it to
+    all six S2 maps (2,416; 61,706 in all). Departures: S2 and S4 are plain average pools (the paper's have a
+    trainable coefficient and bias each); tanh instead of ``1.7159 tanh(2a/3)``; a linear output layer instead
+    of the RBF units.
+    """
+
+    default_image_size = 32
+    min_input_size = 32
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        c3_table: bool = True,  # Table I's sparse C3; False: a dense 6 -> 16 conv
+        act_layer: LayerFactory = nn.Tanh,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        conv = {"norm_layer": None, "act_layer": act_layer, "padding": 0}
+        c3 = SparseC3(act_layer) if c3_table else ConvBnAct(6, 16, 5, **conv)
+        self.stage1 = nn.Sequential(ConvBnAct(in_chans, 6, 5, **conv), nn.AvgPool2d(2))  # C1, S2
+        self.stage2 = nn.Sequential(c3, nn.AvgPool2d(2))  # C3, S4
+        self.stage3 = nn.Sequential(ConvBnAct(16, 120, 5, **conv), ConvBnAct(120, 84, 1, **conv))  # C5, F6
+        self.num_features = 84
+        self.head = ClassifierHead(84, num_classes)
+        self.feature_info = [FeatureInfo("stage1", 6, 2), FeatureInfo("stage2", 16, 4), FeatureInfo("stage3", 84, 4)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stage1(x)  # N x 6 x 14 x 14 (at 32x32)
+        x = self.stage2(x)  # N x 16 x 5 x 5
+        return self.stage3(x)  # N x 84 x 1 x 1
+
+
+class AlexNet(CnnlabModel):
+    """AlexNet in torchvision's single-tower form: five convs (64, 192, 384, 256, 256 channels; 11x11/4, 5x5,
+    3x3 x 3), three 3x3/2 max pools, three fully connected layers with dropout.
+
+    Departures from the paper (Sec. 3.5, Fig. 2): no local response normalisation, one tower with the widths
+    of Krizhevsky's "One weird trick" (2014) instead of two GPUs' 96, 256, 384, 384, 256 in groups; dropout
+    after each of fc6 and fc7 instead of before (the same layers are dropped). 61,100,840 params.
+    """
+
+    min_input_size = 63
+
+    def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        conv = {"norm_layer": None}
+        self.stage1 = nn.Sequential(ConvBnAct(in_chans, 64, 11, stride=4, padding=2, **conv), nn.MaxPool2d(3, 2))
+        self.stage2 = nn.Sequential(ConvBnAct(64, 192, 5, **conv), nn.MaxPool2d(3, 2))
+        self.stage3 = nn.Sequential(
+            ConvBnAct(192, 384, 3, **conv), ConvBnAct(384, 256, 3, **conv), ConvBnAct(256, 256, 3, **conv)
+        )
+        self.stage3.add_module("pool", nn.MaxPool2d(3, 2))
+        self.num_features = 256
+        self.head = FcHead(256, num_classes, pool_size=6, drop_rate=drop_rate)
+        self.feature_info = [
+            FeatureInfo("stage1", 64, 8),
+            FeatureInfo("stage2", 192, 16),
+            FeatureInfo("stage3", 256, 32),
+        ]
+        stages = (("conv", "relu", "pool"), ("conv", "relu", "pool"), ("conv", "relu") * 3 + ("pool",))
+        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(stages)}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stage1(x)  # N x 64 x 27 x 27 (at 224)
+        x = self.stage2(x)  # N x 192 x 13 x 13
+        return self.stage3(x)  # N x 256 x 6 x 6
+
+
+VGG_WIDTHS = (64, 128, 256, 512, 512)
+"""Channels of the five stages of every configuration (Table 1)."""
+
+
+class VGG(CnnlabModel):
+    """VGG (Simonyan & Zisserman 2015, Table 1): five stages of 3x3 convs (stride 1, padding 1), each ended by
+    a 2x2 max pool; fc6, fc7 (4096, dropout 0.5) and the classifier in :class:`FcHead`.
+
+    ``layers`` counts the convs per stage: (1, 1, 2, 2, 2) is VGG-11 (A), (2, 2, 2, 2, 2) VGG-13 (B),
+    (2, 2, 3, 3, 3) VGG-16 (D), (2, 2, 4, 4, 4) VGG-19 (E). ``batch_norm=True`` adds BN after each conv (not in
+    the paper, which predates it; torchvision's ``*_bn``, whose convs keep their bias).
+    Departure: the paper evaluates the fully connected layers as convolutions over the whole image (Sec. 3.2);
+    here, as in torchvision, the last map is pooled to 7x7 first.
+    """
+
+    min_input_size = 32
+
+    def __init__(
+        self,
+        *,
+        layers: Sequence[int] = (2, 2, 3, 3, 3),
+        batch_norm: bool = False,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.5,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        if len(layers) != 5:
+            raise ModelArgumentError(f"a VGG has 5 stages; got layers={tuple(layers)}")
+        conv = {"norm_layer": nn.BatchNorm2d if batch_norm else None, "bias": True}
+        chs = in_chans
+        self.feature_info = []
+        for s, (n, width) in enumerate(zip(layers, VGG_WIDTHS, strict=True), start=1):
+            stage = nn.Sequential()
+            for j in range(check_count("convs per stage", n, minimum=1)):
+                stage.add_module(str(j), ConvBnAct(chs if j == 0 else width, width, 3, **conv))
+            stage.add_module("pool", nn.MaxPool2d(2, 2))
+            self.add_module(f"stage{s}", stage)
+            self.feature_info.append(FeatureInfo(f"stage{s}", width, 2**s))
+            chs = width
+        self.num_features = chs
+        self.head = FcHead(chs, num_classes, pool_size=7, drop_rate=drop_rate)
+        per_conv = ("conv", "bn", "relu") if batch_norm else ("conv", "relu")
+        stages = [per_conv * n + ("pool",) for n in layers]
+        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(stages)}
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stage1(x)  # N x 64 x H/2 x W/2
+        x = self.stage2(x)
+        x = self.stage3(x)  # N x 256 x H/8 x W/8
+        x = self.stage4(x)
+        return self.stage5(x)  # N x 512 x H/32 x W/32
+
+
+@register_model
+def lenet5(**kwargs: Any) -> LeNet5:
+    """LeNet-5 (LeCun et al. 1998) for 1 x 32 x 32 input (28x28 digits padded by 2); 60,806 params."""
+    return LeNet5(**kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "alexnet"),))
+def alexnet(**kwargs: Any) -> AlexNet:
+    """AlexNet (Krizhevsky et al. 2012), torchvision's single-tower form; 61,100,840 params, 0.71 GMACs."""
+    return AlexNet(**kwargs)
+
+
+def _vgg(layers: tuple[int, ...], batch_norm: bool, kwargs: dict[str, Any]) -> VGG:
+    return VGG(**(dict(layers=layers, batch_norm=batch_norm) | kwargs))
+
+
+_A, _B, _D, _E = (1, 1, 2, 2, 2), (2, 2, 2, 2, 2), (2, 2, 3, 3, 3), (2, 2, 4, 4, 4)
+
+
+@register_model(peers=(Peer("torchvision", "vgg11"),))
+def vgg11(**kwargs: Any) -> VGG:
+    """VGG-11 (configuration A); 132,863,336 params, 7.61 GMACs."""
+    return _vgg(_A, False, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg13"),))
+def vgg13(**kwargs: Any) -> VGG:
+    """VGG-13 (configuration B); 133,047,848 params, 11.31 GMACs."""
+    return _vgg(_B, False, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg16"),))
+def vgg16(**kwargs: Any) -> VGG:
+    """VGG-16 (configuration D); 138,357,544 params, 15.47 GMACs."""
+    return _vgg(_D, False, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg19"),))
+def vgg19(**kwargs: Any) -> VGG:
+    """VGG-19 (configuration E); 143,667,240 params, 19.63 GMACs."""
+    return _vgg(_E, False, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg11_bn"),))
+def vgg11_bn(**kwargs: Any) -> VGG:
+    """VGG-11 with batch norm; 132,868,840 params."""
+    return _vgg(_A, True, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg13_bn"),))
+def vgg13_bn(**kwargs: Any) -> VGG:
+    """VGG-13 with batch norm; 133,053,736 params."""
+    return _vgg(_B, True, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg16_bn"),))
+def vgg16_bn(**kwargs: Any) -> VGG:
+    """VGG-16 with batch norm; 138,365,992 params."""
+    return _vgg(_D, True, kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "vgg19_bn"),))
+def vgg19_bn(**kwargs: Any) -> VGG:
+    """VGG-19 with batch norm; 143,678,248 params."""
+    return _vgg(_E, True, kwargs)
+
+
+__all__ = ["C3_TABLE", "VGG", "AlexNet", "FcHead", "LeNet5", "SparseC3"]

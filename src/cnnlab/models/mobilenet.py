@@ -1,0 +1,165 @@
+"""MobileNet v1 and v2.
+
+Howard et al. 2017, "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications"
+(Table 1; width multiplier alpha, Sec. 4.2). Sandler et al. 2018, "MobileNetV2: Inverted Residuals and Linear
+Bottlenecks" (Table 2). Both scale every width by ``width_mult`` and round to a multiple of 8
+(:func:`~cnnlab.layers.types.make_divisible`). MobileNet v2 follows torchvision's layout, whose weights
+load through the key map that :func:`torchvision_v2_keys` builds from the layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from torch import Tensor, nn
+
+from cnnlab.errors import ModelArgumentError
+from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
+from cnnlab.layers.types import LayerFactory
+from cnnlab.models.base import CnnlabModel, FeatureInfo, init_weights
+from cnnlab.registry import Peer, register_model
+from cnnlab.weights import KeyMap
+
+V1_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
+    ((64, 1),),
+    ((128, 2), (128, 1)),
+    ((256, 2), (256, 1)),
+    ((512, 2),) + ((512, 1),) * 5,
+    ((1024, 2), (1024, 1)),
+)
+"""Table 1's depthwise-separable layers as (output channels, stride), grouped into stages by resolution."""
+
+
+def _scaled_stem(model: CnnlabModel, width_mult: float, act_layer: LayerFactory) -> tuple[float, int]:
+    """Both papers' first layer, a 3x3/2 conv to 32 channels times ``width_mult``, as ``model.stem`` (the first
+    entry of ``feature_info``); returns the multiplier and the stem's channels."""
+    if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or width_mult <= 0:
+        raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
+    chs = make_divisible(32 * width_mult)
+    model.stem = ConvBnAct(model.in_chans, chs, 3, stride=2, act_layer=act_layer)
+    model.feature_info = [FeatureInfo("stem", chs, 2)]
+    return float(width_mult), chs
+
+
+class MobileNetV1(CnnlabModel):
+    """MobileNet v1: a 3x3/2 conv to 32 channels, 13 depthwise-separable convs (BN and ReLU after both the
+    depthwise and the pointwise conv, Fig. 3), global average pooling, a fc. 4,231,976 params at width 1.0
+    (Table 8: 4.2M, 569M mult-adds)."""
+
+    def __init__(
+        self,
+        *,
+        width_mult: float = 1.0,  # the paper's alpha: 1.0, 0.75, 0.5, 0.25
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU)
+        reduction = 2
+        for s, layers in enumerate(V1_STAGES, start=1):
+            stage = nn.Sequential()
+            for j, (c, stride) in enumerate(layers):
+                out = make_divisible(c * alpha)
+                stage.add_module(str(j), DepthwiseSeparableConv(chs, out, stride=stride))
+                chs, reduction = out, reduction * stride
+            self.add_module(f"stage{s}", stage)
+            self.feature_info.append(FeatureInfo(f"stage{s}", chs, reduction))
+        self.num_features = chs
+        self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # N x 32 x H/2 x W/2
+        x = self.stage1(x)
+        x = self.stage2(x)  # N x 128 x H/4 x W/4
+        x = self.stage3(x)  # N x 256 x H/8 x W/8
+        x = self.stage4(x)  # N x 512 x H/16 x W/16
+        return self.stage5(x)  # N x 1024 x H/32 x W/32
+
+
+class V2Row(NamedTuple):
+    """A row of Table 2: expansion t, output channels c, repeats n, stride s of the first repeat."""
+
+    t: int
+    c: int
+    n: int
+    s: int
+
+
+V2_ROWS = (V2Row(1, 16, 1, 1), V2Row(6, 24, 2, 2), V2Row(6, 32, 3, 2), V2Row(6, 64, 4, 2), V2Row(6, 96, 3, 1),
+           V2Row(6, 160, 3, 2), V2Row(6, 320, 1, 1))  # fmt: skip
+
+
+def torchvision_v2_keys(rows: Sequence[V2Row]) -> KeyMap:
+    """torchvision's flat ``features`` numbering (0 the stem, then one index per block, then the last 1x1)
+    renamed to ``stem``, ``stage{r}.{j}.conv_pw/conv_dw/conv_pwl`` and ``conv_head``."""
+    rules = [(r"^features\.0\.0\.", "stem.conv."), (r"^features\.0\.1\.", "stem.bn.")]
+    i = 1
+    for r, row in enumerate(rows, start=1):
+        convs = ("conv_dw", "conv_pwl") if row.t == 1 else ("conv_pw", "conv_dw", "conv_pwl")
+        for j in range(row.n):
+            ours = f"stage{r}.{j}"
+            for k, name in enumerate(convs[:-1]):
+                rules += [(rf"^features\.{i}\.conv\.{k}\.0\.", f"{ours}.{name}.conv."),
+                          (rf"^features\.{i}\.conv\.{k}\.1\.", f"{ours}.{name}.bn.")]  # fmt: skip
+            k = len(convs) - 1  # the linear 1x1 is a bare conv and bn in torchvision
+            rules += [(rf"^features\.{i}\.conv\.{k}\.", f"{ours}.conv_pwl.conv."),
+                      (rf"^features\.{i}\.conv\.{k + 1}\.", f"{ours}.conv_pwl.bn.")]  # fmt: skip
+            i += 1
+    rules += [(rf"^features\.{i}\.0\.", "conv_head.conv."), (rf"^features\.{i}\.1\.", "conv_head.bn.")]
+    return KeyMap((*rules, (r"^classifier\.1\.", "head.fc.")))
+
+
+class MobileNetV2(CnnlabModel):
+    """MobileNet v2 (Table 2): a 3x3/2 conv to 32 channels, seven rows of inverted residuals (``stage1`` to
+    ``stage7``), a 1x1 conv to 1280, global average pooling, dropout 0.2, a fc. ReLU6 throughout.
+    3,504,872 params, 0.30 GMACs at width 1.0."""
+
+    def __init__(
+        self,
+        *,
+        width_mult: float = 1.0,
+        rows: Sequence[V2Row] = V2_ROWS,
+        last_chs: int = 1280,  # the final 1x1 conv's width; not reduced for width_mult < 1 (Sec. 6.1)
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.2,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU6)
+        reduction = 2
+        for r, row in enumerate(rows, start=1):
+            stage = nn.Sequential()
+            out = make_divisible(row.c * alpha)
+            for j in range(row.n):
+                stride = row.s if j == 0 else 1
+                stage.add_module(str(j), InvertedResidual(chs, out, stride=stride, expand_ratio=row.t))
+                chs, reduction = out, reduction * stride
+            self.add_module(f"stage{r}", stage)
+            self.feature_info.append(FeatureInfo(f"stage{r}", chs, reduction))
+        self.num_features = make_divisible(last_chs * max(1.0, alpha))
+        self.conv_head = ConvBnAct(chs, self.num_features, 1, act_layer=nn.ReLU6)
+        self.feature_info.append(FeatureInfo("conv_head", self.num_features, reduction))
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
+        self.weight_key_maps = {"torchvision": torchvision_v2_keys(rows)}
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # N x 32 x H/2 x W/2
+        for info in self.feature_info[1:-1]:
+            x = self.get_submodule(info.module)(x)  # the rows of Table 2
+        return self.conv_head(x)  # N x 1280 x H/32 x W/32
+
+
+@register_model
+def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
+    """MobileNet v1 (Howard et al. 2017), width multiplier ``width_mult`` (1.0); 4,231,976 params at 1.0."""
+    return MobileNetV1(**kwargs)
+
+
+@register_model(peers=(Peer("torchvision", "mobilenet_v2"),))
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
+    """MobileNet v2 (Sandler et al. 2018), width multiplier ``width_mult`` (1.0); 3,504,872 params."""
+    return MobileNetV2(**kwargs)

@@ -1,0 +1,265 @@
+"""Reference tests for the efficiency and connectivity layers, each against an independent computation
+(F.conv2d, nn.Conv2d, an impulse response through real layers) or the papers' arithmetic."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+from cnnlab.errors import CnnlabWarning, GriddingWarning, ModelArgumentError
+from cnnlab.layers import (
+    ChannelShuffle,
+    DeformConv2d,
+    DenseBlock,
+    DenseLayer,
+    DepthwiseSeparableConv,
+    DilatedConvStack,
+    InvertedResidual,
+    ShuffleV1Unit,
+    ShuffleV2Unit,
+    Transition,
+    channel_shuffle,
+    hdc_check,
+    make_divisible,
+)
+from tests.helpers import count_params
+
+# ---------------------------------------------------------------------------------------------- depthwise
+
+
+def test_depthwise_conv_is_a_per_channel_loop() -> None:
+    layer = DepthwiseSeparableConv(5, 7, kernel_size=3, stride=2).eval()
+    x = torch.randn(2, 5, 9, 9)
+    conv = layer.depthwise.conv
+    loop = torch.cat([F.conv2d(x[:, c : c + 1], conv.weight[c : c + 1], stride=2, padding=1) for c in range(5)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), loop)
+        assert layer(x).shape == (2, 7, 5, 5)
+
+
+def test_depthwise_separable_cost_is_1_over_n_plus_1_over_k2() -> None:
+    """Weights (and MACs per pixel) of dw + pw against the standard conv: 1/N + 1/k^2 (MobileNet Sec. 3.1)."""
+    m, n, k = 32, 64, 3
+    layer = DepthwiseSeparableConv(m, n, kernel_size=k)
+    weights = layer.depthwise.conv.weight.numel() + layer.pointwise.conv.weight.numel()
+    assert weights / (k * k * m * n) == pytest.approx(1 / n + 1 / k**2)
+    assert not layer.depthwise.conv.bias and not layer.pointwise.conv.bias
+
+
+# ---------------------------------------------------------------------------------------------- shuffle
+
+
+@settings(max_examples=30, deadline=None)
+@given(groups=st.integers(1, 6), per_group=st.integers(1, 6))
+def test_channel_shuffle_interleaves_groups_and_inverts(groups: int, per_group: int) -> None:
+    c = groups * per_group
+    x = torch.arange(c, dtype=torch.float32).view(1, c, 1, 1).expand(2, c, 3, 3).contiguous()
+    y = channel_shuffle(x, groups)
+    origin = (y[0, :, 0, 0].long() // per_group).tolist()  # which old group each new channel came from
+    for new_group in range(groups):  # the next group conv splits y into groups of per_group channels
+        members = origin[new_group * per_group : (new_group + 1) * per_group]
+        if per_group % groups == 0:  # then every new group holds per_group / groups channels of each old one
+            assert sorted(members) == sorted(list(range(groups)) * (per_group // groups))
+    assert origin == [k % groups for k in range(c)]  # one channel of every old group, in turn
+    torch.testing.assert_close(channel_shuffle(y, per_group), x)
+    torch.testing.assert_close(ChannelShuffle(groups)(x), y)
+
+
+def test_channel_shuffle_rejects_indivisible_channels() -> None:
+    with pytest.raises(ModelArgumentError, match="do not split into 4 groups"):
+        channel_shuffle(torch.randn(1, 6, 2, 2), 4)
+
+
+def test_shufflenet_units_shapes_and_channels() -> None:
+    x = torch.randn(2, 24, 8, 8)
+    assert ShuffleV1Unit(24, 240, stride=2, groups=3, first_groups=1)(x).shape == (2, 240, 4, 4)
+    unit = ShuffleV1Unit(240, 240, groups=3)
+    assert unit(torch.randn(2, 240, 8, 8)).shape == (2, 240, 8, 8)
+    assert unit.conv1.conv.groups == 3 and unit.conv2.conv.groups == 60 and unit.conv3.conv.groups == 3
+    assert ShuffleV2Unit(24, 116, stride=2)(x).shape == (2, 116, 4, 4)
+    assert ShuffleV2Unit(116, 116)(torch.randn(2, 116, 4, 4)).shape == (2, 116, 4, 4)
+    with pytest.raises(ModelArgumentError, match="not divisible by 8 groups"):
+        ShuffleV1Unit(200, 200, groups=8)
+
+
+def test_shufflenet_v2_unit_passes_half_the_channels_through() -> None:
+    """At stride 1 the first half of the input reaches the output unchanged, at the even channels."""
+    unit = ShuffleV2Unit(8, 8).eval()
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(unit(x)[:, 0::2], x[:, :4])
+
+
+# ---------------------------------------------------------------------------------------------- dense
+
+
+@pytest.mark.parametrize(("in_chs", "layers", "k"), [(24, 16, 12), (64, 6, 32), (3, 1, 5)])
+def test_dense_block_grows_by_k_per_layer(in_chs: int, layers: int, k: int) -> None:
+    block = DenseBlock(in_chs, layers, k).eval()
+    x = torch.randn(2, in_chs, 6, 6)
+    with torch.no_grad():
+        y = block(x)
+    assert y.shape == (2, in_chs + layers * k, 6, 6) and block.out_chs == in_chs + layers * k
+    torch.testing.assert_close(y[:, :in_chs], x)  # the block input is carried through unchanged
+    first = block.layer1
+    assert first.conv1.conv.weight.shape == (4 * k, in_chs, 1, 1) and first.conv2.conv.weight.shape == (k, 4 * k, 3, 3)
+
+
+def test_dense_layer_and_transition_shapes() -> None:
+    assert DenseLayer(10, 4)(torch.randn(1, 10, 5, 5)).shape == (1, 14, 5, 5)
+    assert DenseLayer(10, 4, bn_size=0).conv2.conv.weight.shape == (4, 10, 3, 3)
+    t = Transition(45, theta=0.5)
+    assert t.out_chs == 22 and t(torch.randn(1, 45, 8, 8)).shape == (1, 22, 4, 4)
+    assert Transition(45, theta=1.0)(torch.randn(1, 45, 7, 7)).shape == (1, 45, 3, 3)
+
+
+# ---------------------------------------------------------------------------------------------- dilated
+
+
+def impulse_offsets(rates: list[int], kernel_size: int = 3) -> set[tuple[int, int]]:
+    """Input pixels that reach the centre output through real dilated convs with positive weights."""
+    radius = (kernel_size - 1) // 2 * sum(rates)
+    size = 2 * radius + 1
+    convs = []
+    for r in rates:
+        conv = nn.Conv2d(1, 1, kernel_size, padding=r * (kernel_size - 1) // 2, dilation=r, bias=False)
+        nn.init.ones_(conv.weight)
+        convs.append(conv)
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    nn.Sequential(*convs)(x)[0, 0, radius, radius].backward()
+    return {(int(i) - radius, int(j) - radius) for i, j in x.grad[0, 0].nonzero()}
+
+
+def test_dilated_3x3_covers_a_5x5_field() -> None:
+    reached = impulse_offsets([2])
+    assert reached == {(i, j) for i in (-2, 0, 2) for j in (-2, 0, 2)}  # 9 taps spread over 5x5
+
+
+@pytest.mark.parametrize("rates", [[1, 2, 5], [2, 2, 2], [1, 2, 9], [2, 4, 8], [1, 3, 1], [1, 2, 3], [3], [1, 1, 4]])
+def test_hdc_exact_answer_matches_the_impulse_response(rates: list[int]) -> None:
+    report = hdc_check(rates)
+    radius = sum(rates)
+    holes = set(report.holes)
+    expected = {(i, j) for i in range(-radius, radius + 1) for j in range(-radius, radius + 1)}
+    expected = {(i, j) for i, j in expected if i not in holes and j not in holes}
+    assert impulse_offsets(rates) == expected
+    assert report.exact.ok == (not holes)
+
+
+@pytest.mark.parametrize(
+    ("rates", "ok"), [([1, 2, 5], True), ([1, 2, 3], True), ([1, 2, 9], False), ([2, 4, 8], False), ([2, 2, 2], False)]
+)
+def test_hdc_rule_on_the_papers_examples(rates: list[int], ok: bool) -> None:
+    assert hdc_check(rates, 3).paper.ok is ok
+
+
+def test_hdc_reasons() -> None:
+    assert "M_2 = 5 > K = 3" in hdc_check([1, 2, 9]).paper.reason
+    r222 = hdc_check([2, 2, 2])
+    assert "factor 2" in r222.paper.reason and "M_2" not in r222.paper.reason  # M_2 = 2 passes; the factor fails
+    assert r222.holes == (-5, -3, -1, 1, 3, 5) and "-5, -3, -1, 1, 3, 5" in r222.exact.reason
+    text = str(hdc_check([1, 3, 1]))
+    assert "FAILS" in text and "every offset of the 11x11" in text
+
+
+def test_hdc_rule_is_sufficient_but_stricter_than_needed() -> None:
+    """Over every rate triple up to 9 the rule never accepts a stack with holes; some it rejects have none."""
+    stricter = []
+    for rates in itertools.product(range(1, 10), repeat=3):
+        report = hdc_check(rates)
+        assert not (report.paper.ok and not report.exact.ok), rates
+        if report.exact.ok and not report.paper.ok:
+            stricter.append(rates)
+    assert (1, 3, 1) in stricter and (1, 2, 5) not in stricter
+
+
+def test_hdc_check_rejects_bad_arguments() -> None:
+    with pytest.raises(ModelArgumentError, match="rates"):
+        hdc_check([1, 0, 2])
+    with pytest.raises(ModelArgumentError, match="odd"):
+        hdc_check([1, 2], kernel_size=2)
+
+
+def test_dilated_stack_keeps_size_and_warns_on_holes() -> None:
+    assert issubclass(GriddingWarning, CnnlabWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stack = DilatedConvStack(4, [1, 2, 5])
+    assert stack(torch.randn(1, 4, 11, 13)).shape == (1, 4, 11, 13)
+    assert [m.conv.dilation for m in stack] == [(1, 1), (2, 2), (5, 5)] and stack.hdc.paper.ok
+    with pytest.warns(GriddingWarning, match="never reached"):
+        DilatedConvStack(4, [2, 2, 2])
+
+
+# ---------------------------------------------------------------------------------------------- deformable
+
+
+@pytest.mark.parametrize(("stride", "dilation", "groups"), [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 3, 1)])
+def test_zero_offset_deformable_conv_is_nn_conv2d(stride: int, dilation: int, groups: int) -> None:
+    deform = DeformConv2d(4, 6, 3, stride=stride, dilation=dilation, groups=groups, offset_groups=2)
+    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups)
+    conv.load_state_dict({"weight": deform.weight, "bias": deform.bias})
+    x = torch.randn(2, 4, 11, 11)
+    assert deform.offset.out_channels == 2 * 2 * 9 and torch.count_nonzero(deform.offset.weight) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(deform(x), conv(x))
+        ones = torch.ones(2, 2 * 9, *conv(x).shape[-2:])
+        zeros = torch.zeros(2, 2 * 2 * 9, *conv(x).shape[-2:])
+        torch.testing.assert_close(
+            deform_conv2d(x, zeros, deform.weight, deform.bias, stride, dilation, dilation, mask=ones), conv(x)
+        )
+
+
+def test_modulated_deformable_conv_starts_at_half_the_conv() -> None:
+    """v2: the zero-initialised mask conv gives sigmoid(0) = 0.5 on every sampled value."""
+    deform = DeformConv2d(3, 5, 3, bias=False, modulated=True)
+    conv = nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    conv.weight.data.copy_(deform.weight)
+    x = torch.randn(1, 3, 7, 7)
+    assert deform.mask.out_channels == 9
+    with torch.no_grad():
+        torch.testing.assert_close(deform(x), 0.5 * conv(x))
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(1, 0), (0, -2), (2, 1), (-1, -1)])
+def test_constant_integer_offset_is_a_conv_of_the_shifted_input(dy: int, dx: int) -> None:
+    deform = DeformConv2d(3, 4, 3)
+    with torch.no_grad():
+        deform.offset.bias.copy_(torch.tensor([dy, dx] * 9, dtype=torch.float32))
+    x = torch.randn(2, 3, 9, 10)
+    # the zero-extended input shifted by (dy, dx): shifted[i, j] = x[i + dy, j + dx], taken with the conv's
+    # 1-pixel padding included, so border outputs still read real pixels that the shift brings in
+    padded = F.pad(x, (5, 5, 5, 5))
+    shifted = padded[:, :, 4 + dy : 4 + dy + 11, 4 + dx : 4 + dx + 12]
+    with torch.no_grad():
+        expected = F.conv2d(shifted, deform.weight, deform.bias)
+        torch.testing.assert_close(deform(x), expected)
+
+
+# ---------------------------------------------------------------------------------------------- other
+
+
+def test_inverted_residual_shortcut_and_expansion() -> None:
+    block = InvertedResidual(16, 16, expand_ratio=6)
+    assert block.use_shortcut and block.conv_pw.conv.weight.shape == (96, 16, 1, 1)
+    assert isinstance(block.conv_pwl.act, nn.Identity)  # the linear bottleneck
+    assert not InvertedResidual(16, 24, stride=1).use_shortcut and not InvertedResidual(16, 16, stride=2).use_shortcut
+    t1 = InvertedResidual(32, 16, expand_ratio=1)
+    assert count_params(t1) == 32 * 9 + 2 * 32 + 32 * 16 + 2 * 16
+    assert t1(torch.randn(1, 32, 6, 6)).shape == (1, 16, 6, 6)
+
+
+@pytest.mark.parametrize(
+    ("value", "divisor", "expected"),
+    [(24, 8, 24), (32 * 0.75, 8, 24), (10, 8, 16), (12, 8, 16), (136, 16, 144), (4, 8, 8), (1280, 8, 1280)],
+)
+def test_make_divisible(value: float, divisor: int, expected: int) -> None:
+    assert make_divisible(value, divisor) == expected
