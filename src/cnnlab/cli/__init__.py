@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cnnlab.cli import models_cmd
+from cnnlab.cli import bench_cmd, models_cmd
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (models_cmd,)
+COMMANDS = (models_cmd, bench_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
