@@ -36,7 +36,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
         c = r18[key]
         assert all(positive_finite(c[k]) for k in ("ours_s", "theirs_s", "ratio"))
         assert c["ratio"] == pytest.approx(c["theirs_s"] / c["ours_s"])
-    # ResNet-18 at 32x32: 1.814 GMACs at 224 (REFERENCE.md), the convs scale with the area; a FLOP is half a multiply-add
+    # ResNet-18: 1.814 GMACs at 224 (REFERENCE.md), scaling with the area; 2 FLOPs per multiply-add
     assert r18["gflop_per_image"] == pytest.approx(2 * 1.814 * (32 / 224) ** 2, rel=0.05)
 
     opt = report["optimized"]

@@ -412,7 +412,9 @@ def aligned(rows: Sequence[Sequence[str]], headers: Sequence[str], *, text_colum
     table.insert(1, ["-" * w for w in widths])
 
     def line(row: Sequence[str]) -> str:
-        cells = (v.ljust(w) if i < text_columns else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        cells = (
+            v.ljust(w) if i < text_columns else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
         return "  ".join(cells).rstrip()
 
     return "\n".join(line(r) for r in table)
