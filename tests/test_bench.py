@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.bench import Comparison, interleaved, minimal_training_loop, tensors_in
+from cnnlab.bench import Comparison, guarded, interleaved, minimal_training_loop, model_size, tensors_in
 from cnnlab.cli import main
 
 
@@ -75,3 +75,18 @@ def test_minimal_loop_learns() -> None:
     before = torch.nn.functional.cross_entropy(model(x), y).item()
     result = minimal_training_loop(model, x, y, batch_size=32, epochs=5, lr=0.1)
     assert result["last_loss"] < before / 2 and result["images_per_s"] > 0
+
+
+def test_a_failing_measurement_is_recorded_not_raised() -> None:
+    def fails() -> Comparison:
+        raise RuntimeError("too small for the aux head")
+
+    assert guarded(fails) == {"error": "RuntimeError: too small for the aux head"}
+    assert guarded(lambda: Comparison(ours_s=1.0, theirs_s=1.0))["ratio"] == 1.0
+
+
+def test_model_size_keeps_the_papers_proportions() -> None:
+    inception_like = torch.nn.Module()
+    inception_like.default_image_size, inception_like.min_input_size = 299, 75
+    assert model_size(inception_like, 112) == 150 and model_size(inception_like, 32) == 75
+    assert model_size(cnnlab.create_model("resnet18"), 112) == 112

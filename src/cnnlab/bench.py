@@ -246,6 +246,21 @@ def inference(model: nn.Module, x: Tensor) -> Callable[[], object]:
     return run
 
 
+def model_size(model: nn.Module, size: int) -> int:
+    """The bench size for ``model``: ``size`` scaled by the model's own resolution over 224 (Inception-v3's
+    299 becomes 150 at a bench size of 112), at least the model's minimum."""
+    scaled = round(size * getattr(model, "default_image_size", 224) / 224)
+    return max(scaled, getattr(model, "min_input_size", 1))
+
+
+def guarded(measure: Callable[[], Comparison]) -> dict[str, Any]:
+    """``measure()`` as a dict, or ``{"error": ...}`` when it fails (so one model cannot stop the run)."""
+    try:
+        return asdict(measure())
+    except Exception as e:  # an architecture that cannot run at this size, out of memory, ...
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+
+
 def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     """Latency, throughput and training-step comparisons of one model against its peer."""
     try:
@@ -254,37 +269,46 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
         return {"name": name, "status": "not registered"}
     except (CnnlabError, ImportError) as e:
         return {"name": name, "status": f"skipped: {e}"}
-    size = max(cfg.size, getattr(ours, "min_input_size", 1))
+    size = model_size(ours, cfg.size)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(cfg.batch, 3, size, size, generator=gen)
     target = torch.randint(0, getattr(ours, "num_classes", 1000), (cfg.batch,), generator=gen)
+    one = x[:1]
     with torch.no_grad():
         diff = (inference(ours, x[:2])() - inference(theirs, x[:2])()).abs().max().item()
-    flops = forward_flops(ours, x[:1])
-    one = x[:1]
-    latency = compare(
-        inference(ours, one), inference(theirs, one), images=1, repeats=cfg.repeats, min_sample_s=cfg.min_sample_s
-    )
-    throughput = compare(inference(ours, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
+    flops = forward_flops(ours, one)
     aux = getattr(ours, "aux_loss_weight", 0.3)
-    train = compare(
-        training_step(ours, x, target, aux_weight=aux),
-        training_step(theirs, x, target, aux_weight=aux),
-        images=cfg.batch,
-        repeats=cfg.repeats,
-    )
-    return {
+    result = {
         "name": name,
         "status": "ok",
         "peer": f"{peer.library}:{peer.name}",
         "size": size,
         "max_abs_diff": diff,
         "gflop_per_image": flops / 1e9,
-        "latency_b1": asdict(latency),
-        "throughput": asdict(throughput),
-        "train_step": asdict(train),
-        "gflops_ours": flops / throughput.ours_s / 1e9,
+        "latency_b1": guarded(
+            lambda: compare(
+                inference(ours, one),
+                inference(theirs, one),
+                images=1,
+                repeats=cfg.repeats,
+                min_sample_s=cfg.min_sample_s,
+            )
+        ),
+        "throughput": guarded(
+            lambda: compare(inference(ours, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
+        ),
+        "train_step": guarded(
+            lambda: compare(
+                training_step(ours, x, target, aux_weight=aux),
+                training_step(theirs, x, target, aux_weight=aux),
+                images=cfg.batch,
+                repeats=cfg.repeats,
+            )
+        ),
     }
+    ours_s = result["throughput"].get("ours_s")
+    result["gflops_ours"] = None if ours_s is None else flops / ours_s / 1e9
+    return result
 
 
 def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
@@ -393,7 +417,10 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report["models"] = []
     for name in cfg.models:
         log(f"{name} ...")
-        report["models"].append(bench_model(name, cfg))
+        try:
+            report["models"].append(bench_model(name, cfg))
+        except Exception as e:  # one broken model must not stop the run
+            report["models"].append({"name": name, "status": f"error: {type(e).__name__}: {str(e)[:300]}"})
     log(f"optimize_for_inference on {cfg.optimize_model} ...")
     report["optimized"] = bench_optimized(cfg)
     log("training loop ...")
@@ -433,28 +460,27 @@ def format_report(report: Mapping[str, Any]) -> str:
     rows = []
     for r in report["models"]:
         if r["status"] != "ok":
-            rows.append([r["name"], r["status"]] + [""] * 10)
+            rows.append([r["name"], r["status"]] + [""] * 11)
             continue
-        lat, thr, trn = r["latency_b1"], r["throughput"], r["train_step"]
-        rows.append(
-            [
-                r["name"],
-                r["peer"],
-                _num(lat["ours_s"] * 1e3),
-                _num(lat["theirs_s"] * 1e3),
-                _num(lat["ratio"], 3),
-                _num(1 / thr["ours_s"]),
-                _num(1 / thr["theirs_s"]),
-                _num(thr["ratio"], 3),
-                _num(1 / trn["ours_s"]),
-                _num(1 / trn["theirs_s"]),
-                _num(trn["ratio"], 3),
-                _num(r["gflops_ours"]),
-            ]
-        )
-    headers = ["model", "peer", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
+        cells = [r["name"], r["peer"], str(r["size"])]
+        for key, scale in (("latency_b1", 1e3), ("throughput", None), ("train_step", None)):
+            c = r[key]
+            if "error" in c:
+                cells += ["error", "error", ""]
+            elif scale is None:  # images per second
+                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), _num(c["ratio"], 3)]
+            else:  # milliseconds per image
+                cells += [_num(c["ours_s"] * scale), _num(c["theirs_s"] * scale), _num(c["ratio"], 3)]
+        rows.append([*cells, _num(r["gflops_ours"])])
+    headers = ["model", "peer", "size", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
     headers += ["train img/s", "peer train", "ratio", "GFLOP/s"]
     lines.append(aligned(rows, headers))
+    lines += [
+        f"{r['name']} {key}: {r[key]['error']}"
+        for r in report["models"]
+        for key in ("latency_b1", "throughput", "train_step")
+        if r["status"] == "ok" and "error" in r[key]
+    ]
     o = report["optimized"]
     lines.append("")
     if o["status"] == "ok":
