@@ -119,7 +119,9 @@ def compare(
 ) -> Comparison:
     """Warm both up, then time them interleaved; seconds per image."""
     ours(), theirs()
-    inner = max(calls_per_sample(ours, min_sample_s), calls_per_sample(theirs, min_sample_s))
+    inner = 1
+    if min_sample_s > 0:
+        inner = max(calls_per_sample(ours, min_sample_s), calls_per_sample(theirs, min_sample_s))
     t = interleaved({"ours": ours, "theirs": theirs}, repeats=repeats, inner=inner)
     return Comparison(t["ours"] / images, t["theirs"] / images)
 
