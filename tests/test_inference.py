@@ -4,6 +4,7 @@ gone; an optimized model refuses to train."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -113,6 +114,10 @@ def test_optimized_model_is_inference_only() -> None:
         cnnlab.optimize_for_inference(model, backend="tensorrt")  # type: ignore[arg-type]
 
 
+HAS_CXX = any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="torch.compile's CPU backend needs a C++ compiler")
 def test_compiled_model_matches_eager() -> None:
     """The default backend (torch.compile, frozen weights, channels-last) on a small model."""
     model = randomize_norm_stats(cnnlab.create_model("cifar_resnet20")).eval()
@@ -122,3 +127,18 @@ def test_compiled_model_matches_eager() -> None:
     assert_same_function(fast, model, x)
     with pytest.raises(cnnlab.InputShapeError):  # a compiled graph still gets the input check
         fast(torch.randn(4, 2, 32, 32))
+
+
+def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_compile(module: nn.Module, **kwargs: object) -> object:
+        def run(x: Tensor) -> Tensor:
+            raise RuntimeError("no C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = cnnlab.create_model("cifar_resnet20").eval()
+    with pytest.warns(cnnlab.CnnlabWarning, match="torch.compile failed.*no C\\+\\+ compiler"):
+        fast = cnnlab.optimize_for_inference(model, example_input=torch.randn(2, 3, 32, 32))
+    assert fast.backend == "eager"
+    assert_same_function(fast, model, torch.randn(2, 3, 32, 32))
