@@ -140,8 +140,8 @@ class InferenceModel(nn.Module):
     def train(self, mode: bool = True) -> InferenceModel:
         if mode:
             raise InferenceOnlyError(
-                "this model was optimized for inference (batch norms folded, graph frozen) and cannot train; "
-                "train the original model and call cnnlab.optimize_for_inference on it again"
+                "this model was optimized for inference (its batch norms are folded into the convolutions) and cannot "
+                "train; train the original model and call cnnlab.optimize_for_inference on it again"
             )
         return self
 
@@ -151,7 +151,7 @@ class InferenceModel(nn.Module):
         with torch.inference_mode():
             if self.runner is None:
                 return self.module(x)
-            _run_pre_hooks(self.module, x)  # the input check that a trace or compiled graph lacks
+            _run_pre_hooks(self.module, x)  # the input check, which the compiled graph lacks
             return self.runner(x)
 
 
