@@ -26,7 +26,8 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert {"machine", "config", "peak_matmul_gflops", "models", "optimized", "training_loop"} <= report.keys()
     assert report["machine"]["threads"] == torch.get_num_threads() and report["machine"]["torch"] == torch.__version__
     assert report["config"]["size"] == 32 and report["config"]["repeats"] == 1
-    assert positive_finite(report["peak_matmul_gflops"])
+    assert report["peak_matmul_gflops"] == max(report["peak_matmul_samples"])
+    assert all(positive_finite(v) for v in report["peak_matmul_samples"])
 
     r18, missing = report["models"]
     assert missing == {"name": "no_such_net", "status": "not registered"}
