@@ -44,6 +44,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert opt["status"] == "ok" and opt["name"] == "resnet18"
     assert positive_finite(opt["throughput"]["ratio"]) and opt["same_top1"] == 1.0
     assert opt["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"])
+    assert 0 <= opt["eager_fp32_error"] <= 1e-4 * max(1.0, opt["output_absmax"])
 
     loop = report["training_loop"]
     assert positive_finite(loop["minimal_loop"]["images_per_s"]) and loop["images"] == 128
