@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.bench import Comparison, guarded, interleaved, minimal_training_loop, model_size, tensors_in
+from cnnlab.bench import Comparison, attempt, guarded, interleaved, minimal_training_loop, model_size, tensors_in
 from cnnlab.cli import main
 
 
@@ -85,6 +85,8 @@ def test_a_failing_measurement_is_recorded_not_raised() -> None:
 
     assert guarded(fails) == {"error": "RuntimeError: too small for the aux head"}
     assert guarded(lambda: Comparison(ours_s=1.0, theirs_s=1.0))["ratio"] == 1.0
+    assert attempt("net", fails) == {"name": "net", "status": "error: RuntimeError: too small for the aux head"}
+    assert attempt("net", lambda: {"name": "net", "status": "ok"})["status"] == "ok"
 
 
 def test_model_size_keeps_the_papers_proportions() -> None:

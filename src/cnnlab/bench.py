@@ -264,14 +264,21 @@ def guarded(measure: Callable[[], Comparison]) -> dict[str, Any]:
         return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
 
-def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
-    """Latency, throughput and training-step comparisons of one model against its peer."""
+def attempt(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``, or the reason it could not run as ``{"name", "status"}``: one model cannot stop the run."""
     try:
-        ours, theirs, peer = build_pair(name)
+        return measure()
     except UnknownModelError:
         return {"name": name, "status": "not registered"}
-    except (CnnlabError, ImportError) as e:
+    except (CnnlabError, ImportError) as e:  # no peer, timm not installed
         return {"name": name, "status": f"skipped: {e}"}
+    except Exception as e:
+        return {"name": name, "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
+
+
+def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
+    """Latency, throughput and training-step comparisons of one model against its peer."""
+    ours, theirs, peer = build_pair(name)
     size = model_size(ours, cfg.size)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(cfg.batch, 3, size, size, generator=gen)
@@ -316,13 +323,7 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
 
 def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
     """``optimize_for_inference`` on ``cfg.optimize_model`` against the peer's eager model at the bench batch."""
-    name = cfg.optimize_model
-    try:
-        ours, theirs, peer = build_pair(name)
-    except UnknownModelError:
-        return {"name": name, "status": "not registered"}
-    except (CnnlabError, ImportError) as e:
-        return {"name": name, "status": f"skipped: {e}"}
+    ours, theirs, peer = build_pair(cfg.optimize_model)
     size = model_size(ours, cfg.size)
     x = torch.randn(cfg.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     calibrate_norms(theirs, x)  # realistic activation scale for the prediction check
@@ -336,7 +337,7 @@ def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
     flops = forward_flops(theirs, x[:1])
     t = compare(inference(fast, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
     return {
-        "name": name,
+        "name": cfg.optimize_model,
         "status": "ok",
         "peer": f"{peer.library}:{peer.name}",
         "backend": fast.backend,
@@ -425,15 +426,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report["models"] = []
     for name in cfg.models:
         log(f"{name} ...")
-        try:
-            report["models"].append(bench_model(name, cfg))
-        except Exception as e:  # one broken model must not stop the run
-            report["models"].append({"name": name, "status": f"error: {type(e).__name__}: {str(e)[:300]}"})
+        report["models"].append(attempt(name, lambda name=name: bench_model(name, cfg)))
     log(f"optimize_for_inference on {cfg.optimize_model} ...")
-    try:
-        report["optimized"] = bench_optimized(cfg)
-    except Exception as e:
-        report["optimized"] = {"name": cfg.optimize_model, "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
+    report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
     log("training loop ...")
     report["training_loop"] = bench_training_loop(cfg)
     # measured at the start and the end: on a shared machine one of them may fall on a busy moment
