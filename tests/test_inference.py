@@ -50,6 +50,7 @@ def test_folding_torchvision_resnet() -> None:
     folded = cnnlab.fold_conv_bn(model)
     assert norms(folded) == []
     assert_same_function(folded, model, torch.randn(2, 3, 32, 32))
+    assert_same_function(cnnlab.optimize_for_inference(model, backend="eager"), model, torch.randn(2, 3, 32, 32))
 
 
 def test_preactivation_norms_stay() -> None:
