@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cnnlab-installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cnnlab needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -22,6 +22,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+
+# cnnlab against torchvision/timm (about 5-10 minutes on 2 cores); the table also goes to benchmarks/latest.txt
+bench: $(STAMP)
+	@mkdir -p benchmarks
+	$(BIN)/cnnlab bench --out benchmarks/latest.json | tee benchmarks/latest.txt
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

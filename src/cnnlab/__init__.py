@@ -16,6 +16,7 @@ from cnnlab.errors import (
     UnknownModelError,
     WeightsError,
 )
+from cnnlab.inference import fold_conv_bn, optimize_for_inference
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
 from cnnlab.registry import Peer, create_model, list_models, model_entries, model_entry, register_model
 from cnnlab.weights import LoadReport, load_pretrained
@@ -37,9 +38,11 @@ __all__ = [
     "WeightsError",
     "__version__",
     "create_model",
+    "fold_conv_bn",
     "list_models",
     "load_pretrained",
     "model_entries",
     "model_entry",
+    "optimize_for_inference",
     "register_model",
 ]
