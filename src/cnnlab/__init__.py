@@ -7,6 +7,7 @@
 """
 
 from cnnlab import models as models  # registers every family
+from cnnlab.analysis import analyze
 from cnnlab.errors import (
     CnnlabError,
     CnnlabWarning,
@@ -36,6 +37,7 @@ __all__ = [
     "UnknownModelError",
     "WeightsError",
     "__version__",
+    "analyze",
     "create_model",
     "list_models",
     "load_pretrained",

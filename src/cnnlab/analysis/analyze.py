@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab.analysis.graph import GraphWalk, walk
+from cnnlab.analysis.graph import GraphWalk, flop_counter, walk
 from cnnlab.analysis.report import LayerReport, ModelReport
 from cnnlab.errors import AnalysisError, InputShapeError
 
@@ -35,13 +34,25 @@ def parse_input_size(size: InputSize) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def _same_shape(x: Tensor) -> Tensor:
+    return x
+
+
 def meta_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied), in eval mode."""
+    """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied), in eval mode.
+
+    Its batch norms pass their input through: a norm keeps the shape, FlopCounterMode counts nothing for it,
+    and PyTorch's meta kernel for batch norm (a Python decomposition) took most of the analysis' time.
+    """
     memo: dict[int, Tensor] = {}
     for t in itertools.chain(model.parameters(), model.buffers()):
         empty = torch.empty_like(t, device="meta")
         memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
-    return copy.deepcopy(model, memo).eval()
+    meta = copy.deepcopy(model, memo).eval()
+    for m in meta.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = _same_shape  # type: ignore[method-assign]
+    return meta
 
 
 def default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -149,7 +160,7 @@ def count_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
     size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
     check_input(model, size)
     meta = meta_copy(model)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), flop_counter() as counter:
         try:
             meta(_meta_input(meta, size))
         except (RuntimeError, ValueError, IndexError) as e:

@@ -65,7 +65,11 @@ POINTWISE_FUNCTIONS = frozenset(
     }
 )  # fmt: skip
 """Function and method names that act per spatial position (``softmax`` over channels only; see ``_reduces``)."""
-NON_TENSOR_FUNCTIONS = frozenset({"size", "dim", "getattr", "numel", "len"})
+
+
+def flop_counter() -> FlopCounterMode:
+    """The one MAC counter of the analyzer: PyTorch's, silent."""
+    return FlopCounterMode(display=False)
 
 
 @dataclass
@@ -320,7 +324,7 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
             f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); the receptive-field "
             "walk needs a forward without data-dependent control flow"
         ) from e
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         walker = _Walker(gm, counter)
         result = walker.run(x)
     out_node = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
@@ -328,7 +332,7 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
     out_fields = [walker.fields.get(a) for a in out_inputs]
     output_field = None if any(f is None for f in out_fields) else merge(out_fields)  # type: ignore[arg-type]
     del result
-    macs_by_op = {str(op): c // 2 for op, c in counter.get_flop_counts().get("Global", {}).items()}
+    macs_by_op = {str(op): c // 2 for op, c in counter.get_flop_counts().get("Global", {}).items() if c}
     return GraphWalk(
         records=walker.records,
         output_field=output_field,

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cnnlab.cli import models_cmd
+from cnnlab.cli import compare_cmd, dilation_cmd, erf_cmd, models_cmd, summary_cmd, tricks_cmd
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (models_cmd,)
+COMMANDS = (models_cmd, summary_cmd, compare_cmd, tricks_cmd, dilation_cmd, erf_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
