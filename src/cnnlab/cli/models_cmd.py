@@ -7,8 +7,8 @@ import argparse
 import torch
 
 from cnnlab.analysis import count_macs
-from cnnlab.errors import CnnlabError
 from cnnlab.cli.common import count_params, format_table, input_size, meta_model
+from cnnlab.errors import CnnlabError
 from cnnlab.registry import create_model, list_models, model_entry
 
 
