@@ -117,7 +117,10 @@ def test_json_csv_and_grouping() -> None:
     assert [r["path"] for r in rows] == ["stem", "pool", "layer1", "layer2", "layer3", "layer4", "head"]
     assert sum(int(r["params"]) for r in rows) == 11_689_512
     assert sum(int(r["macs"]) for r in rows) == report.macs
-    assert rows[5]["rf"] == "435" and rows[5]["jump"] == "32"  # resnet18: 7 + 4 + 8*2*... computed in test_rf
+    # 7x7/2 stem 7; pool +2*2 = 11; layer1 four 3x3 at jump 4: 43; then per stage one 3x3 at the old jump and
+    # three at the doubled one: 43 + 8 + 3*16 = 99, 99 + 16 + 3*32 = 211, 211 + 32 + 3*64 = 435
+    assert [r["rf"] for r in rows[:6]] == ["7", "11", "43", "99", "211", "435"]
+    assert [r["jump"] for r in rows[:6]] == ["2", "4", "4", "8", "16", "32"]
 
 
 def test_input_size_strings_and_errors() -> None:
@@ -147,7 +150,7 @@ def test_untraceable_model_is_a_clear_error() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x if x.sum() > 0 else -x
 
-    with pytest.raises(AnalysisError, match="cannot trace DataDependent with torch.fx"):
+    with pytest.raises(AnalysisError, match=r"cannot trace DataDependent with torch\.fx"):
         analyze(DataDependent(), (3, 8, 8))
 
 

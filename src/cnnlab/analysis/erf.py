@@ -36,7 +36,7 @@ class EffectiveField:
     def effective_side(self, share: float = 0.95) -> int:
         """The side of the smallest centred square that holds ``share`` of the gradient."""
         for side in range(1, max(self.grad.shape) + 1):
-            if self.mass_within(side) >= share:
+            if self.mass_within(side) >= share - 1e-9:  # rounding of the float sums
                 return side
         return max(self.grad.shape)
 
