@@ -61,7 +61,7 @@ POINTWISE_FUNCTIONS = frozenset(
         "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
         "hardtanh", "elu", "dropout", "batch_norm", "layer_norm_2d", "clamp", "clamp_min", "exp", "sqrt", "abs",
         "pad", "contiguous", "clone", "float", "to", "type_as", "chunk", "split", "channel_shuffle", "softmax",
-        "expand_as", "sigmoid_", "mul_", "add_", "div", "div_", "local_response_norm", "getitem_tuple",
+        "expand_as", "sigmoid_", "mul_", "add_", "div", "div_", "local_response_norm",
     }
 )  # fmt: skip
 """Function and method names that act per spatial position (``softmax`` over channels only; see ``_reduces``)."""
@@ -87,6 +87,7 @@ class NodeRecord:
     depth: int  # layers with weights on the longest path from the input
     activation_bytes: int  # bytes of the output tensor
     global_op: bool = False  # mixes a whole spatial map (global pooling, flattening a map)
+    input_field: Field | None = None  # the largest field of the operation's inputs
 
 
 @dataclass
@@ -176,6 +177,7 @@ class _Walker(fx.Interpreter):
                     depth=self.depths[n],
                     activation_bytes=out.numel() * out.element_size(),
                     global_op=self._is_global(n, out),
+                    input_field=merge(in_fields) if all(f is not None for f in in_fields) else None,  # type: ignore[arg-type]
                 )
             )
         return out
@@ -222,8 +224,8 @@ class _Unsupported(Exception):
 
 
 def _module_field(module: nn.Module, kind: str, here: Field, x: Tensor | None, out: Any) -> Field:
-    if isinstance(module, POINTWISE_MODULES):
-        return here
+    if isinstance(module, POINTWISE_MODULES) or (x is not None and x.ndim <= 2):
+        return here  # pointwise, or no spatial axes left (a fc, a softmax after flattening)
     if isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
         stride = module.stride if module.stride is not None else module.kernel_size
         dilation = getattr(module, "dilation", 1)
@@ -232,8 +234,6 @@ def _module_field(module: nn.Module, kind: str, here: Field, x: Tensor | None, o
         return _adaptive(here, x, out)
     if isinstance(module, nn.Flatten):
         return _flatten(here, x, module.start_dim)
-    if isinstance(module, nn.Linear) and x is not None and x.ndim == 2:
-        return here  # a fc after flattening: the field is already global
     raise _Unsupported(kind)
 
 
@@ -241,6 +241,8 @@ def _adaptive(here: Field, x: Tensor | None, out: Tensor) -> Field:
     if x is None:
         raise _Unsupported("adaptive pool")
     (h, w), (oh, ow) = _spatial(x), _spatial(out)
+    if (oh, ow) == (1, 1):
+        return here.global_((h, w))
     kernel = (math.ceil(h / oh), math.ceil(w / ow))
     return here.through(kernel, stride=(max(1, h // oh), max(1, w // ow)))
 
@@ -259,6 +261,8 @@ def _function_field(
 ) -> Field:
     if target is operator.getitem:
         return _getitem(here, args)
+    if x is not None and x.ndim <= 2:
+        return here  # no spatial axes left
     if kind in ("mean", "sum", "amax", "max", "softmax", "log_softmax") and x is not None:
         reduces = _reduces(kind, args, kwargs, x)
         if reduces is None:
@@ -271,15 +275,11 @@ def _function_field(
             return here  # channels rearranged (a channel shuffle), positions kept
         if isinstance(out, Tensor) and out.ndim <= 2 and x.ndim >= 3:
             return here.global_(_spatial(x))
-        if x.ndim <= 2:
-            return here
         raise _Unsupported(f"{kind} that moves spatial positions")
     if kind in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
         return _adaptive(here, x, out)
     if kind in ("max_pool2d", "avg_pool2d"):
         return _functional_pool(here, args, kwargs)
-    if kind in ("linear",) and x is not None and x.ndim == 2:
-        return here
     raise _Unsupported(kind)
 
 
