@@ -123,3 +123,21 @@ def test_global_pool_covers_the_map_and_se_gate_keeps_depth() -> None:
     assert report.depth == 50  # the SE gate's FCs sit on a 1x1 side branch (SENet counts SE-ResNet-50 as 50)
     pool = report.layer("layer1.0.attn.mean")
     assert pool.rf is not None and pool.rf[0] >= 224  # the squeeze sees the whole image
+
+
+# Araujo, Norris and Sim, "Computing Receptive Fields of Convolutional Neural Networks" (Distill 2019), Table 1.
+@pytest.mark.parametrize(("name", "rf"), [("resnet101", 1027), ("resnet152", 1507)])
+def test_paper_resnets_match_published_fields(name: str, rf: int) -> None:
+    with torch.device("meta"):
+        model = cnnlab.create_model(name, stride_in="1x1")  # the paper's (and TF-slim's) v1 placement
+    assert analyze(model).receptive_field == (rf, rf)
+
+
+@pytest.mark.parametrize(("name", "rf", "size"), [("mobilenet_v2", 491, 224), ("inception_v3", 1311, 299)])
+def test_torchvision_branching_nets_match_published_fields(name: str, rf: int, size: int) -> None:
+    tvm = pytest.importorskip("torchvision.models")
+    kwargs = {"aux_logits": False, "init_weights": False} if name == "inception_v3" else {}
+    with torch.device("meta"):
+        model = getattr(tvm, name)(**kwargs)
+    report = analyze(model, (3, size, size))
+    assert report.receptive_field == (rf, rf) and not report.unsupported
