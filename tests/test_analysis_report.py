@@ -109,6 +109,14 @@ def test_frozen_params_and_the_original_model_untouched() -> None:
     assert model.stem.conv.weight.device.type == "cpu"
 
 
+def test_a_meta_model_is_analysed_in_place_and_restored() -> None:
+    with torch.device("meta"):
+        model = cnnlab.create_model("cifar_resnet20").train()
+    assert analyze(model).macs == count_macs(model) > 0
+    assert all(m.training for m in model.modules())
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the norms' shape-only stand-in is gone
+
+
 def test_json_csv_and_grouping() -> None:
     with torch.device("meta"):
         model = cnnlab.create_model("resnet18")

@@ -6,9 +6,10 @@ The model is never run on data: a weightless copy on the meta device is traced w
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,27 @@ def meta_copy(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.forward = _same_shape  # type: ignore[method-assign]
     return meta
+
+
+@contextlib.contextmanager
+def meta_view(model: nn.Module) -> Iterator[nn.Module]:
+    """:func:`meta_copy`, except that a model already wholly on the meta device is used in place (in eval mode,
+    norms passing through) and restored on exit: copying is a third of ``cnnlab models``' time."""
+    if not all(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        yield meta_copy(model)
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for m in norms:
+        m.forward = _same_shape  # type: ignore[method-assign]
+    try:
+        yield model
+    finally:
+        for m in norms:
+            del m.forward
+        for m, training in modes:
+            m.training = training
 
 
 def default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -112,13 +134,13 @@ def analyze(model: nn.Module, input_size: InputSize | None = None) -> ModelRepor
     """
     size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
     check_input(model, size)
-    meta = meta_copy(model)
-    try:
-        result = walk(meta, _meta_input(meta, size))
-    except (RuntimeError, ValueError, IndexError) as e:
-        if isinstance(e, AnalysisError):
-            raise
-        raise _explain_failure(meta, size, e) from e
+    with meta_view(model) as meta:
+        try:
+            result = walk(meta, _meta_input(meta, size))
+        except (RuntimeError, ValueError, IndexError) as e:
+            if isinstance(e, AnalysisError):
+                raise
+            raise _explain_failure(meta, size, e) from e
     return _report(model, size, result)
 
 
@@ -160,8 +182,7 @@ def count_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
     """MACs of one forward pass (FlopCounterMode FLOPs / 2) on a weightless meta copy: cheap for any model."""
     size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
     check_input(model, size)
-    meta = meta_copy(model)
-    with torch.no_grad(), flop_counter() as counter:
+    with meta_view(model) as meta, torch.no_grad(), flop_counter() as counter:
         try:
             meta(_meta_input(meta, size))
         except (RuntimeError, ValueError, IndexError) as e:
