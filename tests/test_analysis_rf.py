@@ -141,3 +141,14 @@ def test_torchvision_branching_nets_match_published_fields(name: str, rf: int, s
         model = getattr(tvm, name)(**kwargs)
     report = analyze(model, (3, size, size))
     assert report.receptive_field == (rf, rf) and not report.unsupported
+
+
+def test_a_conv_that_covers_the_map_is_a_layer_not_a_pooling() -> None:
+    """LeNet-5's C5 is a 5x5 conv on a 5x5 map: it counts as a layer, and the field runs through it."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.AvgPool2d(2),  # 32 -> 28 -> 14 -> 10 -> 5
+        nn.Conv2d(16, 120, 5), nn.Tanh(), nn.Conv2d(120, 84, 1), nn.Flatten(), nn.Linear(84, 10),
+    )  # fmt: skip
+    report = analyze(net, (1, 32, 32))
+    assert report.depth == 5  # C1, C3, C5, F6, output
+    assert report.receptive_field == (32, 32)  # 5; 6 (j2); 6 + 4*2 = 14; 16 (j4); 16 + 4*4 = 32

@@ -149,7 +149,9 @@ class _Walker(fx.Interpreter):
             return out
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         pooled = isinstance(out, Tensor) and out.ndim >= 3 and tuple(out.shape[-2:]) == (1, 1)
-        if pooled and (self._is_global(n, out) or any(a in self.pooled for a in inputs)):
+        # a global pooling (never a conv, even one whose kernel covers the map, such as LeNet-5's C5)
+        is_global = isinstance(out, Tensor) and not isinstance(module, WEIGHT_MODULES) and self._is_global(n, out)
+        if pooled and (is_global or any(a in self.pooled for a in inputs)):
             self.pooled.add(n)
         if isinstance(module, nn.Linear) or (isinstance(module, WEIGHT_MODULES) and not set(inputs) & self.pooled):
             self.depths[n] += 1
@@ -176,7 +178,7 @@ class _Walker(fx.Interpreter):
                     field=fld,
                     depth=self.depths[n],
                     activation_bytes=out.numel() * out.element_size(),
-                    global_op=self._is_global(n, out),
+                    global_op=is_global,
                     input_field=merge(in_fields) if all(f is not None for f in in_fields) else None,  # type: ignore[arg-type]
                 )
             )
