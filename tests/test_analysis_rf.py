@@ -152,3 +152,28 @@ def test_a_conv_that_covers_the_map_is_a_layer_not_a_pooling() -> None:
     report = analyze(net, (1, 32, 32))
     assert report.depth == 5  # C1, C3, C5, F6, output
     assert report.receptive_field == (32, 32)  # 5; 6 (j2); 6 + 4*2 = 14; 16 (j4); 16 + 4*4 = 32
+
+
+@pytest.mark.parametrize(
+    ("name", "rf", "depth"),
+    [
+        ("mobilenet_v1", 315, 28),  # Araujo et al. Table 1; MobileNet paper: 28 layers
+        ("mobilenet_v2", 491, None),
+        ("inception_v3", 1311, None),
+        ("inception_v4", 2071, None),
+        ("inception_resnet_v2", 3039, None),
+        ("googlenet", None, 22),  # GoogLeNet paper: "22 layers deep when counting only layers with parameters"
+        ("vgg19", None, 19),
+    ],
+)
+def test_registered_families_match_published_fields_and_depths(name: str, rf: int | None, depth: int | None) -> None:
+    if name not in cnnlab.list_models():
+        pytest.skip(f"{name} is not registered in this build")
+    with torch.device("meta"):
+        model = cnnlab.create_model(name)
+    report = analyze(model)
+    assert not report.unsupported
+    if rf is not None:
+        assert report.receptive_field == (rf, rf)
+    if depth is not None:
+        assert report.depth == depth
