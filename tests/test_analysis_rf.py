@@ -54,6 +54,21 @@ class TwoBranches(nn.Module):
         return y + self.conv_b(self.conv_a(y))
 
 
+class MaxOfBranches(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 7, padding=3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.max(self.a(x), self.b(x)).mean((2, 3))
+
+
+def test_elementwise_max_and_spatial_mean() -> None:
+    report = analyze(MaxOfBranches(), (2, 9, 9))
+    assert report.layer("max").rf == (7, 7)
+    assert report.layer("mean").rf == (7 + 8, 7 + 8)  # the mean covers the 9x9 map
+
+
 def test_branches_take_the_largest_field() -> None:
     report = analyze(TwoBranches(), (4, 16, 16))
     assert report.layer("cat").rf == (5, 5)  # max(1, 5)

@@ -113,6 +113,8 @@ def _spatial(t: Tensor) -> tuple[int, int]:
 def _reduces(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], x: Tensor) -> bool | None:
     """For mean/sum/amax/softmax: True if it reduces over the spatial dims, False if not, None if unclear."""
     dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if isinstance(dims, Tensor):
+        return False  # torch.max(a, b): elementwise
     if dims is None:
         return name != "softmax"  # mean(x) without dims reduces everything; softmax needs a dim
     dims = {d % x.ndim for d in (dims if isinstance(dims, tuple | list) else (dims,))}
