@@ -60,11 +60,11 @@ POINTWISE_FUNCTIONS = frozenset(
         "add", "iadd", "sub", "isub", "mul", "imul", "truediv", "itruediv", "neg", "cat", "concat", "stack",
         "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
         "hardtanh", "elu", "dropout", "batch_norm", "layer_norm_2d", "clamp", "clamp_min", "exp", "sqrt", "abs",
-        "pad", "contiguous", "clone", "float", "to", "type_as", "chunk", "split", "channel_shuffle", "softmax",
+        "pad", "contiguous", "clone", "float", "to", "type_as", "chunk", "split", "channel_shuffle",
         "expand_as", "sigmoid_", "mul_", "add_", "div", "div_", "local_response_norm",
     }
 )  # fmt: skip
-"""Function and method names that act per spatial position (``softmax`` over channels only; see ``_reduces``)."""
+"""Function and method names that act per spatial position (reductions and softmax: see ``_reduces``)."""
 
 
 def flop_counter() -> FlopCounterMode:
@@ -271,7 +271,7 @@ def _function_field(
         reduces = _reduces(kind, args, kwargs, x)
         if reduces is None:
             raise _Unsupported(f"{kind} over one spatial axis")
-        return here.global_(_spatial(x)) if reduces and kind != "softmax" else _pointwise_or(here, kind, reduces)
+        return here.global_(_spatial(x)) if reduces else here  # over the whole map, or over channels only
     if kind in POINTWISE_FUNCTIONS:
         return here
     if kind in ("flatten", "view", "reshape", "transpose", "permute", "squeeze", "unsqueeze") and x is not None:
@@ -285,12 +285,6 @@ def _function_field(
     if kind in ("max_pool2d", "avg_pool2d"):
         return _functional_pool(here, args, kwargs)
     raise _Unsupported(kind)
-
-
-def _pointwise_or(here: Field, kind: str, reduces: bool) -> Field:
-    if reduces:  # softmax over a spatial axis mixes every position
-        raise _Unsupported(f"{kind} over spatial axes")
-    return here
 
 
 def _functional_pool(here: Field, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Field:
