@@ -7,6 +7,7 @@
 """
 
 from cnnlab import models as models  # registers every family
+from cnnlab.analysis import analyze
 from cnnlab.errors import (
     CnnlabError,
     CnnlabWarning,
@@ -37,6 +38,7 @@ __all__ = [
     "UnknownModelError",
     "WeightsError",
     "__version__",
+    "analyze",
     "create_model",
     "fold_conv_bn",
     "list_models",

@@ -27,16 +27,24 @@ class EffectiveField:
     theoretical: tuple[int, int] | None
     samples: int
 
+    @property
+    def center(self) -> tuple[int, int]:
+        """The gradient's centre of mass (the output unit's centre, which is the image centre only when the
+        feature map has an odd size and the padding is symmetric)."""
+        ys, xs = np.indices(self.grad.shape)
+        total = self.grad.sum()
+        return round(float((ys * self.grad).sum() / total)), round(float((xs * self.grad).sum() / total))
+
     def mass_within(self, side: int) -> float:
-        """The share of the gradient in the centred ``side`` x ``side`` square."""
-        h, w = self.grad.shape
-        top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        """The share of the gradient in the ``side`` x ``side`` square around :attr:`center`."""
+        cy, cx = self.center
+        top, left = max(0, cy - side // 2), max(0, cx - side // 2)
         return float(self.grad[top : top + side, left : left + side].sum() / self.grad.sum())
 
     def effective_side(self, share: float = 0.95) -> int:
-        """The side of the smallest centred square that holds ``share`` of the gradient."""
+        """The side of the smallest square around :attr:`center` that holds ``share`` of the gradient."""
         for side in range(1, max(self.grad.shape) + 1):
-            if self.mass_within(side) >= share:
+            if self.mass_within(side) >= share - 1e-9:  # rounding of the float sums
                 return side
         return max(self.grad.shape)
 

@@ -60,12 +60,16 @@ POINTWISE_FUNCTIONS = frozenset(
         "add", "iadd", "sub", "isub", "mul", "imul", "truediv", "itruediv", "neg", "cat", "concat", "stack",
         "relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
         "hardtanh", "elu", "dropout", "batch_norm", "layer_norm_2d", "clamp", "clamp_min", "exp", "sqrt", "abs",
-        "pad", "contiguous", "clone", "float", "to", "type_as", "chunk", "split", "channel_shuffle", "softmax",
-        "expand_as", "sigmoid_", "mul_", "add_", "div", "div_", "local_response_norm", "getitem_tuple",
+        "pad", "contiguous", "clone", "float", "to", "type_as", "chunk", "split", "channel_shuffle",
+        "expand_as", "sigmoid_", "mul_", "add_", "div", "div_", "local_response_norm",
     }
 )  # fmt: skip
-"""Function and method names that act per spatial position (``softmax`` over channels only; see ``_reduces``)."""
-NON_TENSOR_FUNCTIONS = frozenset({"size", "dim", "getattr", "numel", "len"})
+"""Function and method names that act per spatial position (reductions and softmax: see ``_reduces``)."""
+
+
+def flop_counter() -> FlopCounterMode:
+    """The one MAC counter of the analyzer: PyTorch's, silent."""
+    return FlopCounterMode(display=False)
 
 
 @dataclass
@@ -83,6 +87,7 @@ class NodeRecord:
     depth: int  # layers with weights on the longest path from the input
     activation_bytes: int  # bytes of the output tensor
     global_op: bool = False  # mixes a whole spatial map (global pooling, flattening a map)
+    input_field: Field | None = None  # the largest field of the operation's inputs
 
 
 @dataclass
@@ -108,6 +113,8 @@ def _spatial(t: Tensor) -> tuple[int, int]:
 def _reduces(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], x: Tensor) -> bool | None:
     """For mean/sum/amax/softmax: True if it reduces over the spatial dims, False if not, None if unclear."""
     dims = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    if isinstance(dims, Tensor):
+        return False  # torch.max(a, b): elementwise
     if dims is None:
         return name != "softmax"  # mean(x) without dims reduces everything; softmax needs a dim
     dims = {d % x.ndim for d in (dims if isinstance(dims, tuple | list) else (dims,))}
@@ -144,7 +151,9 @@ class _Walker(fx.Interpreter):
             return out
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
         pooled = isinstance(out, Tensor) and out.ndim >= 3 and tuple(out.shape[-2:]) == (1, 1)
-        if pooled and (self._is_global(n, out) or any(a in self.pooled for a in inputs)):
+        # a global pooling (never a conv, even one whose kernel covers the map, such as LeNet-5's C5)
+        is_global = isinstance(out, Tensor) and not isinstance(module, WEIGHT_MODULES) and self._is_global(n, out)
+        if pooled and (is_global or any(a in self.pooled for a in inputs)):
             self.pooled.add(n)
         if isinstance(module, nn.Linear) or (isinstance(module, WEIGHT_MODULES) and not set(inputs) & self.pooled):
             self.depths[n] += 1
@@ -171,7 +180,8 @@ class _Walker(fx.Interpreter):
                     field=fld,
                     depth=self.depths[n],
                     activation_bytes=out.numel() * out.element_size(),
-                    global_op=self._is_global(n, out),
+                    global_op=is_global,
+                    input_field=merge(in_fields) if all(f is not None for f in in_fields) else None,  # type: ignore[arg-type]
                 )
             )
         return out
@@ -218,8 +228,8 @@ class _Unsupported(Exception):
 
 
 def _module_field(module: nn.Module, kind: str, here: Field, x: Tensor | None, out: Any) -> Field:
-    if isinstance(module, POINTWISE_MODULES):
-        return here
+    if isinstance(module, POINTWISE_MODULES) or (x is not None and x.ndim <= 2):
+        return here  # pointwise, or no spatial axes left (a fc, a softmax after flattening)
     if isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
         stride = module.stride if module.stride is not None else module.kernel_size
         dilation = getattr(module, "dilation", 1)
@@ -228,8 +238,6 @@ def _module_field(module: nn.Module, kind: str, here: Field, x: Tensor | None, o
         return _adaptive(here, x, out)
     if isinstance(module, nn.Flatten):
         return _flatten(here, x, module.start_dim)
-    if isinstance(module, nn.Linear) and x is not None and x.ndim == 2:
-        return here  # a fc after flattening: the field is already global
     raise _Unsupported(kind)
 
 
@@ -237,6 +245,8 @@ def _adaptive(here: Field, x: Tensor | None, out: Tensor) -> Field:
     if x is None:
         raise _Unsupported("adaptive pool")
     (h, w), (oh, ow) = _spatial(x), _spatial(out)
+    if (oh, ow) == (1, 1):
+        return here.global_((h, w))
     kernel = (math.ceil(h / oh), math.ceil(w / ow))
     return here.through(kernel, stride=(max(1, h // oh), max(1, w // ow)))
 
@@ -255,11 +265,13 @@ def _function_field(
 ) -> Field:
     if target is operator.getitem:
         return _getitem(here, args)
+    if x is not None and x.ndim <= 2:
+        return here  # no spatial axes left
     if kind in ("mean", "sum", "amax", "max", "softmax", "log_softmax") and x is not None:
         reduces = _reduces(kind, args, kwargs, x)
         if reduces is None:
             raise _Unsupported(f"{kind} over one spatial axis")
-        return here.global_(_spatial(x)) if reduces and kind != "softmax" else _pointwise_or(here, kind, reduces)
+        return here.global_(_spatial(x)) if reduces else here  # over the whole map, or over channels only
     if kind in POINTWISE_FUNCTIONS:
         return here
     if kind in ("flatten", "view", "reshape", "transpose", "permute", "squeeze", "unsqueeze") and x is not None:
@@ -267,22 +279,12 @@ def _function_field(
             return here  # channels rearranged (a channel shuffle), positions kept
         if isinstance(out, Tensor) and out.ndim <= 2 and x.ndim >= 3:
             return here.global_(_spatial(x))
-        if x.ndim <= 2:
-            return here
         raise _Unsupported(f"{kind} that moves spatial positions")
     if kind in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
         return _adaptive(here, x, out)
     if kind in ("max_pool2d", "avg_pool2d"):
         return _functional_pool(here, args, kwargs)
-    if kind in ("linear",) and x is not None and x.ndim == 2:
-        return here
     raise _Unsupported(kind)
-
-
-def _pointwise_or(here: Field, kind: str, reduces: bool) -> Field:
-    if reduces:  # softmax over a spatial axis mixes every position
-        raise _Unsupported(f"{kind} over spatial axes")
-    return here
 
 
 def _functional_pool(here: Field, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Field:
@@ -320,7 +322,7 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
             f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); the receptive-field "
             "walk needs a forward without data-dependent control flow"
         ) from e
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         walker = _Walker(gm, counter)
         result = walker.run(x)
     out_node = next(n for n in reversed(gm.graph.nodes) if n.op == "output")
@@ -328,7 +330,7 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
     out_fields = [walker.fields.get(a) for a in out_inputs]
     output_field = None if any(f is None for f in out_fields) else merge(out_fields)  # type: ignore[arg-type]
     del result
-    macs_by_op = {str(op): c // 2 for op, c in counter.get_flop_counts().get("Global", {}).items()}
+    macs_by_op = {str(op): c // 2 for op, c in counter.get_flop_counts().get("Global", {}).items() if c}
     return GraphWalk(
         records=walker.records,
         output_field=output_field,

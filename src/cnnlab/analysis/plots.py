@@ -80,14 +80,14 @@ def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
 
 
 def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
-    """The effective receptive field as a heat map, with the theoretical field's square where it fits."""
+    """The effective receptive field as a heat map, with the theoretical field's square around its centre."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(erf.grad, cmap="inferno")
     if erf.theoretical:
         h, w = erf.grad.shape
-        th, tw = erf.theoretical
-        ax.add_patch(plt.Rectangle(((w - tw) / 2 - 0.5, (h - th) / 2 - 0.5), tw, th, fill=False, ec="cyan"))
+        (th, tw), (cy, cx) = erf.theoretical, erf.center
+        ax.add_patch(plt.Rectangle((cx - tw / 2, cy - th / 2), tw, th, fill=False, ec="cyan"))
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
     ax.set_title(title or f"effective receptive field ({erf.samples} samples)")

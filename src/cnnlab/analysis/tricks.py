@@ -19,8 +19,8 @@ from torch import nn
 
 from cnnlab.analysis.analyze import analyze, count_macs
 from cnnlab.analysis.report import ModelReport, format_table, rows_to_csv
-from cnnlab.errors import CnnlabWarning, UnknownModelError
-from cnnlab.layers import Bottleneck, SqueezeExcite
+from cnnlab.errors import AnalysisError, CnnlabWarning, UnknownModelError
+from cnnlab.layers import Bottleneck, ConvBnAct, SqueezeExcite
 from cnnlab.registry import create_model
 
 
@@ -51,30 +51,32 @@ def _conv_macs(report: ModelReport) -> int:
     return sum(r.macs for r in report.layers if r.kind == "Conv2d")
 
 
+def _field(report: ModelReport) -> int:
+    if report.receptive_field is None:
+        raise AnalysisError(f"no receptive field for {report.model}: {report.unsupported}")
+    return report.receptive_field[0]
+
+
 def _conv_weights(module: nn.Module) -> int:
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d))
 
 
-def _stack3x3(chs: int, n: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for _ in range(n):
-        layers += [nn.Conv2d(chs, chs, 3, padding=1, bias=False), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])
-
-
 def stacked_small_kernels(*, big: int, chs: int = 64, size: int = 56) -> list[Figure]:
     """One ``big`` x ``big`` conv against ``(big - 1) / 2`` stacked 3x3 convs (VGG, Simonyan & Zisserman 2015,
-    Sec. 2.3): the same receptive field, ``9n / big^2`` of the weights and MACs."""
+    Sec. 2.3): the same receptive field, ``9n / big^2`` of the weights and MACs. Measured on ConvBnAct units."""
     n = (big - 1) // 2
     trick = f"{big}x{big} vs {n} x 3x3"
-    one = analyze(nn.Conv2d(chs, chs, big, padding=big // 2, bias=False), (chs, size, size))
-    stack = analyze(_stack3x3(chs, n), (chs, size, size))
+    single = ConvBnAct(chs, chs, big)
+    stack = nn.Sequential(*[ConvBnAct(chs, chs, 3) for _ in range(n)])
+    one, many = analyze(single, (chs, size, size)), analyze(stack, (chs, size, size))
     return [
-        Figure(trick, f"weights {big}x{big}", f"{big * big} C^2 (C={chs})", big * big * chs * chs, one.params),
-        Figure(trick, f"weights {n} x 3x3", f"{9 * n} C^2", 9 * n * chs * chs, stack.params),
-        Figure(trick, "MACs ratio stack / single", f"{9 * n}/{big * big}", 9 * n / big**2, stack.macs / one.macs),
-        Figure(trick, f"receptive field {big}x{big}", f"{big}", big, one.receptive_field[0]),  # type: ignore[index]
-        Figure(trick, f"receptive field {n} x 3x3", f"1 + 2 x {n}", 1 + 2 * n, stack.receptive_field[0]),  # type: ignore[index]
+        Figure(
+            trick, f"weights {big}x{big}", f"{big * big} C^2 (C={chs})", big * big * chs * chs, _conv_weights(single)
+        ),
+        Figure(trick, f"weights {n} x 3x3", f"{9 * n} C^2", 9 * n * chs * chs, _conv_weights(stack)),
+        Figure(trick, "MACs ratio stack / single", f"{9 * n}/{big * big}", 9 * n / big**2, many.macs / one.macs),
+        Figure(trick, f"receptive field {big}x{big}", f"{big}", big, _field(one)),
+        Figure(trick, f"receptive field {n} x 3x3", f"1 + 2 x {n}", 1 + 2 * n, _field(many)),
     ]
 
 
@@ -95,11 +97,8 @@ def bottleneck_weights(*, chs: int = 256, planes: int = 64) -> list[Figure]:
 def inception_reduction(*, size: int = 28, in_chs: int = 192, out_chs: int = 32, reduce: int = 16) -> list[Figure]:
     """28x28x192 to 32 channels by a 5x5 conv, against a 1x1 to 16 channels first (GoogLeNet, Sec. 4)."""
     trick = "1x1 reduction before 5x5"
-    direct = analyze(nn.Conv2d(in_chs, out_chs, 5, padding=2), (in_chs, size, size))
-    reduced = analyze(
-        nn.Sequential(nn.Conv2d(in_chs, reduce, 1), nn.ReLU(), nn.Conv2d(reduce, out_chs, 5, padding=2)),
-        (in_chs, size, size),
-    )
+    direct = analyze(ConvBnAct(in_chs, out_chs, 5), (in_chs, size, size))
+    reduced = analyze(nn.Sequential(ConvBnAct(in_chs, reduce, 1), ConvBnAct(reduce, out_chs, 5)), (in_chs, size, size))
     hw = size * size
     return [
         Figure(trick, "MACs 5x5 192->32", "28x28 x 32 x 5x5x192", hw * out_chs * 25 * in_chs, direct.macs),
@@ -131,11 +130,11 @@ def depthwise_separable(*, in_chs: int = 128, out_chs: int = 256, k: int = 3, si
 def group_conv(*, chs: int = 256, groups: int = 32, size: int = 28) -> list[Figure]:
     """A 3x3 conv in ``groups`` groups against the dense one: 1/g of the weights and MACs (AlexNet, ResNeXt)."""
     trick = f"group conv g={groups}"
-    dense = analyze(nn.Conv2d(chs, chs, 3, padding=1, bias=False), (chs, size, size))
-    grouped = analyze(nn.Conv2d(chs, chs, 3, padding=1, groups=groups, bias=False), (chs, size, size))
+    dense, grouped = ConvBnAct(chs, chs, 3), ConvBnAct(chs, chs, 3, groups=groups)
+    dense_report, grouped_report = analyze(dense, (chs, size, size)), analyze(grouped, (chs, size, size))
     return [
-        Figure(trick, "weights ratio", f"1/{groups}", 1 / groups, grouped.params / dense.params),
-        Figure(trick, "MACs ratio", f"1/{groups}", 1 / groups, grouped.macs / dense.macs),
+        Figure(trick, "weights ratio", f"1/{groups}", 1 / groups, _conv_weights(grouped) / _conv_weights(dense)),
+        Figure(trick, "MACs ratio", f"1/{groups}", 1 / groups, grouped_report.macs / dense_report.macs),
     ]
 
 

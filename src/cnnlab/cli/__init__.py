@@ -6,10 +6,32 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cnnlab.cli import bench_cmd, eval_cmd, experiment_cmd, models_cmd, train_cmd
+from cnnlab.cli import (
+    bench_cmd,
+    compare_cmd,
+    dilation_cmd,
+    erf_cmd,
+    eval_cmd,
+    experiment_cmd,
+    models_cmd,
+    summary_cmd,
+    train_cmd,
+    tricks_cmd,
+)
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (models_cmd, train_cmd, eval_cmd, experiment_cmd, bench_cmd)
+COMMANDS = (
+    models_cmd,
+    summary_cmd,
+    compare_cmd,
+    tricks_cmd,
+    dilation_cmd,
+    erf_cmd,
+    train_cmd,
+    eval_cmd,
+    experiment_cmd,
+    bench_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,3 +33,13 @@ def meta_model(name: str, **kwargs: Any) -> nn.Module:
     """The model built on the meta device: its structure and counts without allocating its weights."""
     with torch.device("meta"):
         return create_model(name, **kwargs)
+
+
+def add_output_args(p: argparse.ArgumentParser, *, plot_default: str) -> None:
+    """``--format table|json|csv`` and ``--plot [PNG]`` (default file name ``plot_default``)."""
+    from cnnlab.analysis.report import OUTPUT_FORMATS
+
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default="table", help="output format (default: table)")
+    p.add_argument(
+        "--plot", nargs="?", const=plot_default, default=None, metavar="PNG", help=f"save a PNG ({plot_default})"
+    )

@@ -6,7 +6,9 @@ import argparse
 
 import torch
 
+from cnnlab.analysis import count_macs
 from cnnlab.cli.common import count_params, format_table, input_size, meta_model
+from cnnlab.errors import CnnlabError
 from cnnlab.registry import create_model, list_models, model_entry
 
 
@@ -27,9 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_models(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models(args.pattern):
-        model = meta_model(name)
-        rows.append([name, model_entry(name).family, count_params(model), model_entry(name).doc])
-    print(format_table(rows, ["model", "family", "params", "description"]))
+        model = meta_model(name)  # no weights allocated: params and MACs from shapes alone
+        try:
+            gmacs: float | str = count_macs(model) / 1e9
+        except CnnlabError as e:  # one model that cannot be counted does not hide the others
+            gmacs = f"? ({e})"
+        rows.append([name, model_entry(name).family, count_params(model), gmacs, model_entry(name).doc])
+    print(format_table(rows, ["model", "family", "params", "GMACs", "description"]))
+    print("\nGMACs at each model's default input size (FlopCounterMode FLOPs / 2)")
     return 0
 
 

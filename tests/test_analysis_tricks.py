@@ -1,0 +1,84 @@
+"""``cnnlab tricks``: every formula agrees with the figure measured from the real blocks, and the formulas
+give the numbers of ../shared/REFERENCE.md."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from cnnlab.analysis.tricks import Figure, tricks_report
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict[tuple[str, str], Figure]:
+    return {(f.trick, f.quantity): f for f in tricks_report()}
+
+
+def test_every_measured_figure_agrees_with_its_formula(figures: dict[tuple[str, str], Figure]) -> None:
+    measured = [f for f in figures.values() if f.measured is not None]
+    assert len(measured) >= 20
+    for f in measured:
+        assert f.agrees, f
+    for f in figures.values():
+        assert (f.measured is None) == bool(f.needs), f
+
+
+@pytest.mark.parametrize(
+    ("trick", "quantity", "value"),
+    [
+        ("5x5 vs 2 x 3x3", "weights 5x5", 25 * 64 * 64),
+        ("5x5 vs 2 x 3x3", "weights 2 x 3x3", 18 * 64 * 64),
+        ("5x5 vs 2 x 3x3", "receptive field 2 x 3x3", 5),
+        ("7x7 vs 3 x 3x3", "MACs ratio stack / single", 27 / 49),
+        ("7x7 vs 3 x 3x3", "receptive field 3 x 3x3", 7),
+        ("256-d bottleneck", "weights 3x3 256->256", 589_824),
+        ("256-d bottleneck", "weights bottleneck convs", 69_632),
+        ("1x1 reduction before 5x5", "MACs 5x5 192->32", 120_422_400),  # "about 120 million"
+        ("1x1 reduction before 5x5", "MACs 1x1 192->16, 5x5 16->32", 12_443_648),  # "about 12.4 million"
+        ("group conv g=32", "MACs ratio", 1 / 32),
+        ("SE block r=16", "params SE-ResNet-50 - ResNet-50", 28_088_024 - 25_557_032),  # REFERENCE.md counts
+        ("VGG-19 vs ResNet-34", "GMACs ResNet-34", 3.6),
+        ("ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", 3.8),
+    ],
+)
+def test_formula_values_are_the_reference_figures(
+    figures: dict[tuple[str, str], Figure], trick: str, quantity: str, value: float
+) -> None:
+    f = figures[(trick, quantity)]
+    assert f.expected == pytest.approx(value, rel=1e-9)
+    assert f.measured == pytest.approx(value, rel=max(f.rel_tol, 1e-9))
+
+
+def test_depthwise_separable_costs_1_over_n_plus_1_over_k2() -> None:
+    pytest.importorskip("cnnlab.layers.depthwise_separable")
+    (f,) = tricks_report(["depthwise"])
+    assert f.expected == pytest.approx(1 / 256 + 1 / 9)
+    assert f.measured == pytest.approx(1 / 256 + 1 / 9, rel=1e-9)
+
+
+def test_naive_against_reduced_inception_3a() -> None:
+    pytest.importorskip("cnnlab.layers.inception_v1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = {f.quantity: f for f in tricks_report(["inception"])}
+    reduced = 28 * 28 * (192 * (64 + 96 + 16 + 32) + 9 * 96 * 128 + 25 * 16 * 32)  # Table 1, inception (3a)
+    assert figures["MACs reduced"].expected == reduced == 128_049_152
+    assert all(f.agrees for f in figures.values()), figures
+    assert figures["output channels reduced"].measured == 256
+
+
+def test_vgg19_against_resnet34() -> None:
+    import cnnlab
+
+    if "vgg19" not in cnnlab.list_models():
+        pytest.skip("vgg19 is registered by issue 4")
+    figures = {f.quantity: f for f in tricks_report(["vgg"])}
+    assert figures["GMACs VGG-19"].measured == pytest.approx(19.6, rel=0.01)
+    assert figures["ResNet-34 / VGG-19"].agrees
+
+
+def test_missing_blocks_say_which_issue(figures: dict[tuple[str, str], Figure]) -> None:
+    for f in figures.values():
+        if f.needs:
+            assert f.needs in ("needs issue 3", "needs issue 4") and f.agrees is None

@@ -1,0 +1,77 @@
+"""The analyzer's commands: summary, compare, tricks, dilation, erf, and the GMACs column of ``models``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
+    assert main(list(argv)) == code
+    return capsys.readouterr().out
+
+
+def test_models_shows_gmacs_at_the_default_size(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, "models", "resnet5*")
+    assert "GMACs" in out.splitlines()[0]
+    line = next(ln for ln in out.splitlines() if ln.startswith("resnet50 "))
+    assert "25,557,032" in line and "4.089" in line  # REFERENCE.md: 4.089 GMACs
+
+
+def test_summary_table_json_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = run(capsys, "summary", "cifar_resnet20", "--depth", "1", "--plot", str(tmp_path / "s.png"))
+    assert "S3" in out and "receptive field   81 px, jump 4" in out and "269,722" in out
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    data = json.loads(run(capsys, "summary", "resnet18", "--format", "json", "--input", "3x64x64"))
+    assert data["input_size"] == [3, 64, 64] and data["params"] == 11_689_512
+    rows = list(csv.DictReader(io.StringIO(run(capsys, "summary", "resnet18", "--format", "csv", "--depth", "1"))))
+    assert rows[0]["path"] == "stem" and rows[-1]["path"] == "head"
+
+
+def test_summary_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "resnt50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: error: unknown model 'resnt50'") and "Traceback" not in err
+    assert main(["summary", "resnet18", "--input", "3x2"]) == 2
+    assert "expected an input size CxHxW" in capsys.readouterr().err
+    assert main(["summary", "resnet18", "--input", "1x64x64"]) == 2
+    assert "got 1 channels" in capsys.readouterr().err
+
+
+def test_compare_side_by_side(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = json.loads(run(capsys, "compare", "resnet18", "resnet34", "--no-latency", "--format", "json"))
+    assert [r["model"] for r in rows] == ["resnet18", "resnet34"]
+    assert [r["depth"] for r in rows] == [18, 34] and rows[1]["gmacs"] == pytest.approx(3.664, rel=1e-3)
+    out = run(capsys, "compare", "cifar_resnet20", "cifar_plain20", "--runs", "1", "--plot", str(tmp_path / "c.png"))
+    assert "CPU ms" in out and "cifar_plain20" in out and (tmp_path / "c.png").exists()
+
+
+def test_tricks_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = run(capsys, "tricks", "--only", "bottleneck", "reduction", "--plot", str(tmp_path / "t.png"))
+    assert "589,824" in out and "69,632" in out and "120,422,400" in out and "12,443,648" in out
+    assert " NO" not in out and (tmp_path / "t.png").exists()
+    rows = json.loads(run(capsys, "tricks", "--only", "group", "--format", "json"))
+    assert all(r["agrees"] for r in rows)
+
+
+@pytest.mark.parametrize(("rates", "holes"), [(["2", "2", "2"], 120), (["1", "2", "5"], 0)])
+def test_dilation_map(capsys: pytest.CaptureFixture[str], tmp_path: Path, rates: list[str], holes: int) -> None:
+    out = run(capsys, "dilation", *rates, "--plot", str(tmp_path / "d.png"))
+    assert f"{holes} holes" in out and (tmp_path / "d.png").exists()
+    assert "needs issue 4" in out or "DilatedConvStack" in out  # the measured layers are named
+    data = json.loads(run(capsys, "dilation", *rates, "--format", "json"))
+    assert data["holes"] == holes and len(data["paths"]) == data["receptive_field"]
+
+
+def test_erf_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    npy, png = tmp_path / "erf.npy", tmp_path / "erf.png"
+    out = run(capsys, "erf", "cifar_resnet20", "--samples", "2", "--save", str(npy), "--plot", str(png))
+    assert "theoretical receptive field [81, 81]" in out and png.exists()
+    assert np.load(npy).shape == (32, 32)
