@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnlab.models.base import calibrate_norms as calibrate_norms  # re-exported for the tests
+
 
 def randomize_norm_stats(model: nn.Module) -> nn.Module:
     """Give every BatchNorm non-trivial running statistics and affine parameters, so that an eval-mode
@@ -23,21 +25,3 @@ def randomize_norm_stats(model: nn.Module) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@torch.no_grad()
-def calibrate_norms(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """Set BatchNorm running statistics to those of one batch and switch to eval mode.
-
-    An untrained very deep net in eval mode with the initial statistics (mean 0, var 1) can overflow
-    (ResNet-1202 doubles its activations' variance at every block); real statistics keep it finite.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average: after one batch, exactly that batch's statistics
-    model.train()
-    model(x)
-    for m in norms:
-        m.momentum = 0.1
-    return model.eval()

@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 import cnnlab
 from cnnlab.weights import adapt_input_conv, read_state_dict
 from tests.helpers import randomize_norm_stats
 
 PEERS = [(name, peer) for name, entry in cnnlab.model_entries().items() for peer in entry.peers]
-
-
-def build_peer(peer: cnnlab.Peer, **kwargs: object) -> nn.Module:
-    if peer.library == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(peer.name, weights=None, **peer.kwargs, **kwargs)
-    import timm
-
-    return timm.create_model(peer.name, pretrained=False, **peer.kwargs, **kwargs)
 
 
 def test_every_shared_architecture_has_a_peer() -> None:
@@ -35,7 +24,7 @@ def test_every_shared_architecture_has_a_peer() -> None:
 
 @pytest.mark.parametrize(("name", "peer"), PEERS, ids=[f"{n}-{p.library}" for n, p in PEERS])
 def test_peer_weights_give_identical_outputs(name: str, peer: cnnlab.Peer) -> None:
-    reference = randomize_norm_stats(build_peer(peer)).eval()
+    reference = randomize_norm_stats(peer.build()).eval()
     model = cnnlab.create_model(name).eval()
     report = cnnlab.load_pretrained(model, reference)
     assert report.loaded == len(model.state_dict()) and not report.new_head and not report.adapted_input
@@ -48,7 +37,7 @@ def test_peer_weights_give_identical_outputs(name: str, peer: cnnlab.Peer) -> No
 def test_files_load_with_torch_and_safetensors(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    peer = randomize_norm_stats(build_peer(cnnlab.Peer("torchvision", "resnet18"))).eval()
+    peer = randomize_norm_stats(cnnlab.Peer("torchvision", "resnet18").build()).eval()
     torch.save(peer.state_dict(), tmp_path / "r18.pth")
     save_file(peer.state_dict(), str(tmp_path / "r18.safetensors"))
     torch.save({"model": peer.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pt")  # a training checkpoint
@@ -62,7 +51,7 @@ def test_files_load_with_torch_and_safetensors(tmp_path: Path) -> None:
 
 
 def test_new_head_for_another_number_of_classes() -> None:
-    peer = build_peer(cnnlab.Peer("torchvision", "resnet18"))
+    peer = cnnlab.Peer("torchvision", "resnet18").build()
     model = cnnlab.create_model("resnet18", num_classes=10)
     report = cnnlab.load_pretrained(model, peer)
     assert report.new_head == ["head.fc.weight", "head.fc.bias"]
@@ -71,7 +60,7 @@ def test_new_head_for_another_number_of_classes() -> None:
 
 def test_grey_input_adapts_the_first_conv() -> None:
     """A 1-channel model with summed RGB filters sees a grey image as the RGB model sees it replicated."""
-    peer = randomize_norm_stats(build_peer(cnnlab.Peer("torchvision", "resnet18"))).eval()
+    peer = randomize_norm_stats(cnnlab.Peer("torchvision", "resnet18").build()).eval()
     model = cnnlab.create_model("resnet18", in_chans=1).eval()
     report = cnnlab.load_pretrained(model, peer)
     assert report.adapted_input == ["stem.conv.weight"]

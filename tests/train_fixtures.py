@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux

@@ -27,10 +27,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.analysis import count_macs
 from cnnlab.errors import CnnlabError, UnknownModelError
 from cnnlab.inference import optimize_for_inference
+from cnnlab.models.base import calibrate_norms
 from cnnlab.registry import Peer, create_model, model_entry
 from cnnlab.weights import load_pretrained
 
@@ -170,17 +171,6 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- models
 
 
-def build_peer(peer: Peer) -> nn.Module:
-    """The peer's model with random weights (nothing is downloaded)."""
-    if peer.library == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(peer.name, weights=None, **peer.kwargs)
-    import timm
-
-    return timm.create_model(peer.name, pretrained=False, **peer.kwargs)
-
-
 def build_pair(name: str) -> tuple[nn.Module, nn.Module, Peer]:
     """cnnlab's model and its first peer, the peer's weights loaded into ours. Raises UnknownModelError for
     a name that is not registered and CnnlabError for a model without a peer."""
@@ -188,28 +178,10 @@ def build_pair(name: str) -> tuple[nn.Module, nn.Module, Peer]:
     if not entry.peers:
         raise CnnlabError(f"{name} has no torchvision/timm peer")
     peer = entry.peers[0]
-    theirs = build_peer(peer)
+    theirs = peer.build()
     ours = create_model(name)
     load_pretrained(ours, theirs)
     return ours, theirs, peer
-
-
-@torch.no_grad()
-def calibrate_norms(model: nn.Module, x: Tensor) -> None:
-    """Batch-norm statistics of one batch, as a trained network has: activations stay at a realistic scale."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average: after one batch, that batch's statistics
-    model.train()(x)
-    model.eval()
-
-
-def forward_flops(model: nn.Module, x: Tensor) -> int:
-    """Floating-point operations of one eval forward pass on ``x`` (2 per multiply-add; convs and matmuls)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.eval()(x)
-    return counter.get_total_flops()
 
 
 def tensors_in(out: Any) -> list[Tensor]:
@@ -286,7 +258,7 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
     one = x[:1]
     with torch.no_grad():
         diff = (inference(ours, x[:2])() - inference(theirs, x[:2])()).abs().max().item()
-    flops = forward_flops(ours, one)
+    flops = 2 * count_macs(ours, (3, size, size))
     aux = getattr(ours, "aux_loss_weight", 0.3)
     result = {
         "name": name,
@@ -334,7 +306,7 @@ def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
     with torch.no_grad():
         reference, out = theirs.eval()(x), fast(x)
         exact = copy.deepcopy(theirs).double()(x.double())  # float64: the rounding error float32 eager makes
-    flops = forward_flops(theirs, x[:1])
+    flops = 2 * count_macs(ours, (3, size, size))  # the same architecture as the peer
     t = compare(inference(fast, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
     return {
         "name": cfg.optimize_model,

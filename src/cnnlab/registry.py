@@ -40,6 +40,16 @@ class Peer:
     name: str
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
+    def build(self, **kwargs: Any) -> nn.Module:
+        """The peer's model with random weights (nothing is downloaded); ``kwargs`` add constructor arguments."""
+        if self.library == "torchvision":
+            import torchvision
+
+            return torchvision.models.get_model(self.name, weights=None, **self.kwargs, **kwargs)
+        import timm
+
+        return timm.create_model(self.name, pretrained=False, **self.kwargs, **kwargs)
+
 
 @dataclass(frozen=True)
 class ModelEntry:

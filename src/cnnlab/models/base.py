@@ -130,6 +130,8 @@ def init_weights(model: nn.Module) -> None:
     """He (Kaiming) normal init for convs, fan-out mode (He et al. 2015, "Delving Deep into Rectifiers");
     norms start as the identity (weight 1, bias 0); linear layers keep PyTorch's default. A deformable conv's
     offset (and mask) convs are zeroed again afterwards, so that it starts as the plain conv (Dai et al. 2017)."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # built on the meta device (structure and counts only): there are no values to initialise
     for m in model.modules():
         if isinstance(m, nn.Conv2d | DeformConv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -141,6 +143,25 @@ def init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, DeformConv2d):
             m.zero_offsets()
+
+
+@torch.no_grad()
+def calibrate_norms(model: nn.Module, x: Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to those of the batch ``x`` and switch to eval mode.
+
+    An untrained network in eval mode with the initial statistics (mean 0, var 1) has activations of an
+    unrealistic scale (ResNet-1202 doubles their variance at every block and overflows); one batch's statistics
+    keep them at the scale a trained network has, for benchmarks and comparisons of eval outputs.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: after one batch, exactly that batch's statistics
+    model.train()(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()
 
 
 @torch.no_grad()
