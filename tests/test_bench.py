@@ -6,12 +6,23 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
 import cnnlab
-from cnnlab.bench import Comparison, attempt, guarded, interleaved, minimal_training_loop, model_size, tensors_in
+from cnnlab.bench import (
+    Comparison,
+    _FirstEpochAt,
+    attempt,
+    guarded,
+    interleaved,
+    minimal_training_loop,
+    model_size,
+    tensors_in,
+)
 from cnnlab.cli import main
 
 
@@ -48,7 +59,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
 
     loop = report["training_loop"]
     assert positive_finite(loop["minimal_loop"]["images_per_s"]) and loop["images"] == 128
-    assert loop["trainer_images_per_s"] is None and loop["trainer_ratio"] is None  # wired when the trainer lands
+    assert positive_finite(loop["trainer_images_per_s"]) and positive_finite(loop["trainer_ratio"])
+    assert loop["trainer_ratio"] == pytest.approx(loop["trainer_images_per_s"] / loop["minimal_loop"]["images_per_s"])
+    assert loop["main_job"] is None  # the quick run skips the 1.5-minute main job
 
     table = capsys.readouterr().out
     assert "resnet18" in table and "no_such_net  not registered" in table and "matmul peak" in table
@@ -94,3 +107,14 @@ def test_model_size_keeps_the_papers_proportions() -> None:
     inception_like.default_image_size, inception_like.min_input_size = 299, 75
     assert model_size(inception_like, 112) == 150 and model_size(inception_like, 32) == 75
     assert model_size(cnnlab.create_model("resnet18"), 112) == 112
+
+
+def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
+    probe = _FirstEpochAt(0.98)
+    for epoch, acc in enumerate([0.9, 0.97, None, 0.981, 0.99], start=1):
+        probe.on_epoch_end(epoch, SimpleNamespace(test_acc=acc), nn.Identity())
+        if epoch == 3:
+            assert probe.seconds is None
+        if epoch == 4:
+            reached = probe.seconds
+    assert reached is not None and probe.seconds == reached  # later epochs do not move it
