@@ -39,7 +39,7 @@ def test_train_prints_epochs_and_eval_reports_accuracy(trained: Path, capsys: py
     assert main(["eval", str(trained), "--data-dir", str(trained.parent.parent / "data")]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "top-5" in out and (trained / "confusion.png").is_file()
-    model, meta = model_from_checkpoint(trained)
+    _, meta = model_from_checkpoint(trained)
     assert meta["classes"] == [f"{d} - {w}" for d, w in enumerate(
         ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])]  # fmt: skip
 
@@ -81,7 +81,9 @@ def test_export_torchscript_matches_pytorch(trained: Path, tmp_path: Path) -> No
         assert torch.allclose(torch.jit.load(str(out))(x), model(x), atol=1e-5)
 
 
-def test_bad_checkpoints_and_configs_are_clear_errors(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_checkpoints_and_configs_are_clear_errors(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "corrupt.pt").write_bytes((trained / "last.pt").read_bytes()[:500])
     assert main(["eval", str(tmp_path / "corrupt.pt")]) == 2
     assert "it is corrupt" in capsys.readouterr().err

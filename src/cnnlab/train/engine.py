@@ -149,7 +149,9 @@ def train_one_epoch(
         totals.count += n
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}")
+            progress.set_postfix(
+                loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}"
+            )
         if stop is not None and stop.requested:
             raise KeyboardInterrupt("stop requested")
     return totals
@@ -177,7 +179,9 @@ def predict_batches(
     return torch.cat(outs), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, device: torch.device, **kw: Any) -> EpochTotals:
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, device: torch.device, **kw: Any
+) -> EpochTotals:
     """Summed (unsmoothed) cross-entropy and correct count over ``batches``."""
     logits, y = predict_batches(model, batches, device=device, **kw)
     if not len(y):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,14 +49,23 @@ def export_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = fold_batchnorm(model) if fold else model.eval()
+    with warnings.catch_warnings():
+        # TorchScript and the TorchScript-based ONNX exporter are deprecated in favour of torch.export; they still
+        # give the most portable files, so their FutureWarnings are silenced here.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _export(net, example, path, fmt, metadata or {})
+
+
+def _export(net: nn.Module, example: Tensor, path: Path, fmt: str, metadata: dict[str, Any]) -> Path:
     try:
         if fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(net, example, check_trace=False)
-            extra = {"cnnlab.json": json.dumps(metadata or {})}
+            extra = {"cnnlab.json": json.dumps(metadata)}
             torch.jit.save(traced, str(path), _extra_files=extra)
         else:
-            _export_onnx(net, example, path, metadata or {})
+            _export_onnx(net, example, path, metadata)
     except ExportError:
         raise
     except Exception as e:

@@ -10,7 +10,7 @@ import torch
 from cnnlab.train.runlog import EpochMetrics
 
 
-def _pyplot():  # noqa: ANN202
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")

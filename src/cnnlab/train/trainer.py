@@ -24,7 +24,15 @@ from torch import nn
 
 from cnnlab.registry import create_model, model_entry
 from cnnlab.train import distributed as D
-from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.checkpoint import (
+    BEST,
+    LAST,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.data import Dataset, load_dataset, make_loader
 from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
@@ -147,7 +155,10 @@ def _fit(
     t0 = time.perf_counter()
     state = load_checkpoint(config.resume) if config.resume else None
     torch.manual_seed(config.seed)
-    data = load_dataset(config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config))
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config),
+        augment=config.augment,
+    )  # fmt: skip
     model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
     if config.pretrained and state is None:
         from cnnlab.weights import load_pretrained
@@ -245,7 +256,7 @@ def _fit(
                 bar.close()
                 step = totals.steps  # counts the steps before a resume too
                 checkpoint(epoch, step, totals)
-                log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; continue with --resume {run_dir}")
+                log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; resume: --resume {run_dir}")
                 raise
             bar.close()
             rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
@@ -287,4 +298,6 @@ def _fit(
     wall = time.perf_counter() - t0
     if history and history[-1].test_acc is not None:
         log(f"done in {wall:.1f} s: test accuracy {history[-1].test_acc:.4f} (best {best_acc:.4f}); {run_dir}")
-    return RunResult(config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen)
+    return RunResult(
+        config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen
+    )
