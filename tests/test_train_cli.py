@@ -127,3 +127,15 @@ def test_torchrun_two_cpu_processes_agree_and_write_once(tmp_path: Path) -> None
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "last.pt").is_file()
     assert len(list((runs[0] / "metrics.csv").read_text().splitlines())) == 2
+
+
+def test_flags_override_the_yaml_which_overrides_the_defaults(tmp_path: Path) -> None:
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train_cmd import resolve_config
+
+    (tmp_path / "c.yaml").write_text("lr: 0.5\nepochs: 3\n")
+    args = build_parser().parse_args(
+        ["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.2", "--no-channels-last"]
+    )
+    config = resolve_config(args)
+    assert (config.lr, config.epochs, config.channels_last, config.batch_size) == (0.2, 3, False, 64)

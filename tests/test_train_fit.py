@@ -104,7 +104,7 @@ def test_fit_trains_a_model_with_aux_classifiers(
     def tiny_aux_net(**kwargs: object) -> TinyAuxNet:
         return TinyAuxNet(**kwargs)  # type: ignore[arg-type]
 
-    seen = []
+    seen, lines = [], []
 
     class Grads(Callback):
         def on_step(self, info: StepInfo) -> None:
@@ -113,10 +113,11 @@ def test_fit_trains_a_model_with_aux_classifiers(
 
     result = fit(
         TrainConfig(model="tiny_aux_net", data="mnist", data_dir=str(mnist_dir), epochs=1, batch_size=32,
-                    out_dir=str(tmp_path), progress=False),
-        callbacks=[Grads()], log=lambda _s: None,
+                    out_dir=str(tmp_path), progress=False, amp=True),
+        callbacks=[Grads()], log=lines.append,
     )  # fmt: skip
     assert result.final.test_acc is not None
+    assert any("--amp has no effect on cpu" in line for line in lines)
     assert seen[0].keys() == {"stem", "body", "head", "aux"} and seen[0]["aux"] > 0  # the aux head got gradients
 
 
