@@ -139,3 +139,36 @@ def test_flags_override_the_yaml_which_overrides_the_defaults(tmp_path: Path) ->
     )
     config = resolve_config(args)
     assert (config.lr, config.epochs, config.channels_last, config.batch_size) == (0.2, 3, False, 64)
+
+
+def test_finetune_from_a_cnnlab_checkpoint_freezing_stages(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = trained.parent.parent / "data"
+    args = ["train", *TINY_FLAGS, "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
+            "--pretrained", str(trained / "best.pt"), "--freeze", "2",
+            "--out-dir", str(trained.parent), "--run-name", "ft"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "pretrained: loaded" in out and "(frozen: stem, S1)" in out
+    before, after = load_checkpoint(trained, prefer="best.pt")["model"], load_checkpoint(trained.parent / "ft")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("stem.", "S1.")))
+    assert not torch.equal(before["S3.S3U1.conv2.conv.weight"], after["S3.S3U1.conv2.conv.weight"])
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path: Path) -> None:
+    import signal
+
+    write_mnist(tmp_path / "data")
+    cmd = [sys.executable, "-m", "cnnlab", "train", *TINY_FLAGS, "--data", "mnist",
+           "--data-dir", str(tmp_path / "data"), "--epochs", "100000", "--batch-size", "16", "--no-progress",
+           "--out-dir", str(tmp_path), "--run-name", "r"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until a first epoch is done
+        if line.startswith("epoch"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted at epoch" in out
+    state = load_checkpoint(tmp_path / "r")
+    assert state["epoch"] >= 2

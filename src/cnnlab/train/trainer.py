@@ -259,11 +259,12 @@ def _fit(
                 log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; resume: --resume {run_dir}")
                 raise
             bar.close()
+            D.sync_buffers(model, info)
             rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
             train = D.all_reduce(totals.as_tensor(), info).tolist()
             test_loss = test_acc = None
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                t = D.all_reduce(evaluate(run_model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
+                t = D.all_reduce(evaluate(model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
                 test_loss, test_acc = t[0] / t[2], t[1] / t[2]
             m = EpochMetrics(
                 epoch=epoch,
