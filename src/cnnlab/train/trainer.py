@@ -111,6 +111,7 @@ def _meta(config: TrainConfig, data: Dataset, model: nn.Module) -> dict[str, Any
         "mean": list(data.spec.mean),
         "std": list(data.spec.std),
         "data": data.name,
+        "data_dir": config.data_dir,
     }
 
 
