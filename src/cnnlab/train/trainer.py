@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.errors import TrainingError
 from cnnlab.registry import create_model, model_entry
 from cnnlab.train import distributed as D
 from cnnlab.train.checkpoint import (
@@ -190,8 +191,13 @@ def _fit(
     start_epoch, start_step, partial = 1, 0, EpochTotals()
     if state is not None:
         load_model_state(model, state)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError) as e:
+            raise TrainingError(
+                f"the optimizer state in {state['path']} does not fit (was --freeze changed?): {e}"
+            ) from e
         set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step"]
         partial = EpochTotals(*state["partial"])
