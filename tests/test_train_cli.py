@@ -72,6 +72,7 @@ def test_export_onnx_matches_pytorch_in_onnxruntime(trained: Path, tmp_path: Pat
     assert "BatchNormalization" not in ops  # folded into the convolutions
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_export_torchscript_matches_pytorch(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
     assert main(["export", str(trained), "--format", "torchscript", "--output", str(out)]) == 0

@@ -54,6 +54,8 @@ def export_model(
         # give the most portable files, so their FutureWarnings are silenced here.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
+        # option-A shortcuts subsample with a strided slice, which the exporter leaves to run time
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         return _export(net, example, path, fmt, metadata or {})
 
 
