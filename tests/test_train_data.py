@@ -84,7 +84,10 @@ def test_batches_depend_only_on_seed_epoch_and_step(tmp_path: Path) -> None:
     assert all(torch.equal(a[0], b[0]) for a, b in zip(full[2:], resumed, strict=True))
     assert not torch.equal(full[0][0], next(loader.batches(epoch=3))[0])
     # two ranks see disjoint halves of the epoch
-    shards = [torch.cat([y for _, y in make_loader(data, train=False, batch_size=8, rank=r, world_size=2).batches()]) for r in (0, 1)]
+    shards = [
+        torch.cat([y for _, y in make_loader(data, train=False, batch_size=8, rank=r, world_size=2).batches()])
+        for r in (0, 1)
+    ]
     assert len(shards[0]) + len(shards[1]) == 32
 
 
@@ -92,7 +95,9 @@ def test_schedules_follow_their_formulas() -> None:
     total, warmup = 100, 10
     assert lr_factor(0, total=total, warmup=warmup, schedule="cosine") == pytest.approx(WARMUP_START)
     assert lr_factor(10, total=total, warmup=warmup, schedule="cosine") == pytest.approx(1.0)
-    assert lr_factor(55, total=total, warmup=warmup, schedule="cosine") == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(55, total=total, warmup=warmup, schedule="cosine") == pytest.approx(
+        0.5 * (1 + math.cos(math.pi * 0.5))
+    )
     assert lr_factor(55, total=total, warmup=warmup, schedule="onecycle") == pytest.approx(0.5)
     assert [lr_factor(s, total=total, warmup=0, schedule="step") for s in (49, 50, 74, 75)] == [1, 0.1, 0.1, 0.01]
 
@@ -102,7 +107,7 @@ def test_config_keys_are_checked(tmp_path: Path) -> None:
     cfg.write_text("epochs: 3\nbatch-size: 32\nlr: 1\nmodel_kwargs: {layers: [1, 1, 1]}\n")
     config = config_from_dict(load_yaml(cfg))
     assert (config.epochs, config.batch_size, config.lr, config.model_kwargs["layers"]) == (3, 32, 1.0, [1, 1, 1])
-    with pytest.raises(ConfigError, match="unknown config key 'epoch'.*Did you mean: epochs"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'epoch'.*Did you mean: epochs"):
         config_from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match="must be >= 1"):
         TrainConfig(epochs=0)

@@ -82,7 +82,9 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(mnist
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 2"):
         fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=[PoisonAt()], log=lambda _s: None)
     state = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
-    assert state["epoch"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert state["epoch"] == 2 and all(
+        torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
+    )
 
 
 def test_aux_losses_are_added_with_the_models_weight() -> None:
@@ -93,14 +95,16 @@ def test_aux_losses_are_added_with_the_models_weight() -> None:
     assert torch.allclose(loss, want) and logits is main
 
 
-def test_fit_trains_a_model_with_aux_classifiers(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_trains_a_model_with_aux_classifiers(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(registry._REGISTRY, "_entries", dict(registry._REGISTRY._entries))
 
     @registry.register_model
     def tiny_aux_net(**kwargs: object) -> TinyAuxNet:
         return TinyAuxNet(**kwargs)  # type: ignore[arg-type]
 
-    seen = []
+    seen, lines = [], []
 
     class Grads(Callback):
         def on_step(self, info: StepInfo) -> None:
@@ -109,10 +113,11 @@ def test_fit_trains_a_model_with_aux_classifiers(mnist_dir: Path, tmp_path: Path
 
     result = fit(
         TrainConfig(model="tiny_aux_net", data="mnist", data_dir=str(mnist_dir), epochs=1, batch_size=32,
-                    out_dir=str(tmp_path), progress=False),
-        callbacks=[Grads()], log=lambda _s: None,
+                    out_dir=str(tmp_path), progress=False, amp=True),
+        callbacks=[Grads()], log=lines.append,
     )  # fmt: skip
     assert result.final.test_acc is not None
+    assert any("--amp has no effect on cpu" in line for line in lines)
     assert seen[0].keys() == {"stem", "body", "head", "aux"} and seen[0]["aux"] > 0  # the aux head got gradients
 
 

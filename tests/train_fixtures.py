@@ -63,7 +63,9 @@ def write_cifar10(root: Path, *, per_batch: int = 8) -> Path:
     return root
 
 
-def write_image_folder(root: Path, *, classes: tuple[str, ...] = ("ant", "bee", "cat"), per_class: int = 5, size: int = 12) -> Path:
+def write_image_folder(
+    root: Path, *, classes: tuple[str, ...] = ("ant", "bee", "cat"), per_class: int = 5, size: int = 12
+) -> Path:
     """``root/<class>/<i>.png`` RGB images."""
     from PIL import Image
 
@@ -99,5 +101,3 @@ class TinyAuxNet(CnnlabModel):
 
 def state_of(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-

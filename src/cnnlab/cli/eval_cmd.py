@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and a confusion matrix of a trained model")
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run folder (its best.pt) or a checkpoint file")
     p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
-    p.add_argument("--data-dir", default="data")
+    p.add_argument("--data-dir", default=None, help="(default: the one it was trained with)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="folder for confusion.png (default: next to the checkpoint)")
@@ -43,7 +43,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.train.plots import plot_confusion
 
     model, meta = model_from_checkpoint(args.checkpoint)
-    data = load_dataset(args.data or meta["data"], data_dir=args.data_dir, image_size=meta["image_size"])
+    data_dir = args.data_dir or meta.get("data_dir", "data")
+    data = load_dataset(args.data or meta["data"], data_dir=data_dir, image_size=meta["image_size"])
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
         raise DataError(
             f"{data.name} has {data.num_classes} classes of {data.in_chans}-channel images; the model was trained "

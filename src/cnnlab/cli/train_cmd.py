@@ -18,7 +18,7 @@ _HELP = {
     "data": "mnist5k, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH",
     "freeze": "first N stages, 'all-but-head', or module-name patterns such as 'stem,S1*'",
     "pretrained": "a cnnlab checkpoint or state_dict file, or 'torchvision'/'timm' (online machines)",
-    "model_kwargs": 'extra model arguments as JSON, e.g. \'{"drop_rate": 0.2}\'',
+    "model_kwargs": "extra model arguments as JSON, e.g. '{\"drop_rate\": 0.2}'",
     "resume": "a run folder (or checkpoint) to continue",
 }
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}

@@ -168,7 +168,7 @@ def _torchvision(name: str, root: Path, download: bool) -> Dataset:
     return Dataset(name, list(parts[0].classes), c, h, SPECS[name], *splits)
 
 
-def _imagefolder(path: Path, image_size: int) -> Dataset:
+def _imagefolder(path: Path, image_size: int, augment: bool) -> Dataset:
     from torchvision import transforms as T
     from torchvision.datasets import ImageFolder
 
@@ -178,8 +178,10 @@ def _imagefolder(path: Path, image_size: int) -> Dataset:
         raise DataError(f"imagefolder: {str(path)!r} is not a folder (expected one sub-folder per class)")
     spec = SPECS["imagefolder"]
     norm = T.Normalize(spec.mean, spec.std)
-    train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    # ImageNet's standard: random-resized crops and flips for training; resize by 8/7, centre crop for testing
     test_tf = T.Compose([T.Resize(image_size * 8 // 7), T.CenterCrop(image_size), T.ToTensor(), norm])
+    train_tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
+    train_tf = train_tf if augment else test_tf
 
     def folder(root: Path, tf: Any) -> ImageFolder:
         try:
@@ -200,14 +202,16 @@ def _imagefolder(path: Path, image_size: int) -> Dataset:
     return Dataset(f"imagefolder:{path}", list(train.classes), 3, image_size, spec, train, test)
 
 
-def load_dataset(name: str, *, data_dir: str = "data", download: bool = False, image_size: int = 224) -> Dataset:
+def load_dataset(
+    name: str, *, data_dir: str = "data", download: bool = False, image_size: int = 224, augment: bool = True
+) -> Dataset:
     """The dataset called ``name`` (see :data:`DATASETS`); a DataError says what is missing and where."""
     if name == "mnist5k":
         return _mnist5k()
     if name in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
         return _torchvision(name, Path(data_dir), download)
     if name.startswith("imagefolder:"):
-        return _imagefolder(Path(name.split(":", 1)[1]).expanduser(), image_size)
+        return _imagefolder(Path(name.split(":", 1)[1]).expanduser(), image_size, augment)
     from cnnlab.errors import suggest
 
     raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")

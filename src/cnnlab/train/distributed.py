@@ -94,6 +94,14 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+def sync_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP broadcasts them before each training
+    forward, but the last forward of an epoch leaves each rank with statistics updated by its own batch."""
+    if info.enabled:
+        for buf in unwrap(model).buffers():
+            dist.broadcast(buf, src=0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import TrainingError
 from cnnlab.models.base import LogitsWithAux
+from cnnlab.train.distributed import unwrap
 
 
 class StopFlag:
@@ -32,7 +33,7 @@ class StopFlag:
 class StepInfo:
     """What a callback sees after each backward pass (gradients are in ``p.grad``, before the update)."""
 
-    model: nn.Module
+    model: nn.Module  # without DDP or torch.compile wrappers
     epoch: int
     step: int  # within the epoch
     global_step: int
@@ -137,7 +138,7 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if on_step is not None:
-            on_step(StepInfo(model, epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
+            on_step(StepInfo(unwrap(model), epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
         if grad_clip:
             nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
         optimizer.step()
@@ -149,7 +150,9 @@ def train_one_epoch(
         totals.count += n
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}")
+            progress.set_postfix(
+                loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}"
+            )
         if stop is not None and stop.requested:
             raise KeyboardInterrupt("stop requested")
     return totals
@@ -177,7 +180,9 @@ def predict_batches(
     return torch.cat(outs), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, device: torch.device, **kw: Any) -> EpochTotals:
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, device: torch.device, **kw: Any
+) -> EpochTotals:
     """Summed (unsmoothed) cross-entropy and correct count over ``batches``."""
     logits, y = predict_batches(model, batches, device=device, **kw)
     if not len(y):

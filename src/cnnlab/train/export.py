@@ -1,15 +1,16 @@
 """Exporting a trained model to ONNX or TorchScript, with BatchNorm folded into the preceding convolutions.
 
 Folding (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
-Inference", Sec. 3.2) is not written here: it is ``cnnlab.inference.optimize_for_inference`` when that module is
-installed, else PyTorch's own ``torch.fx.experimental.optimization.fuse``. The ONNX file is checked against the
-eager model in onnxruntime when onnxruntime is installed.
+Inference", Sec. 3.2) is :func:`cnnlab.inference.fold_conv_bn`, the same pass that
+:func:`cnnlab.optimize_for_inference` starts with. The ONNX file is checked against the eager model in onnxruntime
+when onnxruntime is installed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.inference import fold_conv_bn
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -24,18 +26,6 @@ FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 
 class ExportError(CnnlabError, RuntimeError):
     """A model that the exporter cannot convert, or an export that disagrees with the eager model."""
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with each BatchNorm that follows a conv folded into the conv."""
-    model = model.eval()
-    try:
-        from cnnlab.inference import optimize_for_inference  # type: ignore[attr-defined]
-    except ImportError:
-        from torch.fx.experimental.optimization import fuse
-
-        return fuse(model)
-    return optimize_for_inference(model)
 
 
 def export_model(
@@ -47,15 +37,26 @@ def export_model(
         raise ExportError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = fold_batchnorm(model) if fold else model.eval()
+    net = fold_conv_bn(model) if fold else model.eval()
+    with warnings.catch_warnings():
+        # TorchScript and the TorchScript-based ONNX exporter are deprecated in favour of torch.export; they still
+        # give the most portable files, so their FutureWarnings are silenced here.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # option-A shortcuts subsample with a strided slice, which the exporter leaves to run time
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        return _export(net, example, path, fmt, metadata or {})
+
+
+def _export(net: nn.Module, example: Tensor, path: Path, fmt: str, metadata: dict[str, Any]) -> Path:
     try:
         if fmt == "torchscript":
             with torch.no_grad():
                 traced = torch.jit.trace(net, example, check_trace=False)
-            extra = {"cnnlab.json": json.dumps(metadata or {})}
+            extra = {"cnnlab.json": json.dumps(metadata)}
             torch.jit.save(traced, str(path), _extra_files=extra)
         else:
-            _export_onnx(net, example, path, metadata or {})
+            _export_onnx(net, example, path, metadata)
     except ExportError:
         raise
     except Exception as e:

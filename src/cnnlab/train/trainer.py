@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.errors import TrainingError
 from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.registry import create_model, model_entry
 from cnnlab.train import distributed as D
@@ -113,6 +114,7 @@ def _meta(config: TrainConfig, data: Dataset, model: nn.Module) -> dict[str, Any
         "mean": list(data.spec.mean),
         "std": list(data.spec.std),
         "data": data.name,
+        "data_dir": config.data_dir,
     }
 
 
@@ -157,7 +159,10 @@ def _fit(
     t0 = time.perf_counter()
     state = load_checkpoint(config.resume) if config.resume else None
     torch.manual_seed(config.seed)
-    data = load_dataset(config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config))
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config),
+        augment=config.augment,
+    )  # fmt: skip
     model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
     if config.pretrained and state is None:
         from cnnlab.weights import load_pretrained
@@ -188,8 +193,13 @@ def _fit(
     start_epoch, start_step, partial = 1, 0, EpochTotals()
     if state is not None:
         load_model_state(model, state)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError) as e:
+            raise TrainingError(
+                f"the optimizer state in {state['path']} does not fit (was --freeze changed?): {e}"
+            ) from e
         set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step"]
         partial = EpochTotals(*state["partial"])
@@ -255,14 +265,15 @@ def _fit(
                 bar.close()
                 step = totals.steps  # counts the steps before a resume too
                 checkpoint(epoch, step, totals)
-                log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; continue with --resume {run_dir}")
+                log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; resume: --resume {run_dir}")
                 raise
             bar.close()
+            D.sync_buffers(model, info)
             rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
             train = D.all_reduce(totals.as_tensor(), info).tolist()
             test_loss = test_acc = None
             if epoch % config.eval_every == 0 or epoch == config.epochs:
-                t = D.all_reduce(evaluate(run_model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
+                t = D.all_reduce(evaluate(model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
                 test_loss, test_acc = t[0] / t[2], t[1] / t[2]
             m = EpochMetrics(
                 epoch=epoch,
@@ -297,4 +308,6 @@ def _fit(
     wall = time.perf_counter() - t0
     if history and history[-1].test_acc is not None:
         log(f"done in {wall:.1f} s: test accuracy {history[-1].test_acc:.4f} (best {best_acc:.4f}); {run_dir}")
-    return RunResult(config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen)
+    return RunResult(
+        config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen
+    )

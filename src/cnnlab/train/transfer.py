@@ -65,4 +65,3 @@ def set_train_mode(model: nn.Module, frozen: list[str]) -> nn.Module:
             if isinstance(m, nn.modules.batchnorm._NormBase):
                 m.eval()
     return model
-

@@ -1,0 +1,175 @@
+"""cnnlab train / eval / predict / export through the command line, their errors, and a 2-process DDP run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.errors import TrainingError
+from cnnlab.train.checkpoint import load_checkpoint, load_model_state
+from cnnlab.train.inference import model_from_checkpoint, preprocess
+from tests.train_fixtures import TINY, write_image_folder, write_mnist
+
+TINY_FLAGS = ["--model", TINY["model"], "--model-kwargs", json.dumps(TINY["model_kwargs"])]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the tiny ResNet trained for one epoch on a 64-image MNIST written as IDX files."""
+    root = tmp_path_factory.mktemp("cli")
+    write_mnist(root / "data")
+    config = root / "run.yaml"
+    config.write_text(f"data: mnist\ndata-dir: {root / 'data'}\nepochs: 1\nbatch_size: 16\nprogress: false\n")
+    args = ["train", "--config", str(config), *TINY_FLAGS, "--out-dir", str(root / "runs"), "--run-name", "r"]
+    assert main(args) == 0
+    return root / "runs" / "r"
+
+
+def test_train_prints_epochs_and_eval_reports_accuracy(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_checkpoint(trained)["config"]["batch_size"] == 16  # the YAML's value, under either spelling
+    assert main(["eval", str(trained)]) == 0  # on the data it was trained with
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "top-5" in out and (trained / "confusion.png").is_file()
+    _, meta = model_from_checkpoint(trained)
+    assert meta["classes"] == [f"{d} - {w}" for d, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])]  # fmt: skip
+
+
+def test_predict_prints_topk_class_names(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "digit.png")
+    assert main(["predict", str(trained), str(tmp_path / "digit.png"), "--topk", "2"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'digit.png'}: ") and line.count(" - ") == 2
+    (tmp_path / "bad.png").write_text("not an image")
+    assert main(["predict", str(trained), str(tmp_path / "bad.png")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_export_onnx_matches_pytorch_in_onnxruntime(trained: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(trained), "--format", "onnx", "--output", str(out)]) == 0
+    model, _ = model_from_checkpoint(trained)
+    x = torch.randn(3, 1, 28, 28)  # another batch size than the export's
+    got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x)
+    assert np.abs(got - want.numpy()).max() < 1e-4
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "BatchNormalization" not in ops  # folded into the convolutions
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_export_torchscript_matches_pytorch(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    assert main(["export", str(trained), "--format", "torchscript", "--output", str(out)]) == 0
+    model, _ = model_from_checkpoint(trained)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(out))(x), model(x), atol=1e-5)
+
+
+def test_bad_checkpoints_and_configs_are_clear_errors(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "corrupt.pt").write_bytes((trained / "last.pt").read_bytes()[:500])
+    assert main(["eval", str(tmp_path / "corrupt.pt")]) == 2
+    assert "it is corrupt" in capsys.readouterr().err
+
+    torch.save({"model": {}, "config": {}, "meta": {}, "evil": np.random.default_rng(0)}, tmp_path / "code.pt")
+    with pytest.raises(TrainingError, match="objects other than tensors"):
+        load_checkpoint(tmp_path / "code.pt")
+
+    other = torch.nn.Linear(2, 2)
+    other.model_name = "resnet18"
+    with pytest.raises(TrainingError, match="holds a cifar_resnet20, not a resnet18"):
+        load_model_state(other, load_checkpoint(trained))
+
+    (tmp_path / "typo.yaml").write_text("epohcs: 2\n")
+    assert main(["train", "--config", str(tmp_path / "typo.yaml")]) == 2
+    assert "unknown config key 'epohcs'. Did you mean: epochs?" in capsys.readouterr().err
+
+
+def test_preprocess_reads_images_like_the_test_split(tmp_path: Path) -> None:
+    from PIL import Image
+
+    img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    Image.fromarray(img).save(tmp_path / "x.png")
+    meta = {"image_size": 28, "in_chans": 1, "mean": [0.5], "std": [0.25], "data": "mnist"}
+    want = (torch.from_numpy(img).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(preprocess([tmp_path / "x.png"], meta)[0, 0], want, atol=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
+def test_torchrun_two_cpu_processes_agree_and_write_once(tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "imgs", per_class=8, size=8)
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "cnnlab", "train", *TINY_FLAGS,
+           "--data", f"imagefolder:{data}", "--image-size", "8", "--epochs", "1", "--batch-size", "4",
+           "--out-dir", str(tmp_path / "runs"), "--no-progress", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "weights identical on all 2 ranks" in proc.stdout
+    assert proc.stdout.count("epoch   1/1") == 1  # only rank 0 logs
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "last.pt").is_file()
+    assert len(list((runs[0] / "metrics.csv").read_text().splitlines())) == 2
+
+
+def test_flags_override_the_yaml_which_overrides_the_defaults(tmp_path: Path) -> None:
+    from cnnlab.cli import build_parser
+    from cnnlab.cli.train_cmd import resolve_config
+
+    (tmp_path / "c.yaml").write_text("lr: 0.5\nepochs: 3\n")
+    args = build_parser().parse_args(
+        ["train", "--config", str(tmp_path / "c.yaml"), "--lr", "0.2", "--no-channels-last"]
+    )
+    config = resolve_config(args)
+    assert (config.lr, config.epochs, config.channels_last, config.batch_size) == (0.2, 3, False, 64)
+
+
+def test_finetune_from_a_cnnlab_checkpoint_freezing_stages(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = trained.parent.parent / "data"
+    args = ["train", *TINY_FLAGS, "--data", "mnist", "--data-dir", str(data_dir), "--epochs", "1", "--no-progress",
+            "--pretrained", str(trained / "best.pt"), "--freeze", "2",
+            "--out-dir", str(trained.parent), "--run-name", "ft"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "pretrained: loaded" in out and "(frozen: stem, S1)" in out
+    before, after = load_checkpoint(trained, prefer="best.pt")["model"], load_checkpoint(trained.parent / "ft")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("stem.", "S1.")))
+    assert not torch.equal(before["S3.S3U1.conv2.conv.weight"], after["S3.S3U1.conv2.conv.weight"])
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path: Path) -> None:
+    import signal
+
+    write_mnist(tmp_path / "data")
+    cmd = [sys.executable, "-m", "cnnlab", "train", *TINY_FLAGS, "--data", "mnist",
+           "--data-dir", str(tmp_path / "data"), "--epochs", "100000", "--batch-size", "16", "--no-progress",
+           "--out-dir", str(tmp_path), "--run-name", "r"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until a first epoch is done
+        if line.startswith("epoch"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted at epoch" in out
+    state = load_checkpoint(tmp_path / "r")
+    assert state["epoch"] >= 2
