@@ -45,6 +45,8 @@ def export_model(
         warnings.simplefilter("ignore", DeprecationWarning)
         # option-A shortcuts subsample with a strided slice, which the exporter leaves to run time
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        # the model's input check (a forward pre-hook) is traced as constants: channels and minimum size are fixed
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         return _export(net, example, path, fmt, metadata or {})
 
 
