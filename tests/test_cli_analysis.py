@@ -65,7 +65,7 @@ def test_tricks_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_dilation_map(capsys: pytest.CaptureFixture[str], tmp_path: Path, rates: list[str], holes: int) -> None:
     out = run(capsys, "dilation", *rates, "--plot", str(tmp_path / "d.png"))
     assert f"{holes} holes" in out and (tmp_path / "d.png").exists()
-    assert "needs issue 4" in out or "DilatedConvStack" in out  # the measured layers are named
+    assert "DilatedConvStack" in out  # the measured layers are named
     data = json.loads(run(capsys, "dilation", *rates, "--format", "json"))
     assert data["holes"] == holes and len(data["paths"]) == data["receptive_field"]
 

@@ -15,12 +15,12 @@ from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.ablation import run_ablation
 from cnnlab.experiments.degradation import DEFAULT_RECIPE, run_degradation
-from cnnlab.experiments.runner import GradNormProbe, block_names
+from cnnlab.experiments.runner import GradNormProbe, Trial, block_names, run_trial
 from cnnlab.experiments.spec import load_spec, spec_from_dict
 from cnnlab.layers import SqueezeExcite
 from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.registry import create_model
-from cnnlab.train import StepInfo
+from cnnlab.train import StepInfo, TrainConfig
 from tests.train_fixtures import write_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,3 +136,11 @@ def test_ablation_end_to_end_reports_measured_params(mnist_dir: Path, tmp_path: 
 def test_cli_rejects_a_depth_without_a_plain_twin(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["experiment", "degradation", "--depths", "1202", "--out", str(tmp_path)]) == 2
     assert "plain twin" in capsys.readouterr().err
+
+
+def test_a_trial_with_a_named_layer_trains_that_layer(mnist_dir: Path, tmp_path: Path) -> None:
+    trial = Trial("se", "cifar_resnet20", {"attn_layer": {"name": "se", "reduction": 4}}, seed=0)
+    result = run_trial(trial, TrainConfig(**tiny_recipe(mnist_dir)), str(tmp_path))
+    se_params = sum(2 * c * (c // 4) + c + c // 4 for c in (16, 32, 64) for _ in range(3))  # 9 SE blocks
+    plain = sum(p.numel() for p in create_model("cifar_resnet20", in_chans=1).parameters())
+    assert result.params == plain + se_params

@@ -21,6 +21,7 @@ from torch import nn
 
 from cnnlab.analysis.receptive_field import stack_field
 from cnnlab.errors import AnalysisError, CnnlabWarning
+from cnnlab.layers.dilated import DilatedConvStack, hdc_check
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class GriddingMap:
     """Paths from each input pixel to the centre output of a dilated stack (``paths``: field x field + margin).
 
     ``field`` is the theoretical receptive field ``1 + (k - 1) * sum(rates)``; ``holes`` counts the pixels
-    inside it that no path reaches; ``layers`` says which layers were measured; ``verdicts`` is the hybrid
-    dilated convolution check of ``cnnlab.layers.dilated`` (or what it needs).
+    inside it that no path reaches; ``layers`` says which layers were measured; ``verdicts`` is
+    :func:`cnnlab.layers.dilated.hdc_check`'s answer.
     """
 
     rates: tuple[int, ...]
@@ -63,23 +64,13 @@ class GriddingMap:
 
 
 def dilated_stack(rates: Sequence[int], *, kernel_size: int = 3, chs: int = 1) -> tuple[nn.Module, str]:
-    """The stack to measure: ``cnnlab.layers.dilated.DilatedConvStack`` when it exists, else plain
-    ``nn.Conv2d`` layers with the same rates and "same" padding. Returns the module and its description."""
-    try:
-        from cnnlab.layers.dilated import DilatedConvStack
-    except ImportError:
-        convs = [nn.Conv2d(chs, chs, kernel_size, padding=r * (kernel_size - 1) // 2, dilation=r) for r in rates]
-        return nn.Sequential(*convs), f"{len(rates)} nn.Conv2d layers (DilatedConvStack needs issue 4)"
+    """The stack to measure, :class:`~cnnlab.layers.dilated.DilatedConvStack`, and its description."""
     with warnings.catch_warnings():  # a stack with holes warns on purpose; here the holes are the subject
         warnings.simplefilter("ignore", CnnlabWarning)
         return DilatedConvStack(chs, list(rates), kernel_size=kernel_size), "cnnlab.layers.dilated.DilatedConvStack"
 
 
 def hdc_verdicts(rates: Sequence[int], kernel_size: int = 3) -> str:
-    try:
-        from cnnlab.layers.dilated import hdc_check
-    except ImportError:
-        return "HDC check: needs issue 4 (cnnlab.layers.dilated.hdc_check)"
     return str(hdc_check(list(rates), kernel_size=kernel_size))
 
 

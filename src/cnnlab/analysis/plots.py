@@ -69,7 +69,7 @@ def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
     """Measured / formula for every figure: 1.0 where they agree, missing where a block is not there yet."""
     plt = _pyplot()
     labels = [f"{f.trick}: {f.quantity}" for f in figures]
-    ratios = [f.measured / f.expected if f.measured is not None and f.expected else np.nan for f in figures]
+    ratios = [f.measured / f.expected if f.expected else np.nan for f in figures]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(figures) + 1))
     ax.barh(labels, ratios, color=["tab:green" if f.agrees else "tab:gray" for f in figures])
     ax.axvline(1.0, color="black", lw=0.8)

@@ -2,8 +2,7 @@
 
 Each :class:`Figure` puts a formula's value (from the papers and ../shared/REFERENCE.md) beside the value that
 :func:`cnnlab.analyze` measures on the real layers: parameters, MACs (FlopCounterMode FLOPs / 2) and receptive
-fields. A figure whose block belongs to another issue that is not merged yet says so (``needs``) instead of
-being faked.
+fields.
 """
 
 from __future__ import annotations
@@ -19,8 +18,10 @@ from torch import nn
 
 from cnnlab.analysis.analyze import analyze, count_macs
 from cnnlab.analysis.report import ModelReport, format_table, rows_to_csv
-from cnnlab.errors import AnalysisError, CnnlabWarning, UnknownModelError
+from cnnlab.errors import AnalysisError, CnnlabWarning
 from cnnlab.layers import Bottleneck, ConvBnAct, SqueezeExcite
+from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
+from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1
 from cnnlab.registry import create_model
 
 
@@ -29,21 +30,18 @@ class Figure:
     """One number of one trick: the formula's value beside the measured one.
 
     ``rel_tol`` is 0 where the two must be equal (exact counts and ratios); a paper's rounded figure gets a
-    relative tolerance. ``measured`` is None and ``needs`` names the issue when the block is missing.
+    relative tolerance.
     """
 
     trick: str
     quantity: str
     formula: str
     expected: float
-    measured: float | None
+    measured: float
     rel_tol: float = 0.0
-    needs: str = ""
 
     @property
-    def agrees(self) -> bool | None:
-        if self.measured is None:
-            return None
+    def agrees(self) -> bool:
         return math.isclose(self.measured, self.expected, rel_tol=max(self.rel_tol, 1e-9))
 
 
@@ -118,10 +116,6 @@ def depthwise_separable(*, in_chs: int = 128, out_chs: int = 256, k: int = 3, si
     trick = "depthwise-separable"
     formula = 1 / out_chs + 1 / k**2
     quantity, text = f"MACs ratio ({in_chs}->{out_chs}, {k}x{k})", f"1/{out_chs} + 1/{k}^2"
-    try:
-        from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
-    except ImportError:
-        return [Figure(trick, quantity, text, formula, None, needs="needs issue 4")]
     standard = analyze(nn.Conv2d(in_chs, out_chs, k, padding=k // 2, bias=False), (in_chs, size, size))
     separable = analyze(DepthwiseSeparableConv(in_chs, out_chs, kernel_size=k), (in_chs, size, size))
     return [Figure(trick, quantity, text, formula, _conv_macs(separable) / _conv_macs(standard))]
@@ -182,12 +176,6 @@ def inception_modules(*, size: int = 28) -> list[Figure]:
     c1, c3r, c3, c5r, c5, pool_proj = 64, 96, 128, 16, 32, 32  # Table 1, inception (3a)
     naive_w = c * c1 + 9 * c * c3 + 25 * c * c5
     reduced_w = c * (c1 + c3r + c5r + pool_proj) + 9 * c3r * c3 + 25 * c5r * c5
-    try:
-        from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1
-    except ImportError:
-        return [
-            Figure(trick, "MACs naive / reduced", "Fig. 2a / Fig. 2b", naive_w / reduced_w, None, needs="needs issue 3")
-        ]
     w = GOOGLENET_3A
     naive = analyze(InceptionV1(c, w, naive=True), (c, size, size))
     reduced = analyze(InceptionV1(c, w), (c, size, size))
@@ -223,22 +211,17 @@ def vgg_vs_resnet() -> list[Figure]:
     with torch.device("meta"):
         resnet34 = count_macs(create_model("resnet34", stride_in="1x1")) / 1e9
         resnet50 = count_macs(create_model("resnet50", stride_in="1x1")) / 1e9
-        try:
-            vgg19: float | None = count_macs(create_model("vgg19")) / 1e9
-        except UnknownModelError:
-            vgg19 = None
-    needs = "needs issue 4" if vgg19 is None else ""
+        vgg19 = count_macs(create_model("vgg19")) / 1e9
     return [
-        Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01, needs=needs),
+        Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01),
         Figure(trick, "GMACs ResNet-34", "paper Fig. 3", 3.6, resnet34, rel_tol=0.02),
         Figure(
             trick,
             "ResNet-34 / VGG-19",
             "3.6 / 19.6 (18%)",
             3.6 / 19.6,
-            resnet34 / vgg19 if vgg19 else None,
+            resnet34 / vgg19,
             rel_tol=0.02,
-            needs=needs,
         ),
         Figure(
             "ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", "paper Table 1", 3.8, resnet50, rel_tol=0.02
@@ -270,9 +253,7 @@ def tricks_report(names: list[str] | None = None) -> list[Figure]:
     return figures
 
 
-def _value(v: float | None) -> str:
-    if v is None:
-        return ""
+def _value(v: float) -> str:
     if float(v).is_integer() and abs(v) >= 1:
         return f"{int(v):,}"
     return f"{v:.4g}"
@@ -285,8 +266,8 @@ def figures_table(figures: list[Figure]) -> str:
             f.quantity,
             f.formula,
             _value(f.expected),
-            _value(f.measured) if f.measured is not None else f.needs,
-            {True: "yes", False: "NO", None: "-"}[f.agrees],
+            _value(f.measured),
+            "yes" if f.agrees else "NO",
         ]
         for f in figures
     ]

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.models.base import CnnlabModel
 from cnnlab.registry import create_model
 from cnnlab.train.config import TrainConfig
@@ -99,7 +100,7 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
         progress=False,
     )
     with torch.device("meta"):
-        names = block_names(create_model(trial.model, **dict(trial.model_kwargs)))
+        names = block_names(create_model(trial.model, **resolve_model_kwargs(trial.model_kwargs)))
     data = load_dataset(config.data, data_dir=config.data_dir, download=False)
     steps = len(make_loader(data, train=True, batch_size=config.batch_size))
     probe = GradNormProbe(names, last_step=config.epochs * steps - 1)
