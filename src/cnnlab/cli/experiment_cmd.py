@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--depths", type=int, nargs="+", default=[20, 56], help="6n+2 depths with a plain twin")
     d.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 6)")
     d.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the same seeds for every model")
-    _common(d, "experiments/degradation")
+    _common(d, "experiments/results/degradation")
     d.set_defaults(func=run_degradation_cmd)
 
     a = kinds.add_parser("ablation", help="a grid of variants of one family from a YAML file")
@@ -48,7 +48,7 @@ def run_degradation_cmd(args: argparse.Namespace) -> int:
         depths=args.depths,
         seeds=args.seeds,
         recipe=DEFAULT_RECIPE.replace(**changes),
-        out_dir=args.out or Path("experiments/degradation"),
+        out_dir=args.out or Path("experiments/results/degradation"),
         jobs=args.jobs,
         command=_command(),
     )

@@ -129,7 +129,7 @@ def run_degradation(
     depths: Sequence[int] = (20, 56),
     seeds: Sequence[int] = (0, 1),
     recipe: TrainConfig = DEFAULT_RECIPE,
-    out_dir: Path = Path("experiments/degradation"),
+    out_dir: Path = Path("experiments/results/degradation"),
     jobs: int = 2,
     command: str = "",
     log: Callable[[str], None] = print,
