@@ -114,4 +114,4 @@ def test_preact_net_ends_with_norm_and_activation() -> None:
     model = cnnlab.create_model("cifar_preact_resnet164")
     assert isinstance(model.S1[0], PreActBottleneck)
     assert isinstance(model.S3.post_norm[0], nn.BatchNorm2d)
-    assert isinstance(model.stem.bn, nn.Identity)
+    assert not hasattr(model.stem, "bn")

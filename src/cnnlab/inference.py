@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cnnlab.errors import CnnlabError, CnnlabWarning, ModelArgumentError
-from cnnlab.layers.conv_bn_act import ConvBnAct
 
 Backend = Literal["compile", "eager"]
 BACKENDS: tuple[Backend, ...] = ("compile", "eager")
@@ -74,16 +73,14 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def _pairs_from_children(model: nn.Module) -> list[tuple[str, str]]:
-    """The fallback for models that ``torch.fx`` cannot trace: neighbours in an ``nn.Sequential`` and the
-    ``conv``/``bn`` pair of a :class:`~cnnlab.layers.ConvBnAct`."""
+    """The fallback for models that ``torch.fx`` cannot trace: neighbours in an ``nn.Sequential`` (which
+    includes the ``conv``/``bn`` pair of a :class:`~cnnlab.layers.ConvBnAct`)."""
     pairs = []
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
         if isinstance(module, nn.Sequential):
             names = list(module._modules)
             pairs += [(prefix + a, prefix + b) for a, b in itertools.pairwise(names)]
-        elif isinstance(module, ConvBnAct):
-            pairs.append((prefix + "conv", prefix + "bn"))
     return pairs
 
 

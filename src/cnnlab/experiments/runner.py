@@ -62,7 +62,8 @@ def block_names(model: CnnlabModel) -> list[str]:
     for stage in model.stage_names():
         module = model.get_submodule(stage)
         children = [n for n, m in module.named_children() if any(True for _ in m.parameters())]
-        names += [f"{stage}.{c}" for c in children] if isinstance(module, nn.Sequential) and children else [stage]
+        is_sequence_of_units = type(module) is nn.Sequential  # not a layer that is a Sequential (ConvBnAct)
+        names += [f"{stage}.{c}" for c in children] if is_sequence_of_units and children else [stage]
     return names + list(model.head_modules)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 
-from torch import Tensor, nn
+from torch import nn
 
 from cnnlab.layers.types import LayerFactory, Size2, pair
 
@@ -28,8 +28,10 @@ def same_padding(kernel_size: Size2, dilation: Size2 = 1) -> tuple[int, int]:
     return dh * (kh - 1) // 2, dw * (kw - 1) // 2
 
 
-class ConvBnAct(nn.Module):
-    """``conv -> norm -> act``; ``norm_layer=None`` or ``act_layer=None`` leaves that step out.
+class ConvBnAct(nn.Sequential):
+    """``conv -> norm -> act`` as a sequence of the submodules ``conv``, ``bn`` and ``act``;
+    ``norm_layer=None`` or ``act_layer=None`` leaves that step (and its submodule) out, so the block costs no
+    more module calls than the layers it holds (that matters at batch 1 in the small networks).
 
     Args:
         in_chs, out_chs: input and output channels.
@@ -57,7 +59,7 @@ class ConvBnAct(nn.Module):
         conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
-        self.conv = conv_layer(
+        conv = conv_layer(
             in_chs,
             out_chs,
             kernel_size,
@@ -67,8 +69,8 @@ class ConvBnAct(nn.Module):
             groups=groups,
             bias=norm_layer is None if bias is None else bias,
         )
-        self.bn = norm_layer(out_chs) if norm_layer is not None else nn.Identity()
-        self.act = create_act(act_layer) if act_layer is not None else nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.bn(self.conv(x)))
+        self.add_module("conv", conv)
+        if norm_layer is not None:
+            self.add_module("bn", norm_layer(out_chs))
+        if act_layer is not None:
+            self.add_module("act", create_act(act_layer))
