@@ -29,12 +29,9 @@ from cnnlab.layers import AuxClassifier, ClassifierHead, InceptionV1
 from cnnlab.layers.branches import INCEPTION_CONV
 from cnnlab.layers.inception_v1 import GOOGLENET_WIDTHS
 from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
+from cnnlab.models.base import IMAGENET_MEAN, IMAGENET_STD, CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 TORCHVISION_KEYS = KeyMap(
     (

@@ -31,9 +31,9 @@ from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 from cnnlab.errors import DataError
+from cnnlab.models.base import IMAGENET_MEAN, IMAGENET_STD
 
 SPLIT_SEED = 0  # the fixed seed of mnist5k's and imagefolder's train/test split
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
