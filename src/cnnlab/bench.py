@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.analysis import count_macs
+from cnnlab.analysis.report import format_table
 from cnnlab.errors import CnnlabError, UnknownModelError
 from cnnlab.inference import optimize_for_inference
 from cnnlab.models.base import calibrate_norms
@@ -447,21 +448,6 @@ def _num(v: float | None, digits: int = 1) -> str:
     return "" if v is None else f"{v:,.{digits}f}"
 
 
-def aligned(rows: Sequence[Sequence[str]], headers: Sequence[str], *, text_columns: int = 2) -> str:
-    """A text table of preformatted cells: the first ``text_columns`` left-aligned, the numbers right-aligned."""
-    table = [list(headers), *(list(r) for r in rows)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(headers))]
-    table.insert(1, ["-" * w for w in widths])
-
-    def line(row: Sequence[str]) -> str:
-        cells = (
-            v.ljust(w) if i < text_columns else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
-        )
-        return "  ".join(cells).rstrip()
-
-    return "\n".join(line(r) for r in table)
-
-
 def format_report(report: Mapping[str, Any]) -> str:
     """The aligned text tables of a :func:`run_bench` report."""
     m, cfg = report["machine"], report["config"]
@@ -491,7 +477,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         rows.append([*cells, _num(r["gflops_ours"])])
     headers = ["model", "peer", "size", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
     headers += ["train img/s", "peer train", "ratio", "GFLOP/s"]
-    lines.append(aligned(rows, headers))
+    lines.append(format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]))
     lines += [
         f"{r['name']} {key}: {r[key]['error']}"
         for r in report["models"]

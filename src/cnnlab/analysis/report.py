@@ -185,8 +185,11 @@ def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """An aligned text table: numbers right-aligned with thousands separators, text left-aligned."""
+def format_table(
+    rows: Sequence[Sequence[Any]], headers: Sequence[str], *, right_aligned: Sequence[bool] | None = None
+) -> str:
+    """An aligned text table: numbers right-aligned with thousands separators, text left-aligned.
+    ``right_aligned`` names the right-aligned columns instead, for rows of preformatted strings."""
 
     def cell(v: Any) -> str:
         if isinstance(v, bool) or v is None:
@@ -198,7 +201,7 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
         return str(v)
 
     text = [[cell(v) for v in row] for row in rows]
-    numeric = [
+    numeric = right_aligned or [
         all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in rows) for i in range(len(headers))
     ]
     widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
