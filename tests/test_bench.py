@@ -112,7 +112,7 @@ def test_model_size_keeps_the_papers_proportions() -> None:
 def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
     probe = _FirstEpochAt(0.98)
     for epoch, acc in enumerate([0.9, 0.97, None, 0.981, 0.99], start=1):
-        probe.on_epoch_end(epoch, SimpleNamespace(test_acc=acc), nn.Identity())
+        probe.on_epoch_end(epoch, SimpleNamespace(val_acc=acc), nn.Identity())
         if epoch == 3:
             assert probe.seconds is None
         if epoch == 4:

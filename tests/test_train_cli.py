@@ -16,7 +16,7 @@ import torch
 from cnnlab.cli import main
 from cnnlab.errors import TrainingError
 from cnnlab.train.checkpoint import load_checkpoint, load_model_state
-from cnnlab.train.inference import model_from_checkpoint, preprocess
+from cnnlab.train.predict import model_from_checkpoint
 from tests.train_fixtures import TINY, write_image_folder, write_mnist
 
 TINY_FLAGS = ["--model", TINY["model"], "--model-kwargs", json.dumps(TINY["model_kwargs"])]
@@ -101,16 +101,6 @@ def test_bad_checkpoints_and_configs_are_clear_errors(
     (tmp_path / "typo.yaml").write_text("epohcs: 2\n")
     assert main(["train", "--config", str(tmp_path / "typo.yaml")]) == 2
     assert "unknown config key 'epohcs'. Did you mean: epochs?" in capsys.readouterr().err
-
-
-def test_preprocess_reads_images_like_the_test_split(tmp_path: Path) -> None:
-    from PIL import Image
-
-    img = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
-    Image.fromarray(img).save(tmp_path / "x.png")
-    meta = {"image_size": 28, "in_chans": 1, "mean": [0.5], "std": [0.25], "data": "mnist"}
-    want = (torch.from_numpy(img).float() / 255 - 0.5) / 0.25
-    assert torch.allclose(preprocess([tmp_path / "x.png"], meta)[0, 0], want, atol=1e-6)
 
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")

@@ -30,7 +30,7 @@ def tiny_config(mnist_dir: Path, out: Path, **kw: object) -> TrainConfig:
 
 
 def metrics(result: object) -> list[tuple]:
-    return [(m.epoch, m.train_loss, m.train_acc, m.test_loss, m.test_acc, m.lr) for m in result.history]  # type: ignore[attr-defined]
+    return [(m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.lr) for m in result.history]  # type: ignore[attr-defined]
 
 
 def test_fit_writes_the_run_folder_and_is_reproducible(mnist_dir: Path, tmp_path: Path) -> None:
@@ -39,12 +39,13 @@ def test_fit_writes_the_run_folder_and_is_reproducible(mnist_dir: Path, tmp_path
     assert metrics(a) == metrics(b)  # same seed, same machine, same metrics
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
     run = tmp_path / "a"
-    for name in ("config.yaml", "metrics.csv", "curves.png", "best.pt", "last.pt"):
+    for name in ("config.yaml", "metrics.csv", "results.json", "curves.png", "best.pt", "last.pt"):
         assert (run / name).is_file(), name
     assert any((run / "tb").glob("events.out.tfevents.*"))
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    assert float(rows[-1]["test_acc"]) == pytest.approx(a.final.test_acc)
+    assert float(rows[-1]["val_acc"]) == pytest.approx(a.final.val_acc)
+    assert "test_acc" not in rows[-1]  # the test split is not looked at during training
     c = fit(tiny_config(mnist_dir, tmp_path, run_name="c", seed=1, epochs=1), log=lambda _s: None)
     assert metrics(c)[0] != metrics(a)[0]
 
@@ -116,7 +117,7 @@ def test_fit_trains_a_model_with_aux_classifiers(
                     out_dir=str(tmp_path), progress=False, amp=True),
         callbacks=[Grads()], log=lines.append,
     )  # fmt: skip
-    assert result.final.test_acc is not None
+    assert result.final.val_acc is not None and 0 <= result.test["final"].test_acc <= 1
     assert any("--amp has no effect on cpu" in line for line in lines)
     assert seen[0].keys() == {"stem", "body", "head", "aux"} and seen[0]["aux"] > 0  # the aux head got gradients
 
@@ -155,3 +156,47 @@ def test_freeze_by_stage_count_and_pattern(tmp_path: Path) -> None:
     set_train_mode(net, frozen)
     assert not net.stem.bn.training and net.S1.training  # frozen BN keeps its statistics
     assert not any(p.requires_grad for p in net.stem.parameters())
+
+
+def test_best_is_chosen_on_validation_and_the_test_split_is_evaluated_once(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from cnnlab.data import load_dataset, make_loader
+    from cnnlab.train import trainer
+    from cnnlab.train.engine import evaluate
+    from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+
+    splits: list[str] = []
+    real = trainer.make_loader
+    monkeypatch.setattr(
+        trainer, "make_loader", lambda data, split, *a, **k: splits.append(split) or real(data, split, *a, **k)
+    )
+    result = fit(tiny_config(mnist_dir, tmp_path, run_name="v", epochs=3, lr=0.3), log=lambda _s: None)
+    assert splits == ["train", "val", "test"]  # one test loader, made after training
+    rank = {m.epoch: (m.val_acc, -m.val_loss) for m in result.history}
+    assert result.best_epoch == max(rank, key=lambda e: rank[e])
+    saved = json.loads((tmp_path / "v" / "results.json").read_text())
+    assert saved["best_epoch"] == result.best_epoch and saved["splits"] == {"train": 54, "val": 10, "test": 32}
+    # the best checkpoint, evaluated independently on the test split, gives the reported test accuracy
+    model, meta = model_from_checkpoint(tmp_path / "v")
+    data = load_dataset("mnist", data_dir=str(mnist_dir))
+    totals = evaluate(
+        model, make_loader(data, "test", input_pipeline(meta), batch_size=7).batches(), device=torch.device("cpu")
+    )
+    assert totals.correct / totals.count == pytest.approx(saved["test"]["best"]["test_acc"])
+    assert saved["test"]["final"]["test_acc"] == pytest.approx(result.test["final"].test_acc)
+
+
+def test_early_stop_ends_the_run_after_patience_validations_without_improvement(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.train import trainer
+
+    monkeypatch.setattr(trainer, "improves", lambda m, best: best is None)  # only epoch 1 is ever "better"
+    lines: list[str] = []
+    result = fit(tiny_config(mnist_dir, tmp_path, run_name="es", epochs=6, early_stop=2), log=lines.append)
+    assert [m.epoch for m in result.history] == [1, 2, 3] and result.stopped_early and result.best_epoch == 1
+    assert any("early stop" in line for line in lines)
+    assert result.test["best"].epoch == 1 and result.test["final"].epoch == 3

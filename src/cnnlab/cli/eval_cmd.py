@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and a confusion matrix of a trained model")
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run folder (its best.pt) or a checkpoint file")
     p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    p.add_argument(
+        "--split", choices=("test", "val", "train"), default="test", help="which split to evaluate (default: test)"
+    )
     p.add_argument("--data-dir", default=None, help="(default: the one it was trained with)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
@@ -36,27 +39,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from cnnlab.train.data import load_dataset, make_loader
+    from cnnlab.data import load_dataset, make_loader
     from cnnlab.train.distributed import resolve_device
     from cnnlab.train.engine import confusion_matrix, predict_batches, topk_accuracy
-    from cnnlab.train.inference import model_from_checkpoint
     from cnnlab.train.plots import plot_confusion
+    from cnnlab.train.predict import input_pipeline, model_from_checkpoint
 
     model, meta = model_from_checkpoint(args.checkpoint)
     data_dir = args.data_dir or meta.get("data_dir", "data")
-    data = load_dataset(args.data or meta["data"], data_dir=data_dir, image_size=meta["image_size"])
+    data = load_dataset(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"])
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
         raise DataError(
             f"{data.name} has {data.num_classes} classes of {data.in_chans}-channel images; the model was trained "
             f"for {meta['num_classes']} classes of {meta['in_chans']}-channel images"
         )
     device = resolve_device(args.device)
-    loader = make_loader(data, train=False, batch_size=args.batch_size)
+    loader = make_loader(data, args.split, input_pipeline(meta), batch_size=args.batch_size)
     logits, y = predict_batches(model.to(device), loader.batches(), device=device)
     pred = logits.argmax(1)
     matrix = confusion_matrix(pred, y, data.num_classes)
     per_class = matrix.diag().double() / matrix.sum(1).clamp(min=1)
-    print(f"checkpoint {meta['path']}  ({meta['model']}, {data.name} test split, {len(y):,} images)")
+    print(f"checkpoint {meta['path']}  ({meta['model']}, {data.name} {args.split} split, {len(y):,} images)")
     print(f"accuracy   {float((pred == y).double().mean()):.4f}")
     if data.num_classes >= 10:
         print(f"top-5      {topk_accuracy(logits, y, 5):.4f}")
@@ -70,7 +73,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.train.inference import model_from_checkpoint, predict
+    from cnnlab.train.predict import model_from_checkpoint, predict
 
     model, meta = model_from_checkpoint(args.checkpoint)
     for image, top in zip(args.images, predict(model, meta, args.images, topk=args.topk), strict=True):
@@ -80,13 +83,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from cnnlab.train.export import check_onnx, export_model
-    from cnnlab.train.inference import model_from_checkpoint
+    from cnnlab.train.predict import model_from_checkpoint
 
     model, meta = model_from_checkpoint(args.checkpoint)
     suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
     output = Path(args.output) if args.output else Path(meta["path"]).with_suffix(suffix)
     x = torch.randn(2, meta["in_chans"], meta["image_size"], meta["image_size"])
-    keep = {k: meta[k] for k in ("model", "classes", "image_size", "mean", "std")}
+    keep = {k: meta[k] for k in ("model", "classes", "image_size", "input")}
     path = export_model(model, x, output, fmt=args.format, fold=not args.no_fold, metadata=keep)
     print(f"wrote {path} ({args.format}{'' if args.no_fold else ', BatchNorm folded'})")
     if args.format == "onnx":

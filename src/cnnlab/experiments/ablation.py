@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.analysis import analyze
+from cnnlab.data import load_dataset
 from cnnlab.experiments.runner import (
     Summary,
     Trial,
@@ -24,7 +25,6 @@ from cnnlab.experiments.runner import (
 )
 from cnnlab.experiments.spec import AblationSpec, resolve_model_kwargs
 from cnnlab.registry import create_model
-from cnnlab.train.data import load_dataset
 
 
 def run_ablation(
@@ -37,7 +37,7 @@ def run_ablation(
 ) -> list[Summary]:
     """Train the grid and write ``results.json`` and ``summary.md`` into ``out_dir``."""
     recipe = spec.recipe
-    data = load_dataset(recipe.data, data_dir=recipe.data_dir, download=False)
+    data = load_dataset(recipe.data, data_dir=recipe.data_dir, val_fraction=recipe.val_fraction)
     size = (data.in_chans, data.image_size, data.image_size)
     variants = spec.variants()
     trials = [Trial(v.label, v.model, v.model_kwargs, s) for v in variants for s in spec.seeds]

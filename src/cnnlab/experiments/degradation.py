@@ -52,7 +52,7 @@ def degradation_trials(depths: Sequence[int], seeds: Sequence[int]) -> list[Tria
 
 
 def plot_training_curves(results: Sequence[TrialResult], path: Path) -> Path:
-    """Figure 6 of the paper, per epoch: training error (bold) and test error (thin), plain left, ResNet right,
+    """Figure 6 of the paper, per epoch: training error (bold) and validation error (thin), plain left, ResNet right,
     one colour per depth, mean over seeds."""
     from cnnlab.train.plots import _pyplot
 
@@ -68,14 +68,14 @@ def plot_training_curves(results: Sequence[TrialResult], path: Path) -> Path:
             if not group:
                 continue
             epochs = [m["epoch"] for m in group[0].history]
-            for key, style, width in (("train_acc", "-", 2.4), ("test_acc", "--", 1.0)):
+            for key, style, width in (("train_acc", "-", 2.4), ("val_acc", "--", 1.0)):
                 err = [100 * (1 - sum(r.history[i][key] for r in group) / len(group)) for i in range(len(epochs))]
-                label = f"{kind}-{d} {'train' if key == 'train_acc' else 'test'}"
+                label = f"{kind}-{d} {'train' if key == 'train_acc' else 'validation'}"
                 ax.plot(epochs, err, style, lw=width, color=colors[d], label=label)
         ax.set(title=title, xlabel="epoch", yscale="log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("error (%)  — bold: training, dashed: test")
+    axes[0].set_ylabel("error (%)  — bold: training, dashed: validation")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -2,8 +2,9 @@
 
 Trials run in worker processes, one intra-op thread each (small CIFAR-style nets use two cores better as two
 runs than as one run on two threads). What each trial returns is plain data: its per-epoch history, its final
-training error measured in eval mode on the un-augmented training images, its test error, and the gradient norm
-of every block at the first step (initialisation) and at the last step.
+training error measured in eval mode on the un-augmented training images, its final validation error, its test
+error (the final weights, evaluated once after training), and the gradient norm of every block at the first step
+(initialisation) and at the last step.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.data import Dataset, load_dataset, make_loader
 from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.models.base import CnnlabModel
 from cnnlab.registry import create_model
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.data import load_dataset, make_loader
 from cnnlab.train.engine import Callback, StepInfo, block_grad_norms, evaluate
-from cnnlab.train.trainer import fit
+from cnnlab.train.trainer import RunResult, fit
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class TrialResult:
     params: int
     history: list[dict[str, Any]]  # EpochMetrics as dicts
     train_error: float  # final, eval mode, un-augmented training images
-    test_error: float
+    val_error: float  # final weights on the validation split
+    test_error: float  # final weights on the test split, evaluated once
     grad_norms: dict[str, dict[str, float]]  # {"init": {block: norm}, "end": {block: norm}}
     wall_s: float
     run_dir: str
@@ -80,12 +82,12 @@ class GradNormProbe(Callback):
             self.norms[key] = block_grad_norms(info.model, self.names)
 
 
-def train_error(model: nn.Module, config: TrainConfig) -> float:
+def train_error(result: RunResult, data: Dataset) -> float:
     """The error on the training images without augmentation, in eval mode (the paper's training error at the
     end of training, free of the running average over a changing network that the epoch log reports)."""
-    data = load_dataset(config.data, data_dir=config.data_dir, download=False)
-    loader = make_loader(data, train=True, augment=False, batch_size=512, seed=config.seed)
-    totals = evaluate(model, loader.batches(), device=torch.device("cpu"), channels_last=config.channels_last)
+    config = result.config
+    loader = make_loader(data, "train", result.pipeline, augment=False, batch_size=512, seed=config.seed)
+    totals = evaluate(result.model, loader.batches(), device=torch.device("cpu"), channels_last=config.channels_last)
     return 1.0 - totals.correct / totals.count
 
 
@@ -102,8 +104,8 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
     )
     with torch.device("meta"):
         names = block_names(create_model(trial.model, **resolve_model_kwargs(trial.model_kwargs)))
-    data = load_dataset(config.data, data_dir=config.data_dir, download=False)
-    steps = len(make_loader(data, train=True, batch_size=config.batch_size))
+    data = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction)
+    steps = -(-len(data.train) // config.batch_size)
     probe = GradNormProbe(names, last_step=config.epochs * steps - 1)
     t0 = time.perf_counter()
     result = fit(config, callbacks=[probe], log=lambda _s: None)
@@ -113,8 +115,9 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
         seed=trial.seed,
         params=sum(p.numel() for p in result.model.parameters()),
         history=[asdict(m) for m in result.history],
-        train_error=train_error(result.model, config),
-        test_error=1.0 - float(result.final.test_acc or 0.0),
+        train_error=train_error(result, data),
+        val_error=1.0 - float(result.final.val_acc or 0.0),
+        test_error=1.0 - result.test["final"].test_acc,
         grad_norms=probe.norms,
         wall_s=time.perf_counter() - t0,
         run_dir=str(result.run_dir),

@@ -25,10 +25,6 @@ from cnnlab.errors import InputShapeError, ModelArgumentError
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""The per-channel RGB normalisation that ImageNet-trained weights (torchvision's, timm's) expect."""
-
 
 @dataclass(frozen=True)
 class FeatureInfo:

@@ -24,12 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.data.stats import IMAGENET
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import AuxClassifier, ClassifierHead, InceptionV1
 from cnnlab.layers.branches import INCEPTION_CONV
 from cnnlab.layers.inception_v1 import GOOGLENET_WIDTHS
 from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import IMAGENET_MEAN, IMAGENET_STD, CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
+from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -57,7 +58,7 @@ class TransformInput(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        std, mean = torch.tensor(IMAGENET_STD), torch.tensor(IMAGENET_MEAN)
+        std, mean = torch.tensor(IMAGENET.std), torch.tensor(IMAGENET.mean)
         self.register_buffer("scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
 

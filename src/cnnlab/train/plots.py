@@ -20,14 +20,14 @@ def _pyplot():
 
 
 def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
-    """Loss, accuracy and learning rate per epoch, train and test side by side."""
+    """Loss, accuracy and learning rate per epoch, train and validation side by side."""
     plt = _pyplot()
     epochs = [m.epoch for m in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    tested = [m for m in history if m.test_loss is not None]
+    validated = [m for m in history if m.val_loss is not None]
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "acc", "accuracy")):
         ax.plot(epochs, [getattr(m, f"train_{key}") for m in history], "o-", label="train")
-        ax.plot([m.epoch for m in tested], [getattr(m, f"test_{key}") for m in tested], "s-", label="test")
+        ax.plot([m.epoch for m in validated], [getattr(m, f"val_{key}") for m in validated], "s-", label="validation")
         ax.set(title=title, xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -14,13 +14,17 @@ from cnnlab.train.config import TrainConfig, save_yaml
 
 @dataclass(frozen=True)
 class EpochMetrics:
-    """One epoch: losses are mean cross-entropy per image (with label smoothing for train), accuracies in [0, 1]."""
+    """One epoch: losses are mean cross-entropy per image (with label smoothing for train), accuracies in [0, 1].
+
+    ``val_*`` are measured on the validation split (None in an epoch without validation). The test split is not
+    touched during training: :func:`cnnlab.train.fit` evaluates it once at the end (``results.json``).
+    """
 
     epoch: int
     train_loss: float
     train_acc: float
-    test_loss: float | None
-    test_acc: float | None
+    val_loss: float | None
+    val_acc: float | None
     lr: float  # at the end of the epoch
     images_per_s: float  # training throughput over the epoch (all ranks)
     epoch_s: float  # wall time of the epoch, evaluation included

