@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import WeightsError
+from cnnlab.errors import CnnlabError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,12 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
             obj: Any = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            from cnnlab.train.checkpoint import open_sealed  # a cnnlab checkpoint is checked against its checksum
+
+            with open_sealed(path, required=False) as f:
+                obj = torch.load(f, map_location="cpu", weights_only=True)
+    except CnnlabError:
+        raise
     except Exception as e:  # corrupt zip, truncated file, a pickle that is not plain tensors
         kind = "it holds objects other than tensors" if "weights_only" in str(e) else "it is corrupt"
         raise WeightsError(f"cannot read weights from {str(path)!r}: {kind} ({type(e).__name__}: {e})") from e

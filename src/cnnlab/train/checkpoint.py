@@ -1,42 +1,85 @@
-"""Checkpoints that are never half-written and never run code.
+"""Checkpoints that are never half-written, carry a checksum, and never run code.
 
 A checkpoint is a dict of tensors and plain values: ``model`` (state_dict), ``optimizer``, ``scheduler``,
-``epoch`` and ``step`` (where the run goes on), ``rng`` (the torch generators' states), ``config`` (the resolved
-:class:`TrainConfig` as a dict), ``meta`` (model name, classes, input size, normalisation) and ``history``.
-It is written to a temporary file in the same folder, flushed to disk, then renamed over the target
-(``os.replace`` is atomic on POSIX and Windows), so a crash leaves the previous checkpoint intact. It is read
-with ``torch.load(weights_only=True)``, which unpickles nothing but tensors and plain containers.
+``epoch`` and ``step`` (where the run goes on), ``partial`` (each rank's totals of an interrupted epoch),
+``world_size``, ``rng`` (the torch generators' states), ``config`` (the resolved :class:`TrainConfig` as a dict),
+``meta`` (model name, classes, input size, normalisation) and ``history``.
+
+On disk it is ``torch.save``'s zip file followed by a 48-byte seal: :data:`SEAL` and the SHA-256 of every byte
+before it. torch's zip reader ignores the seal (``torch.load`` still reads the file) but also ignores many damaged
+bytes, loading changed values without a word; :func:`load_checkpoint` refuses a file whose bytes do not hash to
+its seal. The file is written atomically (:func:`cnnlab.train.atomic.write_atomic`), so a crash leaves the
+previous checkpoint intact, and read with ``torch.load(weights_only=True)``, which unpickles nothing but tensors
+and plain containers: a checksum proves a file undamaged, not harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from cnnlab.errors import TrainingError
+from cnnlab.train.atomic import write_atomic
 
 BEST, LAST = "best.pt", "last.pt"
+SEAL = b"\n#cnnlab-sha256\n"  # 16 bytes, then the 32-byte digest, at the end of every checkpoint
+SEAL_SIZE = len(SEAL) + hashlib.sha256().digest_size
+_CHUNK = 1 << 22  # bytes hashed per read (4 MiB)
+
+
+def seal(payload: bytes | memoryview) -> bytes:
+    """The 48 bytes that follow ``payload`` in a checkpoint file."""
+    return SEAL + hashlib.sha256(payload).digest()
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``state`` to ``path`` atomically."""
+    """Write ``state`` to ``path`` atomically, sealed with its checksum."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getbuffer()
+    return write_atomic(path, payload, seal(payload))
+
+
+@contextlib.contextmanager
+def open_sealed(path: Path, *, required: bool = True) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading once its bytes match its seal. Without a seal: a TrainingError, or, when not
+    ``required`` (a state_dict from elsewhere), the file as it is."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - SEAL_SIZE))
+        tail = f.read()
+        if tail[: len(SEAL)] != SEAL or len(tail) != SEAL_SIZE:
+            if required:
+                raise TrainingError(
+                    f"{str(path)!r} carries no cnnlab checksum: it is not a cnnlab checkpoint, or its end is "
+                    f"damaged or cut off ({size:,} bytes). A state_dict file from elsewhere goes to --pretrained"
+                )
+        else:
+            digest = hashlib.sha256()
+            f.seek(0)
+            left = size - SEAL_SIZE
+            while left > 0:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                left -= len(chunk)
+            if digest.digest() != tail[len(SEAL) :]:
+                raise TrainingError(
+                    f"the checkpoint {str(path)!r} is damaged: its bytes do not match its checksum (flipped or lost "
+                    "bytes on disk or in a copy); use another checkpoint, such as the other of best.pt and last.pt"
+                )
+        f.seek(0)
+        yield f
 
 
 def resolve_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = LAST) -> Path:
@@ -53,13 +96,16 @@ def resolve_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = LAS
 
 
 def load_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = LAST) -> dict[str, Any]:
-    """The checkpoint's dict, read with ``weights_only=True``; a TrainingError when it is not a cnnlab one."""
+    """The checkpoint's dict, checked against its seal and read with ``weights_only=True``; a TrainingError
+    when it is damaged or not a cnnlab one."""
     path = resolve_checkpoint(run_or_ckpt, prefer=prefer)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, garbage, a pickle holding arbitrary objects
-        why = "it holds objects other than tensors and plain values" if "weights_only" in str(e) else "it is corrupt"
-        raise TrainingError(f"cannot read the checkpoint {str(path)!r}: {why} ({type(e).__name__})") from e
+    with open_sealed(path) as f:
+        try:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # a sealed file that holds arbitrary objects, or one written damaged
+            plain = "weights_only" not in str(e)
+            why = "it is corrupt" if plain else "it holds objects other than tensors and plain values"
+            raise TrainingError(f"cannot read the checkpoint {str(path)!r}: {why} ({type(e).__name__})") from None
     missing = [k for k in ("model", "config", "meta") if not isinstance(state, dict) or k not in state]
     if missing:
         raise TrainingError(f"{str(path)!r} is not a cnnlab training checkpoint (no {', '.join(missing)})")
@@ -75,10 +121,20 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
             f"{state.get('path', 'the checkpoint')!r} holds a {state['meta']['model']}, not a {name}; "
             f"pass --model {state['meta']['model']} or another checkpoint"
         )
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise TrainingError(f"the checkpoint does not fit {name}: {str(e).splitlines()[0]} ...") from e
+    have, want = state["model"], model.state_dict()
+    problems = [
+        f"{k} is {tuple(have[k].shape)}, the model's {tuple(v.shape)}"
+        for k, v in want.items()
+        if k in have and have[k].shape != v.shape
+    ]
+    problems += [f"missing {k}" for k in want if k not in have] + [f"unexpected {k}" for k in have if k not in want]
+    if problems:
+        raise TrainingError(
+            f"the checkpoint {state.get('path', '')!r} does not fit {name} with model_kwargs "
+            f"{state['meta'].get('model_kwargs', {})}: {len(problems)} tensors differ ({'; '.join(problems[:3])}"
+            f"{' ...' if len(problems) > 3 else ''}); its weights come from another variant of the model"
+        )
+    model.load_state_dict(have)
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from cnnlab.train.atomic import write_atomic
 from cnnlab.train.runlog import EpochMetrics
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """The figure as a PNG at ``path``, written whole or not at all; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return write_atomic(path, buf.getbuffer())
 
 
 def _pyplot():
@@ -35,9 +46,7 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
     axes[2].set(title="learning rate (end of epoch)", xlabel="epoch")
     axes[2].grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, title: str = "") -> Path:
@@ -58,6 +67,4 @@ def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, 
                 v = int(matrix[i, j])
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
