@@ -1,36 +1,39 @@
-"""fit(): run folders, reproducibility, resume, NaN handling, auxiliary losses, transfer learning, callbacks."""
+"""fit(): run folders, reproducibility, NaN handling, auxiliary losses, transfer learning, callbacks (resuming:
+test_resume_exact.py; the run folder's lock and files: test_run_folder.py)."""
 
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab import registry
+from cnnlab import errors, registry
 from cnnlab.errors import TrainingError
 from cnnlab.models.base import LogitsWithAux
 from cnnlab.registry import create_model
 from cnnlab.train import Callback, StepInfo, TrainConfig, block_grad_norms, fit
 from cnnlab.train.engine import classification_loss
 from tests.helpers import randomize_norm_stats
-from tests.train_fixtures import TINY, TinyAuxNet, state_of, write_image_folder, write_mnist
+from tests.train_fixtures import (
+    CHILD_ENV,
+    TINY,
+    TinyAuxNet,
+    metrics,
+    state_of,
+    tiny_config,
+    write_image_folder,
+    write_mnist,
+)
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mnist(tmp_path_factory.mktemp("mnist"))
-
-
-def tiny_config(mnist_dir: Path, out: Path, **kw: object) -> TrainConfig:
-    base = dict(TINY, data="mnist", data_dir=str(mnist_dir), epochs=2, batch_size=16, out_dir=str(out), progress=False)
-    return TrainConfig(**(base | kw))  # type: ignore[arg-type]
-
-
-def metrics(result: object) -> list[tuple]:
-    return [(m.epoch, m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.lr) for m in result.history]  # type: ignore[attr-defined]
 
 
 def test_fit_writes_the_run_folder_and_is_reproducible(mnist_dir: Path, tmp_path: Path) -> None:
@@ -50,42 +53,97 @@ def test_fit_writes_the_run_folder_and_is_reproducible(mnist_dir: Path, tmp_path
     assert metrics(c)[0] != metrics(a)[0]
 
 
-class StopAt(Callback):
-    def __init__(self, global_step: int) -> None:
-        self.global_step = global_step
-
-    def on_step(self, info: StepInfo) -> None:
-        if info.global_step == self.global_step:
-            info.request_stop()
-
-
-def test_interrupt_and_resume_end_with_the_same_weights(mnist_dir: Path, tmp_path: Path) -> None:
-    straight = fit(tiny_config(mnist_dir, tmp_path, run_name="straight"), log=lambda _s: None)
-    cfg = tiny_config(mnist_dir, tmp_path, run_name="halves")
-    with pytest.raises(KeyboardInterrupt):  # 4 steps per epoch: stop in the middle of epoch 2
-        fit(cfg, callbacks=[StopAt(5)], log=lambda _s: None)
-    state = torch.load(tmp_path / "halves" / "last.pt", weights_only=True)
-    assert (state["epoch"], state["step"]) == (2, 2)
-    resumed = fit(cfg.replace(resume=str(tmp_path / "halves")), log=lambda _s: None)
-    for k, v in straight.model.state_dict().items():
-        assert torch.equal(v, resumed.model.state_dict()[k]), k
-    assert metrics(resumed) == metrics(straight)
-
-
 class PoisonAt(Callback):
+    """After the backward pass of epoch 2, step 1: fill the first weight (``what="weight"``) or its gradient
+    with NaN, or raise a layer's FloatingPointError."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
     def on_step(self, info: StepInfo) -> None:
         if info.epoch == 2 and info.step == 0:
+            p = next(info.model.parameters())
             with torch.no_grad():
-                next(info.model.parameters()).fill_(float("nan"))
+                (p if self.what == "weight" else p.grad).fill_(float("nan"))
 
 
-def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(mnist_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, step 2"):
-        fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=[PoisonAt()], log=lambda _s: None)
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [
+        ("weight", r"the loss became nan at epoch 2, step 2; the weights were not updated with it"),
+        ("grad", r"the gradient norm became nan at epoch 2, step 1; the weights were not updated with it"),
+    ],
+)
+def test_a_nan_stops_with_the_step_before_the_weights_take_it(
+    mnist_dir: Path, tmp_path: Path, what: str, message: str
+) -> None:
+    with pytest.raises(TrainingError, match=message + r".*Try a lower --lr, a longer warm-up, or --grad-clip"):
+        fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=[PoisonAt(what)], log=lambda _s: None)
     state = torch.load(tmp_path / "nan" / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and all(
         torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point()
     )
+
+
+class Raises(torch.nn.Module):
+    """A layer that raises FloatingPointError on NaN input (as DeformConv2d's guard does on NaN offsets), or a
+    ValueError at its ``value_error_at``-th call (0-based)."""
+
+    def __init__(self, value_error_at: int | None = None) -> None:
+        super().__init__()
+        self.calls, self.value_error_at = 0, value_error_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls - 1 == self.value_error_at:
+            raise ValueError("a shape rule was broken")
+        if not torch.isfinite(x).all():
+            raise FloatingPointError("the sampling offsets hold NaN")
+        return x
+
+
+@pytest.mark.parametrize(
+    ("layer", "poison", "message"),
+    [
+        (Raises(), [PoisonAt("weight")], r"a layer met NaN or Inf values \(FloatingPointError: the sampling offsets "
+         r"hold NaN\) at epoch 2, step 2; the weights were not updated .* Try a lower --lr"),
+        (Raises(value_error_at=1), [], r"the training step failed at epoch 1, step 2: ValueError: a shape rule was "
+         r"broken$"),
+    ],
+)  # fmt: skip
+def test_an_error_raised_by_a_layer_names_the_epoch_and_step(
+    mnist_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    layer: Raises,
+    poison: list[Callback],
+    message: str,
+) -> None:
+    from cnnlab.train import trainer
+
+    real = trainer.build_model
+
+    def with_layer(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = real(*args, **kwargs)  # type: ignore[arg-type]
+        model.head.global_pool = torch.nn.Sequential(layer, model.head.global_pool)
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", with_layer)
+    with pytest.raises(TrainingError, match=message):
+        fit(tiny_config(mnist_dir, tmp_path, run_name="nan"), callbacks=poison, log=lambda _s: None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(errors, "NonFiniteError"), reason="DeformConv2d segfaults on NaN without its guard")
+def test_a_diverging_deformable_resnet_stops_with_the_nan_message(mnist_dir: Path, tmp_path: Path) -> None:
+    # lr 1e30: finite but huge weights after the first step, NaN activations and sampling offsets in the second
+    cmd = [sys.executable, "-m", "cnnlab", "train", "--model", "deform_resnet50", "--model-kwargs",
+           '{"layers": [1, 1, 1, 1]}', "--data", "mnist", "--data-dir", str(mnist_dir), "--lr", "1e30",
+           "--epochs", "1", "--batch-size", "16", "--no-progress", "--out-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=CHILD_ENV)
+    assert proc.returncode == 2, proc.stderr[-2000:]  # not -11: no segmentation fault
+    assert "at epoch 1, step 2" in proc.stderr and "Try a lower --lr" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_aux_losses_are_added_with_the_models_weight() -> None:

@@ -44,8 +44,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.train.engine import confusion_matrix, predict_batches, topk_accuracy
     from cnnlab.train.plots import plot_confusion
     from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+    from cnnlab.train.runfolder import check_folder
 
     model, meta = model_from_checkpoint(args.checkpoint)
+    out = Path(args.out) if args.out else Path(meta["path"]).parent  # where confusion.png goes
+    check_folder(out, what="--out")
     data_dir = args.data_dir or meta.get("data_dir", "data")
     data = load_dataset(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"])
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
@@ -65,7 +68,6 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"top-5      {topk_accuracy(logits, y, 5):.4f}")
     rows = [[c, int(matrix[i].sum()), float(per_class[i])] for i, c in enumerate(data.classes)]
     print(format_table(rows, ["class", "images", "accuracy"]))
-    out = Path(args.out) if args.out else Path(meta["path"]).parent
     out.mkdir(parents=True, exist_ok=True)
     path = plot_confusion(matrix, data.classes, out / "confusion.png", title=f"{meta['model']} on {data.name}")
     print(f"confusion matrix: {path}")

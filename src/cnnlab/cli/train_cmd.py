@@ -1,6 +1,8 @@
 """``cnnlab train``: every TrainConfig field is a flag; a YAML file (``--config``) holds the same keys.
 
-Precedence: the defaults, then the resumed run's config (``--resume``), then ``--config``, then the flags.
+Precedence: the defaults, then the resumed run's config (``--resume``), then ``--config``, then the flags. A resumed
+run continues its recorded recipe: flags that would change what it computes are refused (see RESUME_FREE in
+cnnlab.train.config for those that may change).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ _HELP = {
     "freeze": "first N stages, 'all-but-head', or module-name patterns such as 'stem,S1*'",
     "pretrained": "a cnnlab checkpoint or state_dict file, or 'torchvision'/'timm' (online machines)",
     "model_kwargs": "extra model arguments as JSON, e.g. '{\"drop_rate\": 0.2}'",
-    "resume": "a run folder (or checkpoint) to continue",
+    "resume": "a run folder (or checkpoint) to continue; it keeps its recipe (only flags such as --workers, "
+    "--device, --progress may change)",
+    "overwrite": "start --run-name again when its folder holds a run (deletes that run's files)",
 }
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
 
@@ -33,6 +37,18 @@ def _type_of(name: str) -> Any:
     return base if base in (int, float, str) else str
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object such as '{"drop_rate": 0.2}'."""
+    example = """write e.g. '{"drop_rate": 0.2}'"""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e}); {example}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}, not an object; {example}")
+    return value
+
+
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; only flags given on the command line reach the namespace."""
     p.add_argument("--config", metavar="YAML", help="a YAML file whose keys are these flags")
@@ -43,7 +59,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         if isinstance(f.default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"(default: {default})", **common)
         elif name == "model_kwargs":
-            p.add_argument(flag, type=json.loads, metavar="JSON", help=_HELP[name], **common)
+            p.add_argument(flag, type=json_object, metavar="JSON", help=_HELP[name], **common)
         else:
             help_text = f"{_HELP.get(name, '')} (default: {default})".strip()
             p.add_argument(flag, type=_type_of(name), choices=_CHOICES.get(name), help=help_text, **common)
@@ -55,7 +71,8 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     if "resume" in flags:
         from cnnlab.train.checkpoint import load_checkpoint
 
-        config = config_from_dict(load_checkpoint(flags["resume"])["config"])
+        recorded = load_checkpoint(flags["resume"])["config"]
+        config = config_from_dict({**recorded, "overwrite": False})  # how the run took its folder is not its recipe
     if getattr(args, "config", None):
         config = config_from_dict(load_yaml(args.config), base=config)
     return config_from_dict(flags, base=config)

@@ -112,6 +112,9 @@ class FolderLoader(TensorLoader):
             sampler=range(start, len(images)),
             num_workers=self.workers,
             pin_memory=self.pin_memory,
+            # its own generator for the workers' base seed: by default a DataLoader draws it from the global
+            # generator, whose state a checkpoint saves for dropout, and a resumed epoch would draw it twice
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
 

@@ -100,6 +100,7 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
         seed=trial.seed,
         out_dir=out_dir,
         run_name=f"{trial.label}-seed{trial.seed}".replace(" ", "_").replace("=", "-"),
+        overwrite=True,  # running an experiment again recomputes its trials
         progress=False,
     )
     with torch.device("meta"):

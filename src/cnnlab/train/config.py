@@ -11,6 +11,7 @@ A YAML file holds the same keys as the flags (``batch_size`` or ``batch-size``);
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,33 +63,69 @@ class TrainConfig:
     # where results go
     out_dir: str = "runs"  # each run gets out_dir/run_name/
     run_name: str | None = None  # None: MODEL-DATA-YYYYmmdd-HHMMSS
-    resume: str | None = None  # a run folder or checkpoint to continue
+    resume: str | None = None  # a run folder or checkpoint to continue (see RESUME_FREE for what may change)
+    overwrite: bool = False  # start run_name again if it holds a run (never by accident: that deletes its files)
     progress: bool = True  # a progress bar on stderr
     eval_every: int = 1  # evaluate on the validation split every N epochs (and always after the last)
     early_stop: int | None = None  # stop after this many validations without a better one (None: never)
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
-            (self.workers >= 0, f"workers must be >= 0, got {self.workers}"),
-            (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
-            (0 <= self.val_fraction < 1, f"val_fraction must be in [0, 1), got {self.val_fraction}"),
-            (self.early_stop is None or self.early_stop >= 1, f"early_stop must be >= 1, got {self.early_stop}"),
-            (
-                self.early_stop is None or self.val_fraction > 0,
-                "early_stop needs a validation split: set val_fraction > 0",
-            ),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-        ]
-        for ok, message in checks:
+        for ok, message in self._checks():
             if not ok:
                 raise ConfigError(message)
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        """(holds, what is accepted) for every field whose range is narrower than its type."""
+        c = self
+        return [
+            (_is_int(c.epochs, 1), f"epochs must be an integer >= 1, got {c.epochs!r}"),
+            (_is_int(c.batch_size, 1), f"batch_size must be an integer >= 1, got {c.batch_size!r}"),
+            (_is_real(c.lr) and c.lr > 0, f"lr must be a finite number > 0, got {c.lr!r}"),
+            (_is_real(c.momentum) and 0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum!r}"),
+            (_is_real(c.weight_decay) and c.weight_decay >= 0, f"weight_decay must be >= 0, got {c.weight_decay!r}"),
+            (
+                _is_real(c.warmup_epochs) and c.warmup_epochs >= 0,
+                f"warmup_epochs must be a finite number >= 0, got {c.warmup_epochs!r}",
+            ),
+            (
+                _is_real(c.label_smoothing) and 0 <= c.label_smoothing < 1,
+                f"label_smoothing must be in [0, 1), got {c.label_smoothing!r}",
+            ),
+            (
+                c.grad_clip is None or (_is_real(c.grad_clip) and c.grad_clip > 0),
+                f"grad_clip must be a finite number > 0 (or None: no clipping), got {c.grad_clip!r}",
+            ),
+            (
+                _is_real(c.val_fraction) and 0 <= c.val_fraction < 1,
+                f"val_fraction must be in [0, 1), got {c.val_fraction!r}",
+            ),
+            (
+                c.image_size is None or _is_int(c.image_size, 1),
+                f"image_size must be an integer >= 1 (or None: the data's own), got {c.image_size!r}",
+            ),
+            (_is_int(c.seed, 0) and c.seed < 2**63, f"seed must be an integer in [0, 2**63), got {c.seed!r}"),
+            (_is_int(c.workers, 0), f"workers must be an integer >= 0, got {c.workers!r}"),
+            (_is_int(c.eval_every, 1), f"eval_every must be an integer >= 1, got {c.eval_every!r}"),
+            (
+                c.early_stop is None or _is_int(c.early_stop, 1),
+                f"early_stop must be an integer >= 1 (or None: never), got {c.early_stop!r}",
+            ),
+            (
+                c.early_stop is None or c.val_fraction > 0,
+                "early_stop needs a validation split: set val_fraction > 0",
+            ),
+            (c.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {c.optimizer!r}"),
+            (c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}"),
+            (isinstance(c.model_kwargs, Mapping), f"model_kwargs must be a mapping, got {c.model_kwargs!r}"),
+            (
+                c.run_name is None or (c.run_name not in ("", ".", "..") and "/" not in c.run_name),
+                f"run_name must be a folder name (no '/', not '.' or '..'), got {c.run_name!r}",
+            ),
+            (
+                not (c.resume and c.overwrite),
+                "resume continues a run and overwrite starts it again from scratch: give one of them",
+            ),
+        ]
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied (keys checked like a YAML file's)."""
@@ -99,6 +136,15 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["model_kwargs"] = _plain(dict(self.model_kwargs))
         return d
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_real(value: Any) -> bool:
+    """A finite int or float (NaN and infinities are refused)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plain(obj: Any) -> Any:
@@ -145,6 +191,49 @@ def config_from_dict(values: Mapping[str, Any], *, base: TrainConfig | None = No
     return dataclasses.replace(base or TrainConfig(), **changes)
 
 
+# The fields a resumed run may give other values than its checkpoint's, and why they leave what the run computes
+# as it was. Any other field that differs is refused: a resumed run continues its recorded recipe. epochs may
+# also change under the constant schedule (its steps do not depend on the run's length); under every other
+# schedule the learning rate of each step depends on the total.
+RESUME_FREE: dict[str, str] = {
+    "resume": "names the run to continue",
+    "overwrite": "says how a new run takes its folder",
+    "progress": "a progress bar",
+    "workers": "the batches do not depend on the number of loader processes",
+    "device": "where the recipe runs",
+    "compile": "speed: torch.compile computes the same function",
+    "channels_last": "speed: a memory format",
+    "data_dir": "where the same data set is read from",
+    "download": "whether missing files may be fetched",
+    "eval_every": "when the validation split is measured, not what is trained",
+    "early_stop": "when to stop, not what a step computes",
+}
+
+
+def check_resume(recorded: TrainConfig, given: TrainConfig, *, run: str, epochs_done: int) -> None:
+    """A ConfigError naming every field of ``given`` that differs from ``recorded`` (the config in the
+    checkpoint of ``run``, which has finished ``epochs_done`` epochs) where :data:`RESUME_FREE` does not allow it."""
+    old, new = recorded.to_dict(), given.to_dict()
+    if new["pretrained"] != old["pretrained"]:
+        raise ConfigError(
+            f"pretrained with resume: a resumed run continues from its own checkpoint in {run}, so it loads no other "
+            f"weights ({new['pretrained']!r} given, {old['pretrained']!r} recorded); drop --pretrained, or start a "
+            "new run with it"
+        )
+    changed = [name for name in FIELDS if name not in RESUME_FREE and new[name] != old[name]]
+    if "epochs" in changed and given.schedule == "constant" == recorded.schedule:
+        changed.remove("epochs")
+    if given.epochs < epochs_done:
+        raise ConfigError(f"epochs must be >= {epochs_done}: {run} has already run {epochs_done} epochs")
+    if changed:
+        what = "; ".join(f"{name} was {old[name]!r} in {run} (given: {new[name]!r})" for name in changed)
+        why = f" (the {given.schedule} schedule spans all the epochs)" if "epochs" in changed else ""
+        raise ConfigError(
+            f"a resumed run continues its recorded recipe: {what}{why}. Start a new run with --pretrained "
+            f"{Path(run) / 'best.pt'} to train on with another {', '.join(changed)}"
+        )
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML config file, or a ConfigError that says what is wrong with it."""
     import yaml
@@ -166,4 +255,6 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def save_yaml(config: TrainConfig, path: Path) -> None:
     import yaml
 
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from cnnlab.train.atomic import write_atomic
+
+    write_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())

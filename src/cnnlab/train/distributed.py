@@ -24,6 +24,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # True when init_distributed joined the process group (and cleanup leaves it)
 
     @property
     def enabled(self) -> bool:
@@ -54,11 +55,12 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     """Join the torchrun process group when there is one; the device this process trains on."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(device_name, info.local_rank)
-    if info.enabled and not dist.is_initialized():
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    owns = world > 1 and not dist.is_initialized()  # a caller's own process group stays the caller's
+    if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return info, device
+    return DistInfo(rank, world, local_rank, owns), device
 
 
 def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
@@ -83,6 +85,22 @@ def all_reduce(t: Tensor, info: DistInfo, op: Any = dist.ReduceOp.SUM) -> Tensor
     buf = t.to("cuda" if dist.get_backend() == "nccl" else "cpu", copy=True)
     dist.all_reduce(buf, op=op)
     return buf.to(t.device)
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on any: a decision all ranks take together (one all-reduce)."""
+    if not info.enabled:
+        return flag
+    return bool(all_reduce(torch.tensor([float(flag)]), info, dist.ReduceOp.MAX).item())
+
+
+def all_gather_object(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def broadcast_object(obj: Any, info: DistInfo) -> Any:
@@ -119,5 +137,6 @@ def check_replicas_identical(model: nn.Module, info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Leave the process group that :func:`init_distributed` joined."""
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.errors import TrainingError
+from cnnlab.errors import CnnlabError, TrainingError
 from cnnlab.models.base import LogitsWithAux
 from cnnlab.train.distributed import unwrap
 
@@ -27,6 +27,10 @@ class StopFlag:
 
     def set(self) -> None:
         self.requested = True
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised at a step boundary once a stop was requested (on any rank: every rank stops at the same step)."""
 
 
 @dataclass
@@ -98,6 +102,27 @@ class EpochTotals:
         return torch.tensor([self.loss_sum, float(self.correct), float(self.count)], dtype=torch.float64)
 
 
+def _nonfinite(what: str, *, epoch: int, step: int, x: Tensor) -> TrainingError:
+    """The error of a step that met a NaN or an infinity: bad data, or a diverging run (with what to try)."""
+    where = f"at epoch {epoch}, step {step + 1}"
+    if not bool(torch.isfinite(x).all()):
+        return TrainingError(f"{what} {where}: the input batch holds NaN or Inf values; check the data set")
+    return TrainingError(
+        f"{what} {where}; the weights were not updated with it, and the checkpoints keep those of the last "
+        "finished epoch. Try a lower --lr, a longer warm-up, or --grad-clip"
+    )
+
+
+def _failed_step(e: Exception, *, epoch: int, step: int, x: Tensor, model: nn.Module) -> TrainingError:
+    """A layer's FloatingPointError (a NaN its kernel cannot take), or a ValueError that non-finite weights or
+    inputs explain, reported like a NaN loss; any other ValueError with the epoch and step where it happened."""
+    what = f"{type(e).__name__}: {e}"
+    finite = bool(torch.isfinite(x).all()) and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    if isinstance(e, FloatingPointError) or not finite:
+        return _nonfinite(f"a layer met NaN or Inf values ({what})", epoch=epoch, step=step, x=x)
+    return TrainingError(f"the training step failed at epoch {epoch}, step {step + 1}: {what}")
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, Tensor]],
@@ -117,30 +142,46 @@ def train_one_epoch(
     progress: Any = None,
     totals: EpochTotals | None = None,
     stop: StopFlag | None = None,
+    any_rank: Callable[[bool], bool] = bool,
 ) -> EpochTotals:
-    """One pass over ``batches``; the scheduler steps per batch. A NaN or infinite loss raises TrainingError
-    naming the epoch and step, before the weights are updated with it. ``totals`` (filled in place) tells an
-    interrupted caller how far the epoch got."""
+    """One pass over ``batches``; the scheduler steps per batch. ``totals`` (filled in place) tells an
+    interrupted caller how far the epoch got.
+
+    A NaN or infinite loss or logits (before the backward pass), gradient norm (before the update), or a layer
+    that raises on NaN input, is a TrainingError naming the epoch and step: the weights are never updated with
+    it. ``any_rank`` turns a rank's finding into every rank's decision (:func:`cnnlab.train.distributed.any_rank`),
+    so that the ranks stop together, for a NaN or for ``stop``, and none waits for the others forever.
+    """
     totals = totals if totals is not None else EpochTotals()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for step, (x, y) in enumerate(batches, start=start_step):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
-        with autocast(device, amp):
-            output = model(x)
-            loss, logits = classification_loss(output, y, label_smoothing=label_smoothing, aux_weight=aux_weight)
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingError(
-                f"the loss became {value} at epoch {epoch}, step {step + 1}; the weights of the last checkpoint are "
-                f"kept. Try a lower --lr, a longer warm-up, or --grad-clip"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        try:
+            with autocast(device, amp):
+                output = model(x)
+                loss, logits = classification_loss(output, y, label_smoothing=label_smoothing, aux_weight=aux_weight)
+            value = loss.item()
+            finite = math.isfinite(value) and bool(torch.isfinite(logits.detach()).all())
+            if any_rank(not finite):
+                what = "another rank's loss became NaN or Inf"
+                if not finite:
+                    what = f"the loss became {value}" if not math.isfinite(value) else "the logits became NaN or Inf"
+                raise _nonfinite(what, epoch=epoch, step=step, x=x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except (FloatingPointError, ValueError) as e:
+            if isinstance(e, CnnlabError) and not isinstance(e, FloatingPointError):
+                raise  # an input the model cannot take says so itself
+            raise _failed_step(e, epoch=epoch, step=step, x=x, model=model) from None
         if on_step is not None:
             on_step(StepInfo(unwrap(model), epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
+        params = [p for p in model.parameters() if p.grad is not None]
+        norm = nn.utils.get_total_norm([p.grad for p in params])  # the same on every rank after DDP's all-reduce
+        if not math.isfinite(norm.item()):
+            raise _nonfinite(f"the gradient norm became {norm.item()}", epoch=epoch, step=step, x=x)
         if grad_clip:
-            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], grad_clip)
+            nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
         optimizer.step()
         scheduler.step()
         totals.steps += 1
@@ -153,8 +194,8 @@ def train_one_epoch(
             progress.set_postfix(
                 loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}"
             )
-        if stop is not None and stop.requested:
-            raise KeyboardInterrupt("stop requested")
+        if stop is not None and any_rank(stop.requested):
+            raise StopRequested("stop requested")
     return totals
 
 

@@ -1,14 +1,17 @@
 """What a run leaves behind: ``config.yaml`` (the resolved configuration), ``metrics.csv`` (one row per epoch),
-TensorBoard event files (``tb/``), curves and checkpoints. Only rank 0 of a distributed run writes."""
+TensorBoard event files (``tb/``), curves and checkpoints; all but the event files are written whole or not at all
+(:mod:`cnnlab.train.atomic`). Only rank 0 of a distributed run writes."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.train.atomic import full_disk_is_an_error, write_atomic
 from cnnlab.train.config import TrainConfig, save_yaml
 
 
@@ -34,36 +37,48 @@ COLUMNS = [f.name for f in dataclasses.fields(EpochMetrics)]
 
 
 class RunLog:
-    """Appends each epoch to the CSV and to TensorBoard."""
+    """``config.yaml`` at the start; after each epoch, ``metrics.csv`` written again from the whole history (one
+    row per epoch, however often the run was resumed) and the epoch's TensorBoard scalars.
 
-    def __init__(self, run_dir: Path, config: TrainConfig, *, tensorboard: bool = True) -> None:
+    A resumed run starts a TensorBoard session with ``purge_step=1``, which hides every scalar that earlier
+    sessions logged (TensorBoard's own rule for a restarted run), and logs the checkpoint's history again: the
+    scalars, like the CSV, are those of the epochs in the checkpoint, once each.
+    """
+
+    def __init__(
+        self, run_dir: Path, config: TrainConfig, history: list[EpochMetrics], *, tensorboard: bool = True
+    ) -> None:
         self.run_dir = run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(config, run_dir / "config.yaml")
         self.csv_path = run_dir / "metrics.csv"
         self.writer: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
-            self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in config.to_dict().items()))
+            with full_disk_is_an_error(run_dir, "tb/"):
+                self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=1 if history else None)
+                self.writer.add_text("config", "\n".join(f"    {k}: {v}" for k, v in config.to_dict().items()))
+        self.record(history, new=len(history))
 
-    def append(self, m: EpochMetrics) -> None:
-        fresh = not self.csv_path.exists()
-        with self.csv_path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            if fresh:
-                w.writeheader()
-            w.writerow(dataclasses.asdict(m))
-        if self.writer is not None:
-            for key, value in dataclasses.asdict(m).items():
-                if key != "epoch" and value is not None:
-                    self.writer.add_scalar(key.replace("_", "/", 1), value, m.epoch)
-            self.writer.flush()
+    def record(self, history: list[EpochMetrics], *, new: int = 1) -> None:
+        """Write ``history`` to the CSV and its last ``new`` epochs to TensorBoard."""
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        w.writerows(dataclasses.asdict(m) for m in history)
+        write_atomic(self.csv_path, text.getvalue().encode())
+        if self.writer is not None and new:
+            with full_disk_is_an_error(self.run_dir, "tb/"):
+                for m in history[-new:]:
+                    for key, value in dataclasses.asdict(m).items():
+                        if key != "epoch" and value is not None:
+                            self.writer.add_scalar(key.replace("_", "/", 1), value, m.epoch)
+                self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            with full_disk_is_an_error(self.run_dir, "tb/"):
+                self.writer.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, str]]:

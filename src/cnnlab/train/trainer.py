@@ -3,15 +3,21 @@
 Data, model (optionally pretrained and partly frozen), optimizer and schedule; then per epoch: train, validate,
 log (stdout, CSV, TensorBoard), checkpoint (``last.pt`` every epoch, ``best.pt`` when the validation accuracy
 improves); at the end, the test split once, for the final and for the best weights (``results.json``). The test
-split never chooses anything. Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary before the process
-exits, and ``resume=RUN`` continues from it: the batches a run sees depend only on (seed, epoch, step), and the RNG
-states are restored, so N epochs straight and N/2 + resume + N/2 end with the same weights.
+split never chooses anything. Ctrl-C or SIGTERM saves ``last.pt`` at the next step boundary (the same step on
+every rank) before the process exits, and ``resume=RUN`` continues from it: the batches a run sees depend only on
+(seed, rank, epoch, step), the RNG states and each rank's totals of the interrupted epoch are restored, so N epochs
+straight and N/2 + resume + N/2 end with the same weights and the same metrics. A resumed run keeps its recorded
+recipe (:func:`cnnlab.train.config.check_resume`).
+
+The run folder is checked before the data are read and claimed (created and locked, :mod:`cnnlab.train.runfolder`)
+once the model and its input are known to fit, so a run refused for its inputs leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import signal
 import sys
 import threading
@@ -25,10 +31,11 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
-from cnnlab.errors import TrainingError
+from cnnlab.errors import CnnlabError, ConfigError, TrainingError
 from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.registry import create_model
 from cnnlab.train import distributed as D
+from cnnlab.train.atomic import write_atomic
 from cnnlab.train.checkpoint import (
     BEST,
     LAST,
@@ -38,9 +45,18 @@ from cnnlab.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import Callback, EpochTotals, StopFlag, Throughput, evaluate, train_one_epoch
+from cnnlab.train.config import TrainConfig, check_resume, config_from_dict
+from cnnlab.train.engine import (
+    Callback,
+    EpochTotals,
+    StopFlag,
+    StopRequested,
+    Throughput,
+    evaluate,
+    train_one_epoch,
+)
 from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
 
@@ -82,22 +98,68 @@ def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.M
     return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
+def _planned_folder(config: TrainConfig) -> Path | None:
+    """The folder the run will write: the resumed one, ``out_dir/run_name``, or None (a new name, made later)."""
     if config.resume:
         path = Path(config.resume)
         return path if path.is_dir() else path.parent
-    name = config.run_name or f"{config.model}-{config.data.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if info.is_main and not config.run_name:  # never reuse a folder by accident
-        base, k = name, 1
-        while (Path(config.out_dir) / name).exists():
-            k += 1
-            name = f"{base}-{k}"
-    return Path(config.out_dir) / D.broadcast_object(name, info)
+    return Path(config.out_dir) / config.run_name if config.run_name else None
+
+
+def _check_inputs(config: TrainConfig, state: dict[str, Any] | None, info: D.DistInfo) -> None:
+    """What can be refused before the data are read: the run folder, and a resumed run's recipe."""
+    if state is None:
+        check_folder(config.out_dir, what="out_dir")
+        planned = _planned_folder(config)
+        if planned is not None:
+            check_run_folder(planned, resume=False, overwrite=config.overwrite)
+        return
+    run = str(_planned_folder(config))
+    check_resume(config_from_dict(state["config"]), config, run=run, epochs_done=state["epoch"] - 1)
+    if state["world_size"] != info.world_size:
+        raise ConfigError(
+            f"{run} was trained by {state['world_size']} process(es) and this run has {info.world_size}: each "
+            f"process's batches and the global batch depend on it; resume with torchrun --nproc-per-node "
+            f"{state['world_size']} (or without torchrun for 1)"
+        )
+
+
+def _check_model_kwargs(config: TrainConfig, data: Dataset) -> None:
+    """num_classes and in_chans are the data's, never model arguments."""
+    from_data = {"num_classes": f"{data.num_classes} classes", "in_chans": f"{data.in_chans}-channel images"}
+    for key, what in from_data.items():
+        if key in config.model_kwargs:
+            raise ConfigError(f"{key} comes from the data ({what} of {data.name}); remove it from model_kwargs")
+
+
+def _claim(config: TrainConfig, info: D.DistInfo, held: contextlib.ExitStack, log: Callable[[str], None]) -> Path:
+    """Rank 0 creates and locks the run folder (released when ``held`` closes); every rank gets its path, or
+    rank 0's refusal (so that no rank waits for the others)."""
+    outcome: Path | CnnlabError | None = None
+    if info.is_main:
+        auto = f"{config.model}-{config.data.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            lock, cleared = claim_run_folder(
+                _planned_folder(config), out_dir=config.out_dir, auto_name=auto, resume=bool(config.resume),
+                overwrite=config.overwrite,
+            )  # fmt: skip
+            held.enter_context(lock)
+            outcome = lock.path
+            if cleared:
+                log(f"cleared in {lock.path}: {', '.join(cleared)}")
+        except CnnlabError as e:
+            outcome = e
+    outcome = D.broadcast_object(outcome, info)
+    if isinstance(outcome, CnnlabError):
+        raise outcome
+    assert outcome is not None
+    return outcome
 
 
 @contextlib.contextmanager
 def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
-    """Ctrl-C and SIGTERM set ``flag`` (the loop stops at the next step boundary); a second Ctrl-C stops at once."""
+    """Ctrl-C and SIGTERM set ``flag`` (the loop stops at the next step boundary); a second Ctrl-C stops at once,
+    without saving (a step cut in half cannot be resumed exactly; last.pt stays as it was last saved)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -167,7 +229,8 @@ def fit(
     """
     info, device = D.init_distributed(config.device)
     try:
-        return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None))
+        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
+            return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None), held)
     finally:
         D.cleanup(info)
 
@@ -184,18 +247,21 @@ def _fit(
     device: torch.device,
     callbacks: Sequence[Callback],
     log: Callable[[str], None],
+    held: contextlib.ExitStack,
 ) -> RunResult:
     t0 = time.perf_counter()
     state = load_checkpoint(config.resume) if config.resume else None
+    _check_inputs(config, state, info)
     torch.manual_seed(config.seed)
     data = load_dataset(
         config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
     )
+    _check_model_kwargs(config, data)
     model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
     pipeline = data.pipeline(
         min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
     )
-    if config.pretrained and state is None:
+    if config.pretrained and state is None:  # a resumed run has its own weights (check_resume)
         from cnnlab.weights import load_pretrained
 
         log(f"pretrained: {load_pretrained(model, config.pretrained)}")
@@ -238,7 +304,7 @@ def _fit(
             ) from e
         set_rng_state(state["rng"])
         start_epoch, start_step = state["epoch"], state["step"]
-        partial = EpochTotals(*state["partial"])
+        partial = EpochTotals(*state["partial"][info.rank]) if state["partial"] else EpochTotals()
         history = [EpochMetrics(**m) for m in state["history"]]
         best = EpochMetrics(**state["best"]) if state.get("best") else None
         if best is not None:
@@ -246,11 +312,12 @@ def _fit(
         log(f"resumed from {state['path']} at epoch {start_epoch}, step {start_step}")
 
     run_model = D.wrap(torch.compile(model) if config.compile else model, info, device)
-    run_dir = _run_dir(config, info)
-    runlog = RunLog(run_dir, config) if info.is_main else None
+    run_dir = _claim(config, info, held, log)
+    runlog = RunLog(run_dir, config, history) if info.is_main else None
     meta = _meta(config, data, model, pipeline)
 
-    def checkpoint(epoch: int, step: int, totals: EpochTotals, name: str = LAST) -> None:
+    def checkpoint(epoch: int, step: int, partial: list[list[float]], name: str = LAST) -> None:
+        """Save where the run goes on; ``partial``: each rank's totals of an interrupted epoch ([] between epochs)."""
         if info.is_main:
             ckpt = {
                 "model": model.state_dict(),
@@ -258,7 +325,8 @@ def _fit(
                 "scheduler": scheduler.state_dict(),
                 "epoch": epoch,
                 "step": step,
-                "partial": [totals.loss_sum, totals.correct, totals.count, totals.steps],
+                "partial": partial,
+                "world_size": info.world_size,
                 "rng": rng_state(),
                 "config": config.to_dict(),
                 "meta": meta,
@@ -299,11 +367,13 @@ def _fit(
                     progress=bar,
                     totals=totals,
                     stop=stop,
+                    any_rank=lambda flag: D.any_rank(flag, info),
                 )
-            except KeyboardInterrupt:
+            except StopRequested:  # every rank stops after the same step (a second Ctrl-C stops at once, unsaved)
                 bar.close()
                 step = totals.steps  # counts the steps before a resume too
-                checkpoint(epoch, step, totals)
+                checkpoint(epoch, step, D.all_gather_object([*dataclasses.astuple(totals)], info))
+                D.barrier(info)  # no rank goes on (to a resume, say) before rank 0 has saved
                 log(f"interrupted at epoch {epoch}, step {step}: saved {run_dir / LAST}; resume: --resume {run_dir}")
                 raise
             bar.close()
@@ -326,14 +396,13 @@ def _fit(
             history.append(m)
             log(format_epoch(m, config.epochs))
             improved = improves(m, best)
-            if improved:
+            if improved:  # best.pt before last.pt: the last.pt that names an epoch the best is never ahead of it
                 best = m
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                checkpoint(epoch + 1, 0, [], BEST)
+            checkpoint(epoch + 1, 0, [])
             if runlog is not None:
-                runlog.append(m)
-            checkpoint(epoch + 1, 0, EpochTotals())
-            if improved:
-                checkpoint(epoch + 1, 0, EpochTotals(), BEST)
+                runlog.record(history)
             for c in callbacks:
                 c.on_epoch_end(epoch, m, model)
             validated = [h for h in history if h.val_acc is not None]
@@ -355,6 +424,7 @@ def _fit(
 
         plot_curves(history, run_dir / "curves.png")
         _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early)
+    D.barrier(info)  # every rank returns once the run folder is complete
     log(f"done in {wall:.1f} s; {run_dir}")
     return RunResult(
         config=config,
@@ -436,4 +506,4 @@ def _write_results(
         "test": {k: vars(t) for k, t in test.items()},
         "wall_s": wall_s,
     }
-    path.write_text(json.dumps(payload, indent=2))
+    write_atomic(path, json.dumps(payload, indent=2).encode())
