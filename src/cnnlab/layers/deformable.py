@@ -18,8 +18,8 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
-from cnnlab.layers.conv_bn_act import same_padding
+from cnnlab.errors import ModelArgumentError, check_count
+from cnnlab.layers.conv_bn_act import check_conv, same_padding
 from cnnlab.layers.types import Size2, pair
 
 
@@ -60,10 +60,11 @@ class DeformConv2d(nn.Module):
         modulated: bool = False,
     ) -> None:
         super().__init__()
-        if in_chs % groups or out_chs % groups or in_chs % offset_groups:
+        check_conv(in_chs, out_chs, kernel_size, dilation=dilation, groups=groups, layer="DeformConv2d")
+        check_count("DeformConv2d offset_groups", offset_groups, minimum=1)
+        if in_chs % offset_groups:
             raise ModelArgumentError(
-                f"DeformConv2d: {in_chs} -> {out_chs} channels do not split into {groups} groups and "
-                f"{offset_groups} offset groups"
+                f"DeformConv2d: {offset_groups} offset groups must divide the {in_chs} input channels"
             )
         kh, kw = pair(kernel_size)
         self.stride, self.dilation = pair(stride), pair(dilation)
