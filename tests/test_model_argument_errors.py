@@ -12,14 +12,17 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.errors import CnnlabError, InputShapeError, ModelArgumentError
+from cnnlab.analysis.gridding import gridding_map
+from cnnlab.errors import AnalysisError, CnnlabError, InputShapeError, ModelArgumentError
 from cnnlab.layers import (
     ChannelShuffle,
     ConvBnAct,
     DeformConv2d,
     DenseLayer,
+    DilatedConvStack,
     SqueezeExcite,
     channel_shuffle,
+    hdc_check,
 )
 from cnnlab.registry import model_entry
 
@@ -107,6 +110,11 @@ def test_bad_model_arguments_name_the_value_and_what_fits(name: str, kwargs: dic
         ),
         (lambda: SqueezeExcite(16, reduction=-2), ModelArgumentError, "reduction must be an integer >= 1, got -2"),
         (lambda: DenseLayer(8, 4, drop_rate=1.0), ModelArgumentError, "probability in [0, 1), got 1.0"),
+        (lambda: hdc_check([1, 0]), ModelArgumentError, "integers >= 1, got [1, 0]"),
+        (lambda: hdc_check([10**9]), ModelArgumentError, "2000000001-pixel receptive field; the limit is 4097"),
+        (lambda: DilatedConvStack(4, [3000]), ModelArgumentError, "the limit is 4097 pixels (rates summing to at"),
+        (lambda: hdc_check([1, 2], kernel_size=2), ModelArgumentError, "kernel_size must be an odd integer >= 1"),
+        (lambda: gridding_map([2000]), AnalysisError, "the limit is 8,388,608 (about 1 GB)"),
     ],
 )
 def test_layers_check_their_knobs(make: Callable[[], object], error: type[CnnlabError], expected: str) -> None:
