@@ -73,6 +73,10 @@ class AnalysisError(CnnlabError, ValueError):
     """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""
 
 
+class NonFiniteError(CnnlabError, FloatingPointError):
+    """A NaN or infinite value where a layer cannot take one (the sampling offsets of a deformable conv)."""
+
+
 class GriddingWarning(CnnlabWarning):
     """A stack of dilated convolutions whose receptive field has holes: input pixels no path reaches."""
 
