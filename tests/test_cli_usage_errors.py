@@ -1,11 +1,18 @@
-"""Bad input on the command line: one clear ``cnnlab ...: error:`` line and exit code 2, never a traceback
-(argparse's usage error for a bad flag value, cnnlab's own errors for the rest)."""
+"""Bad input on the command line: one clear ``cnnlab ...: error:`` line and a conventional exit code, never a
+traceback. Usage errors exit 2 (argparse's for a bad flag value, cnnlab's own errors for the rest); a failing
+disk or permission exits 1; Ctrl-C 130; a closed stdout pipe (``cnnlab models | head -1``) 141, silently."""
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from cnnlab.cli import bench_cmd, main
+from cnnlab.cli import bench_cmd, main, models_cmd
 
 
 def run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str]:
@@ -75,3 +82,49 @@ def test_bad_values_are_one_error_line(
     code, err = run(capsys, argv)
     assert code == 2 and "Traceback" not in err
     assert all(e in err for e in expected), err
+
+
+def test_ctrl_c_is_exit_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_cmd, "run_models", interrupted)
+    assert run(capsys, ["models"]) == (130, "cnnlab: interrupted\n")
+
+
+def test_os_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def disk_full(_args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/last.pt")
+
+    monkeypatch.setattr(models_cmd, "run_models", disk_full)
+    assert run(capsys, ["models"]) == (1, "cnnlab: error: No space left on device: runs/last.pt\n")
+
+    (tmp_path / "file").write_text("")  # a file where a folder should be
+    target = tmp_path / "file" / "erf.npy"
+    code, err = run(capsys, ["erf", "cifar_resnet20", "--samples", "1", "--input", "3x32x32", "--save", str(target)])
+    assert code == 1 and err == f"cnnlab: error: Not a directory: {target}\n"
+
+
+def _cnnlab(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "cnnlab", *argv]
+
+
+@pytest.mark.parametrize("argv", [["models", "cifar_resnet2*"], ["summary", "cifar_resnet20"]])
+def test_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
+    """The reader of stdout is gone before the first line: exit 141 (SIGPIPE's), nothing on stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(_cnnlab(*argv), stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
+
+
+def test_piping_into_head_shows_no_traceback() -> None:
+    command = " ".join(_cnnlab("summary", "cifar_resnet20")) + " | head -3"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 141)  # 0 when everything fitted in the pipe before head exited
+    assert done.stderr == "" and len(done.stdout.splitlines()) == 3
