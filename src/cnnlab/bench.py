@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from cnnlab.analysis import count_macs
 from cnnlab.analysis.report import format_table
-from cnnlab.errors import CnnlabError, UnknownModelError
-from cnnlab.inference import optimize_for_inference
+from cnnlab.errors import CnnlabError, ConfigError, check_count
+from cnnlab.inference import BACKENDS, Backend, optimize_for_inference
 from cnnlab.models.base import calibrate_norms
 from cnnlab.registry import Peer, create_model, model_entry
 from cnnlab.train import Callback, TrainConfig, fit
@@ -52,7 +52,10 @@ DEFAULT_MODELS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to measure. The defaults keep the full run of the eight models under 10 minutes on 2 cores."""
+    """What to measure. The defaults keep the full run of the eight models under 10 minutes on 2 cores.
+
+    Every field is checked on construction: an unknown model name is an UnknownModelError that suggests the
+    nearest names (before anything is measured), a count below 1 a ConfigError."""
 
     models: tuple[str, ...] = DEFAULT_MODELS
     size: int = 112  # image height and width; 224 (the papers') takes about 4x longer than this
@@ -61,7 +64,7 @@ class BenchConfig:
     min_sample_s: float = 0.1  # batch-1 latency: repeat calls within one sample until it lasts this long
     latency_repeats: int = 21  # batch-1 samples are short and noisy on a shared VM: more of them, still seconds
     optimize_model: str = "resnet50"  # the model of the optimize_for_inference comparison
-    optimize_backend: str = "compile"
+    optimize_backend: Backend = "compile"
     optimize_size: int = 224  # the paper's resolution: float32 rounding differences shrink with larger maps
     peak_matmul_n: int = 2048  # n of the n x n float32 matmul that measures the machine's peak
     trainer_model: str = "cifar_resnet20"  # model and data of the training-loop baseline
@@ -69,6 +72,19 @@ class BenchConfig:
     trainer_batch: int = 64
     trainer_repeats: int = 3  # interleaved runs of the hand-written loop and the trainer
     main_job: bool = True  # time the default main job to 98% (about 1.5 minutes)
+
+    def __post_init__(self) -> None:
+        if not self.models or isinstance(self.models, str):
+            raise ConfigError(f"models must be a non-empty tuple of model names, got {self.models!r}")
+        for name in (*self.models, self.optimize_model, self.trainer_model):
+            model_entry(name)  # an unknown name is an UnknownModelError that suggests the nearest ones
+        counts = ("size", "batch", "repeats", "latency_repeats", "optimize_size", "peak_matmul_n")
+        for name in (*counts, "trainer_images", "trainer_batch", "trainer_repeats"):
+            check_count(name, getattr(self, name), minimum=1, error=ConfigError)
+        if not isinstance(self.min_sample_s, int | float) or self.min_sample_s < 0:
+            raise ConfigError(f"min_sample_s must be a number of seconds >= 0, got {self.min_sample_s!r}")
+        if self.optimize_backend not in BACKENDS:
+            raise ConfigError(f"optimize_backend must be one of {BACKENDS}, got {self.optimize_backend!r}")
 
     @classmethod
     def quick(cls, models: Sequence[str] = ("resnet18",), **overrides: Any) -> BenchConfig:
@@ -183,8 +199,8 @@ def machine_info() -> dict[str, Any]:
 
 
 def build_pair(name: str) -> tuple[nn.Module, nn.Module, Peer]:
-    """cnnlab's model and its first peer, the peer's weights loaded into ours. Raises UnknownModelError for
-    a name that is not registered and CnnlabError for a model without a peer."""
+    """cnnlab's model and its first peer, the peer's weights loaded into ours. Raises CnnlabError for a model
+    without a peer."""
     entry = model_entry(name)
     if not entry.peers:
         raise CnnlabError(f"{name} has no torchvision/timm peer")
@@ -251,8 +267,6 @@ def attempt(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """``measure()``, or the reason it could not run as ``{"name", "status"}``: one model cannot stop the run."""
     try:
         return measure()
-    except UnknownModelError:
-        return {"name": name, "status": "not registered"}
     except (CnnlabError, ImportError) as e:  # no peer, timm not installed
         return {"name": name, "status": f"skipped: {e}"}
     except Exception as e:

@@ -7,14 +7,20 @@ A builder is a small function that names a variant as data and returns the model
         return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 6, 3)) | kwargs))
 
 Its return annotation names the model class, so the registry knows which keyword arguments the model
-accepts and rejects the others before anything is built. User keyword arguments override the variant's.
+accepts and rejects the others before anything is built; a value that does not fit the argument's annotation
+(``drop_rate="abc"``, ``layers=3``, ``shortcut="D"``) is rejected too, with what the annotation takes. Ranges
+(``drop_rate`` in [0, 1), widths >= 1) are checked by the layers that use the values. User keyword arguments
+override the variant's.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import fnmatch
 import functools
 import inspect
+import reprlib
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +81,19 @@ class ModelEntry:
         names.pop("self", None)
         return list(names)
 
+    @functools.cached_property
+    def annotations(self) -> dict[str, Any]:
+        """The type annotation of each keyword argument, the builder's over the model class's; an argument
+        whose annotations cannot be resolved is left out (and so accepted as it is)."""
+        hints: dict[str, Any] = {}
+        for fn in (self.model_cls.__init__, self.builder):
+            try:
+                hints |= typing.get_type_hints(fn)
+            except (NameError, TypeError):
+                continue
+        accepted = self.accepted_kwargs()
+        return {k: v for k, v in hints.items() if k in accepted}
+
 
 class _Registry:
     """Name -> ModelEntry. Strict: a duplicate name and an unknown name are errors."""
@@ -119,8 +138,70 @@ def _model_class(fn: Callable[..., nn.Module]) -> type[nn.Module]:
     return cls
 
 
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str, str]] = {
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", "integers"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number", "numbers"),
+    bool: (lambda v: isinstance(v, bool), "True or False", "bools"),
+    str: (lambda v: isinstance(v, str), "a string", "strings"),
+    type(None): (lambda v: v is None, "None", "None"),
+}
+"""The plain annotations that :func:`fits` checks: (test, the annotation in words, in the plural)."""
+_SEQUENCES = (tuple, list, collections.abc.Sequence)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, collections.abc.Sequence) and not isinstance(value, str | bytes)
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``: int, float (an int too), bool, str, None, ``Literal``,
+    unions, callables, ``type[X]``, and tuples/lists of these. Any other annotation accepts every value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return _SCALARS[hint][0](value)
+    if origin is Literal:  # the same type too: True is not Literal[1], an array is compared with no one
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, a) for a in args)
+    if origin is collections.abc.Callable:
+        return callable(value)
+    if origin is type:
+        return not inspect.isclass(args[0]) or (inspect.isclass(value) and issubclass(value, args[0]))
+    if origin in _SEQUENCES:
+        if not _is_sequence(value):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, int, int]: one hint per item
+            return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(fits(v, args[0]) for v in value)
+    return True
+
+
+def describe(hint: Any, *, plural: bool = False) -> str:
+    """The annotation ``hint`` in words, as :func:`fits` checks it: ``Sequence[int] | None`` is
+    "a tuple or list of integers or None"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return _SCALARS[hint][2 if plural else 1]
+    if origin is Literal:
+        return ("values among " if plural else "one of ") + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(a, plural=plural) for a in args)
+    if origin is collections.abc.Callable:
+        return "callables" if plural else "a callable (a layer class or a functools.partial)"
+    if origin is type and inspect.isclass(args[0]):
+        return f"{'subclasses' if plural else 'a subclass'} of {args[0].__name__}"
+    if origin in _SEQUENCES:
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            items = describe(args[0], plural=True) if len(set(args)) == 1 else f"({', '.join(map(describe, args))})"
+            return f"{'tuples' if plural else 'a tuple'} of {len(args)} {items}"
+        items = f" of {describe(args[0], plural=True)}" if args else ""
+        return ("tuples or lists" if plural else "a tuple or list") + items
+    return getattr(hint, "__name__", str(hint))
+
+
 def check_model_kwargs(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
-    """Raise ModelArgumentError naming the accepted arguments if ``kwargs`` holds any other."""
+    """Raise ModelArgumentError if ``kwargs`` holds an argument the model does not accept (naming those it
+    accepts) or a value that does not fit the argument's annotation (saying what it takes)."""
     accepted = entry.accepted_kwargs()
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
@@ -128,6 +209,12 @@ def check_model_kwargs(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
         raise ModelArgumentError(
             f"{entry.name} does not accept {', '.join(map(repr, unknown))}.{hints} It accepts: {', '.join(accepted)}."
         )
+    for name, value in kwargs.items():
+        hint = entry.annotations.get(name, Any)
+        if not fits(value, hint):
+            raise ModelArgumentError(
+                f"{entry.name}: {name} must be {describe(hint)}, got {reprlib.repr(value)} ({type(value).__name__})"
+            )
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, peers: tuple[Peer, ...] = ()) -> Any:

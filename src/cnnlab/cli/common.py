@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: parsing sizes, printing aligned tables."""
+"""Helpers shared by the commands: parsing counts and sizes, printing aligned tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,26 @@ from torch import nn
 
 from cnnlab.analysis.report import format_table as format_table  # one table format for every command
 from cnnlab.registry import create_model
+
+
+def _int_at_least(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (a batch size, a count of repeats), else a usage error."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (a seed), else a usage error."""
+    return _int_at_least(text, 0)
 
 
 def input_size(text: str) -> tuple[int, int, int]:

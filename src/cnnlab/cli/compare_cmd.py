@@ -8,7 +8,7 @@ import json
 from cnnlab.analysis import analyze, parse_input_size
 from cnnlab.analysis.latency import measure_latency
 from cnnlab.analysis.report import format_table, rows_to_csv
-from cnnlab.cli.common import add_output_args, meta_model
+from cnnlab.cli.common import add_output_args, meta_model, positive_int
 from cnnlab.registry import create_model
 
 
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="params, MACs, depth, receptive field and CPU latency side by side")
     p.add_argument("models", nargs="+", metavar="MODEL")
     p.add_argument("--input", default=None, help="CxHxW for every model (default: each model's own)")
-    p.add_argument("--runs", type=int, default=5, help="timed forward passes per model (default: 5)")
+    p.add_argument("--runs", type=positive_int, default=5, help="timed forward passes per model (default: 5)")
     p.add_argument("--no-latency", action="store_true", help="skip the CPU timing (it builds the real weights)")
     add_output_args(p, plot_default="compare.png")
     p.set_defaults(func=run_compare)

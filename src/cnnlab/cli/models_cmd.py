@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from cnnlab.analysis import count_macs
-from cnnlab.cli.common import count_params, format_table, input_size, meta_model
+from cnnlab.cli.common import count_params, format_table, input_size, meta_model, nonnegative_int, positive_int
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import create_model, list_models, model_entry
 
@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("build", help="build a model and run one input through it")
     p.add_argument("model")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--in-chans", type=int, default=None)
+    p.add_argument("--num-classes", type=nonnegative_int, default=None)
+    p.add_argument("--in-chans", type=positive_int, default=None)
     p.add_argument("--input", type=input_size, default=None, help="CxHxW (default: the model's own)")
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=positive_int, default=2)
     p.set_defaults(func=run_build)
 
 

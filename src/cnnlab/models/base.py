@@ -9,8 +9,9 @@
   ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
 * A model with auxiliary classifiers returns :class:`LogitsWithAux` in training mode (and plain logits in
   eval mode); training code adds ``aux_loss_weight`` times each auxiliary loss.
-* An input of the wrong rank, channels or size raises :class:`~cnnlab.errors.InputShapeError` before any
-  layer runs. The check is a forward pre-hook, so ``forward`` stays straight-line and ``torch.fx`` traces it.
+* An input that is not a floating-point tensor, or has the wrong rank, channels or size, raises
+  :class:`~cnnlab.errors.InputShapeError` before any layer runs. The check is a forward pre-hook, so
+  ``forward`` stays straight-line and ``torch.fx`` traces it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import InputShapeError, ModelArgumentError
+from cnnlab.errors import InputShapeError, check_count
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
@@ -42,13 +43,6 @@ class LogitsWithAux(NamedTuple):
     aux: tuple[Tensor, ...]
 
 
-def check_count(name: str, value: Any, *, minimum: int) -> int:
-    """``value`` if it is an int >= ``minimum``, else a ModelArgumentError that says so."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ModelArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
     """Forward pre-hook: reject an input the model cannot take, with a message that says what it takes."""
     x = args[0] if args else None
@@ -56,6 +50,9 @@ def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
     expected = f"{name} expects a float tensor of shape (N, {c}, H, W) with H, W >= {s}"
     if not isinstance(x, Tensor):
         raise InputShapeError(f"{expected}; got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = "; convert with x.float() / 255" if x.dtype == torch.uint8 else "; convert with x.float()"
+        raise InputShapeError(f"{expected}; got {x.dtype}{hint}")
     if x.ndim != 4:
         hint = " (add a batch dimension: x.unsqueeze(0))" if x.ndim == 3 else ""
         raise InputShapeError(f"{expected}; got a {x.ndim}-d tensor of shape {tuple(x.shape)}{hint}")

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
 from cnnlab.layers.types import LayerFactory
 from cnnlab.models.base import CnnlabModel, FeatureInfo, init_weights
@@ -34,12 +34,11 @@ V1_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
 def _scaled_stem(model: CnnlabModel, width_mult: float, act_layer: LayerFactory) -> tuple[float, int]:
     """Both papers' first layer, a 3x3/2 conv to 32 channels times ``width_mult``, as ``model.stem`` (the first
     entry of ``feature_info``); returns the multiplier and the stem's channels."""
-    if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or width_mult <= 0:
-        raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
+    width_mult = check_positive("width_mult", width_mult)
     chs = make_divisible(32 * width_mult)
     model.stem = ConvBnAct(model.in_chans, chs, 3, stride=2, act_layer=act_layer)
     model.feature_info = [FeatureInfo("stem", chs, 2)]
-    return float(width_mult), chs
+    return width_mult, chs
 
 
 class MobileNetV1(CnnlabModel):
