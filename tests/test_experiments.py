@@ -19,7 +19,7 @@ from cnnlab.experiments.runner import GradNormProbe, Trial, block_names, run_tri
 from cnnlab.experiments.spec import load_spec, spec_from_dict
 from cnnlab.layers import SqueezeExcite
 from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model, create_model
 from cnnlab.train import StepInfo, TrainConfig
 from tests.train_fixtures import write_mnist
 
@@ -58,6 +58,7 @@ def test_grid_is_the_cartesian_product() -> None:
         ({"model": "cifar_resnet20", "recipe": {"model": "x"}}, "may not set 'model'"),
         ({"model": "cifar_resnet20", "recipe": {"epoch": 2}}, "epochs"),
         ({"model": "cifar_resnet20", "grid": {"attn_layer": ["sse"]}}, "Did you mean: se"),
+        ({"model": "cifar_resnet20", "grid": {"shortcutt": ["A"]}}, "variant 'shortcutt=A': .*Did you mean: shortcut"),
         ({"model": "cifar_resnet20", "grid": {"shortcut": "A"}}, "non-empty lists"),
     ],
 )
@@ -69,7 +70,8 @@ def test_bad_experiment_files_say_what_is_wrong(obj: dict, message: str) -> None
 def test_named_layers_become_classes() -> None:
     kwargs = resolve_model_kwargs({"attn_layer": {"name": "se", "reduction": 4}, "shortcut": "B"})
     assert kwargs["shortcut"] == "B" and isinstance(kwargs["attn_layer"], partial)
-    model = create_model("cifar_resnet20", **kwargs)
+    with torch.device("meta"):  # structure only
+        model = build_model("cifar_resnet20", {"attn_layer": {"name": "se", "reduction": 4}, "shortcut": "B"})
     se = [m for m in model.modules() if isinstance(m, SqueezeExcite)]
     assert len(se) == 9  # one per unit
     assert [m.fc1.out_channels for m in se] == [16 // 4] * 3 + [32 // 4] * 3 + [64 // 4] * 3

@@ -19,7 +19,15 @@ from cnnlab.errors import (
 )
 from cnnlab.inference import fold_conv_bn, optimize_for_inference
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
-from cnnlab.registry import Peer, create_model, list_models, model_entries, model_entry, register_model
+from cnnlab.registry import (
+    Peer,
+    build_model,
+    create_model,
+    list_models,
+    model_entries,
+    model_entry,
+    register_model,
+)
 from cnnlab.weights import LoadReport, load_pretrained
 
 __version__ = "0.1.0"
@@ -39,6 +47,7 @@ __all__ = [
     "WeightsError",
     "__version__",
     "analyze",
+    "build_model",
     "create_model",
     "fold_conv_bn",
     "list_models",

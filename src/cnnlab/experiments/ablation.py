@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from cnnlab.analysis import analyze
 from cnnlab.data import load_dataset
 from cnnlab.experiments.runner import (
@@ -23,8 +25,8 @@ from cnnlab.experiments.runner import (
     summarize,
     write_results,
 )
-from cnnlab.experiments.spec import AblationSpec, resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.experiments.spec import AblationSpec
+from cnnlab.registry import build_model
 
 
 def run_ablation(
@@ -49,9 +51,8 @@ def run_ablation(
     results = run_trials(trials, recipe, out_dir, jobs=jobs, log=log)
     summaries = summarize(results)
     for v, s in zip(variants, summaries, strict=True):
-        model = create_model(
-            v.model, num_classes=data.num_classes, in_chans=data.in_chans, **resolve_model_kwargs(v.model_kwargs)
-        )
+        with torch.device("meta"):  # counts from shapes alone
+            model = build_model(v.model, v.model_kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
         report = analyze(model, size)
         s.extra.update(params=report.params, macs=report.macs, receptive_field=report.rf_label)
     wall = time.perf_counter() - t0

@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, load_dataset, make_loader
-from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.models.base import CnnlabModel
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Callback, StepInfo, block_grad_norms, evaluate
 from cnnlab.train.trainer import RunResult, fit
@@ -103,7 +102,7 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
         progress=False,
     )
     with torch.device("meta"):
-        names = block_names(create_model(trial.model, **resolve_model_kwargs(trial.model_kwargs)))
+        names = block_names(build_model(trial.model, trial.model_kwargs))
     data = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction)
     steps = -(-len(data.train) // config.batch_size)
     probe = GradNormProbe(names, last_step=config.epochs * steps - 1)

@@ -26,8 +26,7 @@ from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
 from cnnlab.errors import TrainingError
-from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train import distributed as D
 from cnnlab.train.checkpoint import (
     BEST,
@@ -75,11 +74,6 @@ class RunResult:
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
-
-
-def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
-    kwargs = resolve_model_kwargs(config.model_kwargs)  # layers named in a config file become classes
-    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
@@ -191,7 +185,9 @@ def _fit(
     data = load_dataset(
         config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
     )
-    model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
+    # from the plain data that the checkpoints store, so that eval, predict and export rebuild this very model
+    kwargs = config.to_dict()["model_kwargs"]
+    model = build_model(config.model, kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
     pipeline = data.pipeline(
         min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
     )
