@@ -17,8 +17,8 @@ from cnnlab.errors import (
     UnknownModelError,
     WeightsError,
 )
-from cnnlab.inference import fold_conv_bn, optimize_for_inference
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
+from cnnlab.optimize import fold_conv_bn, optimize_for_inference
 from cnnlab.registry import (
     Peer,
     build_model,

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from cnnlab.analysis import count_macs
 from cnnlab.analysis.report import format_table
 from cnnlab.errors import CnnlabError, UnknownModelError
-from cnnlab.inference import optimize_for_inference
 from cnnlab.models.base import calibrate_norms
+from cnnlab.optimize import optimize_for_inference
 from cnnlab.registry import Peer, create_model, model_entry
 from cnnlab.train import Callback, TrainConfig, fit
 from cnnlab.weights import load_pretrained

@@ -18,7 +18,6 @@ from cnnlab.data import load_dataset
 from cnnlab.experiments.runner import (
     Summary,
     Trial,
-    machine,
     markdown_table,
     pct,
     run_trials,
@@ -26,6 +25,7 @@ from cnnlab.experiments.runner import (
     write_results,
 )
 from cnnlab.experiments.spec import AblationSpec
+from cnnlab.machine import machine_summary
 from cnnlab.registry import build_model
 
 
@@ -65,7 +65,8 @@ def run_ablation(
                "training error %", "test error %"]  # fmt: skip
     table = markdown_table(rows, headers)
     meta = {"command": command, "spec": spec.name, "model": spec.model, "grid": dict(spec.grid),
-            "recipe": recipe.to_dict(), "machine": machine(), "wall_s": wall, "seeds": list(spec.seeds)}  # fmt: skip
+            "recipe": recipe.to_dict(), "machine": machine_summary(), "wall_s": wall,
+            "seeds": list(spec.seeds)}  # fmt: skip
     write_results(out_dir, results, summaries, meta)
     text = (
         f"# Ablation: {spec.name}\n\n{spec.description}\n\nCommand: `{command}`\n\n"
