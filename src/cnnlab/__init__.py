@@ -4,6 +4,18 @@
 >>> model = cnnlab.create_model("cifar_resnet20", num_classes=10)
 >>> cnnlab.list_models("resnet*")[:2]
 ['resnet101', 'resnet152']
+
+The layering: each package and top-level module imports only from those to its left (a test reads every
+``May import:`` line below and in each module's docstring, and checks the imports of the source against it)::
+
+    errors <- data, layers, machine, plotting <- registry <- weights <- models <- optimize
+           <- analysis, train <- experiments, bench <- cli
+
+``registry`` sits below ``models`` because every family registers its builders into it when ``cnnlab.models``
+is imported (as this package does first), and ``build_model`` turns named layers (``cnnlab.layers.named``)
+into classes there. This package itself gathers the public API from below ``cli``.
+
+May import: cnnlab.analysis, cnnlab.errors, cnnlab.models, cnnlab.optimize, cnnlab.registry, cnnlab.weights.
 """
 
 from cnnlab import models as models  # registers every family

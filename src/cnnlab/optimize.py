@@ -10,6 +10,8 @@ over memory fewer per layer.
 convolutions run without reordering, and by default compiles the result with ``torch.compile`` (inductor,
 weights frozen), which fuses each convolution with the ReLU and the residual addition after it. Everything
 stays in float32: the outputs equal the eager model's up to float rounding (no bfloat16, no quantisation).
+
+May import: cnnlab.errors, cnnlab.models (the input check).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ A builder is a small function that names a variant as data and returns the model
 
 Its return annotation names the model class, so the registry knows which keyword arguments the model
 accepts and rejects the others before anything is built. User keyword arguments override the variant's.
+
+May import: cnnlab.errors, cnnlab.layers (named layers).
 """
 
 from __future__ import annotations
