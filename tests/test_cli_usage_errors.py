@@ -73,7 +73,7 @@ def test_bad_flag_values_are_usage_errors(capsys: pytest.CaptureFixture[str], ar
         (["dilation", "2000"], ["over 1 x 4005x4005 = 16,040,025 layer-pixels", "the limit is 8,388,608"]),
         (["bench", "--models", "resnet5O"], ["unknown model 'resnet5O'. Did you mean: resnet50"]),
         (["bench", "--quick", "--models", "resnet18", "resnet5O"], ["unknown model 'resnet5O'"]),
-        (["build", "resnet18", "--num-classes", "5", "--input", "3x0x4"], ["expected CxHxW"]),
+        (["build", "resnet18", "--num-classes", "5", "--input", "3x0x4"], ["input size CxHxW", "3x0x4"]),
     ],
 )
 def test_bad_values_are_one_error_line(

@@ -3,6 +3,8 @@
 Every mistake a user can make (an unknown model, a bad argument, an input of the wrong shape, a checkpoint
 that does not fit) raises one of these with a message that says what was expected. Each subclasses the
 built-in type that fits, so ``except ValueError`` or ``except KeyError`` keep working.
+
+May import: nothing from cnnlab.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The model registry: ``register_model``, ``create_model`` and ``list_models``.
+"""The model registry: ``register_model``, ``create_model``, ``build_model`` and ``list_models``.
 
 A builder is a small function that names a variant as data and returns the model, for example::
 
@@ -11,6 +11,8 @@ accepts and rejects the others before anything is built; a value that does not f
 (``drop_rate="abc"``, ``layers=3``, ``shortcut="D"``) is rejected too, with what the annotation takes. Ranges
 (``drop_rate`` in [0, 1), widths >= 1) are checked by the layers that use the values. User keyword arguments
 override the variant's.
+
+May import: cnnlab.errors, cnnlab.layers (named layers).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Literal
 from torch import nn
 
 from cnnlab.errors import ModelArgumentError, RegistryError, UnknownModelError, suggest
+from cnnlab.layers.named import resolve_model_kwargs
 
 PeerLibrary = Literal["torchvision", "timm"]
 
@@ -268,6 +271,24 @@ def create_model(
     model = entry.builder(**kwargs)
     model.model_name = name
     return model
+
+
+def build_model(
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> nn.Module:
+    """Build a registered model from plain data: its name and keyword arguments as a YAML file, a
+    ``--model-kwargs`` flag or a checkpoint holds them.
+
+    This is the one place where layers given by name (``"se"``, ``{"name": "se", "reduction": 4}``, ``None``;
+    see :mod:`cnnlab.layers.named`) become classes; the rest is :func:`create_model`. The trainer, evaluation,
+    the experiments, the benchmark and the analyzer's commands all build their models here, so a model trained
+    from a config is rebuilt from its checkpoint the same way.
+    """
+    return create_model(name, num_classes=num_classes, in_chans=in_chans, **resolve_model_kwargs(kwargs or {}))
 
 
 def list_models(pattern: str = "*") -> list[str]:

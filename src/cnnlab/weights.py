@@ -12,6 +12,8 @@ number of classes is left freshly initialised (fine-tuning to a new task), and a
 number of input channels is adapted (see :func:`adapt_input_conv`). Layers that a model adds to a
 pretrained architecture (a deformable conv's offset convs, listed by the module's ``new_on_load``) keep
 their own initialisation when the source lacks them, and are reported.
+
+May import: cnnlab.errors, cnnlab.registry (a model's peers).
 """
 
 from __future__ import annotations

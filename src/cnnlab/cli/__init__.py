@@ -1,4 +1,11 @@
-"""The ``cnnlab`` command line. Each command lives in its own module with ``register(subparsers)``."""
+"""The ``cnnlab`` command line. Each command lives in its own module with ``register(subparsers)``.
+
+Text typed by a person becomes values here: sizes, configs, and model arguments as plain data, which
+:func:`cnnlab.registry.build_model` turns into models (named layers into classes) for every command alike.
+
+May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.registry,
+cnnlab.train.
+"""
 
 from __future__ import annotations
 

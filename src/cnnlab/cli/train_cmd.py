@@ -6,11 +6,11 @@ Precedence: the defaults, then the resumed run's config (``--resume``), then ``-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import typing
 from typing import Any
 
+from cnnlab.cli.common import json_object
 from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
 
 _HELP = {
@@ -43,7 +43,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         if isinstance(f.default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"(default: {default})", **common)
         elif name == "model_kwargs":
-            p.add_argument(flag, type=json.loads, metavar="JSON", help=_HELP[name], **common)
+            p.add_argument(flag, type=json_object, metavar="JSON", help=_HELP[name], **common)
         else:
             help_text = f"{_HELP.get(name, '')} (default: {default})".strip()
             p.add_argument(flag, type=_type_of(name), choices=_CHOICES.get(name), help=help_text, **common)

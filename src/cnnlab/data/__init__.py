@@ -8,6 +8,8 @@
 
 This package imports nothing from ``cnnlab.models``, ``cnnlab.train`` or ``cnnlab.cli`` (only torch, numpy,
 torchvision, PIL and :mod:`cnnlab.errors`): models, the trainer and the commands import it.
+
+May import: cnnlab.errors.
 """
 
 from cnnlab.data.datasets import (

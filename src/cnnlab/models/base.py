@@ -161,6 +161,14 @@ def calibrate_norms(model: nn.Module, x: Tensor) -> nn.Module:
     return model.eval()
 
 
+def run_input_checks(module: nn.Module, x: Tensor) -> None:
+    """Run ``module``'s forward pre-hooks on ``x`` by hand (a :class:`CnnlabModel`'s input check), for the
+    callers that do not call the module itself: a compiled graph, which lacks the hooks, and the analyzer,
+    which checks a size before tracing."""
+    for hook in module._forward_pre_hooks.values():
+        hook(module, (x,))
+
+
 @torch.no_grad()
 def feature_shapes(model: CnnlabModel, x: Tensor) -> dict[str, torch.Size]:
     """The real output shape of each ``feature_info`` module for input ``x`` (one forward pass)."""

@@ -7,21 +7,13 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.plotting import pyplot, save_figure
 from cnnlab.train.runlog import EpochMetrics
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
     """Loss, accuracy and learning rate per epoch, train and validation side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [m.epoch for m in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     validated = [m for m in history if m.val_loss is not None]
@@ -35,14 +27,12 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
     axes[2].set(title="learning rate (end of epoch)", xlabel="epoch")
     axes[2].grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, title: str = "") -> Path:
     """Rows: true class, columns: predicted class, counts in the cells (for up to 20 classes)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(classes)
     size = min(12, 3 + 0.45 * n)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -58,6 +48,4 @@ def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, 
                 v = int(matrix[i, j])
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

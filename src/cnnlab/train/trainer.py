@@ -26,8 +26,7 @@ from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
 from cnnlab.errors import TrainingError
-from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train import distributed as D
 from cnnlab.train.checkpoint import (
     BEST,
@@ -75,11 +74,6 @@ class RunResult:
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
-
-
-def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
-    kwargs = resolve_model_kwargs(config.model_kwargs)  # layers named in a config file become classes
-    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def _run_dir(config: TrainConfig, info: D.DistInfo) -> Path:
@@ -156,6 +150,7 @@ def improves(m: EpochMetrics, best: EpochMetrics | None) -> bool:
 def fit(
     config: TrainConfig = TrainConfig(),  # noqa: B008 (frozen, so sharing the default is safe)
     *,
+    data: Dataset | None = None,
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
@@ -163,11 +158,12 @@ def fit(
 
     Each epoch is validated; ``best.pt`` holds the weights of the best validation accuracy; the test split is
     evaluated once, after training, for the final and for the best weights. Under torchrun this joins the
-    process group, and only rank 0 logs and writes files.
+    process group, and only rank 0 logs and writes files. ``data`` is ``config.data`` already loaded by the
+    caller (:func:`cnnlab.data.load_dataset`), so that a caller who needs it too loads it once.
     """
     info, device = D.init_distributed(config.device)
     try:
-        return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None))
+        return _fit(config, data, info, device, callbacks, log if info.is_main else (lambda _s: None))
     finally:
         D.cleanup(info)
 
@@ -180,6 +176,7 @@ def _evaluate(model: nn.Module, loader: Any, info: D.DistInfo, **kw: Any) -> tup
 
 def _fit(
     config: TrainConfig,
+    data: Dataset | None,
     info: D.DistInfo,
     device: torch.device,
     callbacks: Sequence[Callback],
@@ -188,10 +185,13 @@ def _fit(
     t0 = time.perf_counter()
     state = load_checkpoint(config.resume) if config.resume else None
     torch.manual_seed(config.seed)
-    data = load_dataset(
-        config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
-    )
-    model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
+    if data is None:
+        data = load_dataset(
+            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
+        )
+    # from the plain data that the checkpoints store, so that eval, predict and export rebuild this very model
+    kwargs = config.to_dict()["model_kwargs"]
+    model = build_model(config.model, kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
     pipeline = data.pipeline(
         min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
     )
@@ -290,7 +290,7 @@ def _fit(
                     epoch=epoch,
                     start_step=first,
                     label_smoothing=config.label_smoothing,
-                    aux_weight=getattr(model, "aux_loss_weight", 0.3),
+                    aux_weight=model.aux_loss_weight,
                     channels_last=config.channels_last,
                     amp=config.amp,
                     grad_clip=config.grad_clip,
