@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import InputShapeError, ModelArgumentError
+from cnnlab.layers.branches import output_channels
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
@@ -53,6 +54,13 @@ def check_count(name: str, value: Any, *, minimum: int) -> int:
     return value
 
 
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float if it is a number > 0, else a ModelArgumentError that says so."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ModelArgumentError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
 def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
     """Forward pre-hook: reject an input the model cannot take, with a message that says what it takes."""
     x = args[0] if args else None
@@ -75,9 +83,10 @@ def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
 class CnnlabModel(nn.Module):
     """Base class of every registered model: the contract above, shared once.
 
-    Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, build ``self.head`` (a
+    Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, add their stages with
+    :meth:`add_stage` (which fills ``feature_info``), build ``self.head`` (a
     :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``),
-    set ``num_features`` and ``feature_info``, and implement ``forward_features``.
+    set ``num_features`` and implement ``forward_features``.
     """
 
     default_image_size: ClassVar[int] = 224
@@ -101,12 +110,22 @@ class CnnlabModel(nn.Module):
         self.in_chans = check_count("in_chans", in_chans, minimum=1)
         self.num_classes = check_count("num_classes", num_classes, minimum=0)
         self.model_name = type(self).__name__
+        self.feature_info = []
         self.register_forward_pre_hook(_check_input)
 
     @property
     def default_input_size(self) -> tuple[int, int, int]:
         """``(in_chans, H, W)`` at the paper's resolution."""
         return self.in_chans, self.default_image_size, self.default_image_size
+
+    def add_stage(self, name: str, module: nn.Module, reduction: int) -> int:
+        """Add ``module`` as the next stage, at 1/``reduction`` of the input size, and describe it in
+        ``feature_info``; returns its output channels, derived from its layers
+        (:func:`~cnnlab.layers.branches.output_channels` on the previous stage's channels, or ``in_chans``)."""
+        in_chs = self.feature_info[-1].num_chs if self.feature_info else self.in_chans
+        self.add_module(name, module)
+        self.feature_info.append(FeatureInfo(name, output_channels(module, in_chs), reduction))
+        return self.feature_info[-1].num_chs
 
     def stage_names(self) -> list[str]:
         """Stage module names from input to output (what ``--freeze N`` counts)."""

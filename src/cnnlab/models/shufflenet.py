@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import ClassifierHead, ConvBnAct, ShuffleV1Unit, ShuffleV2Unit, make_divisible
-from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, check_positive, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -92,8 +92,7 @@ class ShuffleNetV1(_ShuffleNet):
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if groups not in V1_WIDTHS:
             raise ModelArgumentError(f"ShuffleNet v1 has groups in {sorted(V1_WIDTHS)}, got {groups!r}")
-        if not isinstance(width_mult, int | float) or width_mult <= 0:
-            raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
+        check_positive("width_mult", width_mult)
         self.groups = groups
         stage_chs = [make_divisible(V1_WIDTHS[groups] * 2**i * width_mult, 4 * groups) for i in range(3)]
 
