@@ -19,6 +19,7 @@ from cnnlab.errors import (
 )
 from cnnlab.inference import fold_conv_bn, optimize_for_inference
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
+from cnnlab.models.features import FeatureListNet
 from cnnlab.registry import Peer, create_model, list_models, model_entries, model_entry, register_model
 from cnnlab.weights import LoadReport, load_pretrained
 
@@ -29,6 +30,7 @@ __all__ = [
     "CnnlabModel",
     "CnnlabWarning",
     "FeatureInfo",
+    "FeatureListNet",
     "InputShapeError",
     "LoadReport",
     "LogitsWithAux",

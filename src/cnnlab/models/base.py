@@ -3,10 +3,15 @@
 * ``in_chans >= 1`` and ``num_classes >= 0`` are honoured; ``num_classes=0`` makes ``forward`` return the
   pooled features (``num_features`` wide).
 * ``forward(x) == forward_head(forward_features(x))``; ``forward_head(x, pre_logits=True)`` stops before the
-  classifier; ``reset_classifier(n)`` replaces it.
+  classifier and returns ``head_hidden_size`` features (timm's name: ``num_features``, or the width of the
+  head's hidden layers where it has some, AlexNet's and VGG's fc7); ``reset_classifier(n)`` replaces it.
 * ``feature_info`` lists the stages from input to output: the module whose output is the stage's feature
   map, its channels and its reduction (input size / feature size). The stage modules together with
   ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
+* ``create_model(name, features_only=True, out_indices=(0, -1))`` gives instead the stages' feature maps: a
+  :class:`~cnnlab.models.features.FeatureListNet` whose ``forward`` returns the list of the maps of the
+  selected stages (indices into ``feature_info``, negative ones from the end; default all) and whose
+  ``feature_info`` describes exactly those maps. It holds no head, and no stage after the last selected one.
 * A model with auxiliary classifiers returns :class:`LogitsWithAux` in training mode (and plain logits in
   eval mode); training code adds ``aux_loss_weight`` times each auxiliary loss.
 * An input of the wrong rank, channels or size raises :class:`~cnnlab.errors.InputShapeError` before any
@@ -61,8 +66,9 @@ def check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
-    """Forward pre-hook: reject an input the model cannot take, with a message that says what it takes."""
+def check_input(model: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of a model with ``model_name``, ``in_chans`` and ``min_input_size``: reject an input it
+    cannot take, with a message that says what it takes."""
     x = args[0] if args else None
     name, c, s = model.model_name, model.in_chans, model.min_input_size
     expected = f"{name} expects a float tensor of shape (N, {c}, H, W) with H, W >= {s}"
@@ -85,8 +91,9 @@ class CnnlabModel(nn.Module):
 
     Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, add their stages with
     :meth:`add_stage` (which fills ``feature_info``), build ``self.head`` (a
-    :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``),
-    set ``num_features`` and implement ``forward_features``.
+    :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``, and a
+    ``hidden_size`` where its pre-logits are not its input features), set ``num_features`` and implement
+    ``forward_features``.
     """
 
     default_image_size: ClassVar[int] = 224
@@ -111,12 +118,18 @@ class CnnlabModel(nn.Module):
         self.num_classes = check_count("num_classes", num_classes, minimum=0)
         self.model_name = type(self).__name__
         self.feature_info = []
-        self.register_forward_pre_hook(_check_input)
+        self.register_forward_pre_hook(check_input)
 
     @property
     def default_input_size(self) -> tuple[int, int, int]:
         """``(in_chans, H, W)`` at the paper's resolution."""
         return self.in_chans, self.default_image_size, self.default_image_size
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The width of ``forward_head(x, pre_logits=True)``: the head's ``hidden_size`` where it has hidden
+        layers (AlexNet's and VGG's fc7), else ``num_features``."""
+        return getattr(self.head, "hidden_size", self.num_features)
 
     def add_stage(self, name: str, module: nn.Module, reduction: int) -> int:
         """Add ``module`` as the next stage, at 1/``reduction`` of the input size, and describe it in
@@ -185,21 +198,3 @@ def calibrate_norms(model: nn.Module, x: Tensor) -> nn.Module:
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return model.eval()
-
-
-@torch.no_grad()
-def feature_shapes(model: CnnlabModel, x: Tensor) -> dict[str, torch.Size]:
-    """The real output shape of each ``feature_info`` module for input ``x`` (one forward pass)."""
-    shapes: dict[str, torch.Size] = {}
-    handles = [
-        model.get_submodule(f.module).register_forward_hook(
-            lambda _m, _i, out, name=f.module: shapes.__setitem__(name, out.shape)
-        )
-        for f in model.feature_info
-    ]
-    try:
-        model.forward_features(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return shapes
