@@ -179,8 +179,8 @@ def test_inception_resnet_v1_layout() -> None:
     assert [(f.num_chs, f.reduction) for f in model.feature_info] == [(256, 8), (256, 8), (896, 16), (1792, 32)]
     assert [len(model.get_submodule(f"stage_{s}.blocks")) for s in "abc"] == [5, 10, 5]
     assert [model.get_submodule(f"stage_{s}.blocks.0").scale for s in "abc"] == [0.17, 0.10, 0.20]
-    with pytest.raises(cnnlab.ModelArgumentError, match="versions 1 and 2"):
-        cnnlab.create_model("inception_resnet_v1", version=3)
+    with pytest.raises(cnnlab.ModelArgumentError, match="INCEPTION_RESNET_V1 or _V2"):
+        cnnlab.create_model("inception_resnet_v1", variant=1)
 
 
 def test_googlenet_without_batch_norm_as_in_the_paper() -> None:

@@ -30,6 +30,7 @@ from cnnlab.errors import (
     WeightsError,
 )
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
+from cnnlab.models.features import FeatureListNet
 from cnnlab.optimize import fold_conv_bn, optimize_for_inference
 from cnnlab.registry import (
     Peer,
@@ -49,6 +50,7 @@ __all__ = [
     "CnnlabModel",
     "CnnlabWarning",
     "FeatureInfo",
+    "FeatureListNet",
     "InputShapeError",
     "LoadReport",
     "LogitsWithAux",

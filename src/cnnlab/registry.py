@@ -24,7 +24,7 @@ import inspect
 import reprlib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -254,6 +254,8 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name.
@@ -261,15 +263,28 @@ def create_model(
     ``num_classes`` and ``in_chans`` default to the variant's own (1000 and 3 for ImageNet models,
     10 and 3 for CIFAR ones); ``num_classes=0`` gives a model whose forward returns pooled features.
     Other keyword arguments go to the model class and override the variant's settings.
+
+    ``features_only=True`` returns the model's stages instead, a
+    :class:`~cnnlab.models.features.FeatureListNet` whose forward returns the list of the feature maps of the
+    stages that ``out_indices`` selects (indices into the model's ``feature_info``, negative ones from the end;
+    default all), without the head (the model is built with ``num_classes=0`` unless it is given).
     """
     entry = _REGISTRY.get(name)
+    if out_indices is not None and not features_only:
+        raise ModelArgumentError(f"out_indices selects feature maps and needs features_only=True ({name})")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    elif features_only:
+        kwargs["num_classes"] = 0  # no classifier to build: the features model drops the head
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     check_model_kwargs(entry, kwargs)
     model = entry.builder(**kwargs)
     model.model_name = name
+    if features_only:
+        if not hasattr(model, "as_features"):
+            raise ModelArgumentError(f"{name} is not a cnnlab model with stages: it has no features_only form")
+        return model.as_features(out_indices)
     return model
 
 

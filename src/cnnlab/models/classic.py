@@ -55,6 +55,11 @@ class FcHead(nn.Module):
         self.fc: nn.Module = nn.Identity()
         self.reset(num_classes)
 
+    @property
+    def hidden_size(self) -> int:
+        """The width of ``forward(x, pre_logits=True)``: fc7's, or ``in_chs`` without a classifier."""
+        return self.in_chs if self.fc7 is None else self.hidden
+
     def reset(self, num_classes: int) -> None:
         old = next(self.parameters(), None)
         to = {"device": old.device, "dtype": old.dtype} if old is not None else {}

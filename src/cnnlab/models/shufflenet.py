@@ -152,13 +152,18 @@ V1_VARIANT_WIDTHS = (0.5, 1.0, 2.0)
 """The widths registered for every number of groups: ``shufflenet_v1_g{g}_x{0_5,1_0,2_0}``."""
 
 
+def v1_variant_name(groups: int, width: float) -> str:
+    """The registered name of ShuffleNet v1 ``width`` x with ``groups``: ``shufflenet_v1_g3_x1_0`` for g=3, 1.0x."""
+    return f"shufflenet_v1_g{groups}_x{width:.1f}".replace(".", "_")
+
+
 def _register_v1(groups: int, width: float) -> None:
-    """Register the builder of ShuffleNet v1 ``width`` x with ``groups``, named like ``shufflenet_v1_g3_x1_0``."""
+    """Register the builder of ShuffleNet v1 ``width`` x with ``groups`` under :func:`v1_variant_name`."""
 
     def builder(**kwargs: Any) -> ShuffleNetV1:
         return ShuffleNetV1(**(dict(groups=groups, width_mult=width) | kwargs))
 
-    builder.__name__ = builder.__qualname__ = f"shufflenet_v1_g{groups}_x{width:.1f}".replace(".", "_")
+    builder.__name__ = builder.__qualname__ = v1_variant_name(groups, width)
     builder.__doc__ = f"ShuffleNet v1 {width}x with g={groups} (Zhang et al. 2018, Table 1)."
     register_model(builder)
 
