@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
 import torch
 from torch import nn
 
@@ -25,3 +29,22 @@ def randomize_norm_stats(model: nn.Module) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+LARGEST = frozenset(
+    {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnext101_32x8d",
+     "wide_resnet50_2", "se_resnet152", "alexnet", "resnet152", "cifar_resnet1202"}
+)  # fmt: skip
+"""The registered models with 60 M weights or more (VGG 133-144 M, ResNeXt-101 32x8d 88.8 M, Wide ResNet-50-2
+68.9 M, SE-ResNet-152 66.8 M, AlexNet 61.1 M, ResNet-152 60.2 M) or 1,000 layers or more (ResNet-1202): the tests
+that build them with real weights are marked ``slow``."""
+
+
+def slow_if_largest(name: str, *values: Any, id: str | None = None) -> Any:
+    """A ``pytest.param`` of ``(name, *values)``, marked slow when ``name`` is one of :data:`LARGEST`."""
+    marks = [pytest.mark.slow] if name in LARGEST else []
+    return pytest.param(name, *values, marks=marks, id=id)
+
+
+def params_of(names: Iterable[str]) -> list[Any]:
+    return [slow_if_largest(n) for n in names]

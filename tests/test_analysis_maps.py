@@ -11,7 +11,7 @@ from torch import nn
 
 from cnnlab.analysis.erf import effective_receptive_field
 from cnnlab.analysis.gridding import gridding_map
-from cnnlab.errors import AnalysisError
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.dilated import hdc_check
 
 
@@ -50,7 +50,7 @@ def test_hdc_verdicts_come_with_the_map() -> None:
 
 
 def test_bad_rates_are_a_clear_error() -> None:
-    with pytest.raises(AnalysisError, match="rates must be integers >= 1"):
+    with pytest.raises(ModelArgumentError, match="integers >= 1, got \\[0, 2\\]"):
         gridding_map([0, 2])
 
 

@@ -15,8 +15,28 @@ def figures() -> dict[tuple[str, str], Figure]:
     return {(f.trick, f.quantity): f for f in tricks_report()}
 
 
+# Each trick's figures, in the order of the report: what ``cnnlab tricks`` promises to show.
+EXPECTED = {
+    "5x5 vs 2 x 3x3": ["weights 5x5", "weights 2 x 3x3", "MACs ratio stack / single", "receptive field 5x5",
+                       "receptive field 2 x 3x3"],
+    "7x7 vs 3 x 3x3": ["weights 7x7", "weights 3 x 3x3", "MACs ratio stack / single", "receptive field 7x7",
+                       "receptive field 3 x 3x3"],
+    "256-d bottleneck": ["weights 3x3 256->256", "weights bottleneck convs", "saving (x fewer)"],
+    "1x1 reduction before 5x5": ["MACs 5x5 192->32", "MACs 1x1 192->16, 5x5 16->32"],
+    "depthwise-separable": ["MACs ratio (128->256, 3x3)"],
+    "group conv g=32": ["weights ratio", "MACs ratio"],
+    "SE block r=16": ["params per block (C=256)", "MACs per block (C=256)", "params SE-ResNet-50 - ResNet-50",
+                      "MACs SE-ResNet-50 - ResNet-50"],
+    "Inception 3a naive vs reduced": ["MACs naive", "MACs reduced", "MACs naive / reduced", "output channels naive",
+                                      "output channels reduced"],
+    "VGG-19 vs ResNet-34": ["GMACs VGG-19", "GMACs ResNet-34", "ResNet-34 / VGG-19"],
+    "ResNet-50 stride on 1x1": ["GMACs ResNet-50 (paper placement)"],
+}  # fmt: skip
+
+
 def test_every_measured_figure_agrees_with_its_formula(figures: dict[tuple[str, str], Figure]) -> None:
-    assert len(figures) >= 20
+    assert list(figures) == [(trick, q) for trick, quantities in EXPECTED.items() for q in quantities]
+    assert len(figures) == 31
     for f in figures.values():
         assert f.agrees, f
 
@@ -33,7 +53,26 @@ def test_every_measured_figure_agrees_with_its_formula(figures: dict[tuple[str, 
         ("256-d bottleneck", "weights bottleneck convs", 69_632),
         ("1x1 reduction before 5x5", "MACs 5x5 192->32", 120_422_400),  # "about 120 million"
         ("1x1 reduction before 5x5", "MACs 1x1 192->16, 5x5 16->32", 12_443_648),  # "about 12.4 million"
+        ("5x5 vs 2 x 3x3", "MACs ratio stack / single", 18 / 25),
+        ("5x5 vs 2 x 3x3", "receptive field 5x5", 5),
+        ("7x7 vs 3 x 3x3", "weights 7x7", 49 * 64 * 64),
+        ("7x7 vs 3 x 3x3", "weights 3 x 3x3", 27 * 64 * 64),
+        ("256-d bottleneck", "saving (x fewer)", 589_824 / 69_632),
+        ("group conv g=32", "weights ratio", 1 / 32),
         ("group conv g=32", "MACs ratio", 1 / 32),
+        ("SE block r=16", "params per block (C=256)", 2 * 256 * 16 + 256 + 16),  # two 1x1 convs with biases
+        ("SE block r=16", "MACs per block (C=256)", 2 * 256 * 16),
+        # 3, 4, 6, 3 blocks of 256, 512, 1024, 2048 channels: sum of 2 C^2 / 16
+        (
+            "SE block r=16",
+            "MACs SE-ResNet-50 - ResNet-50",
+            2 * (3 * 256 * 16 + 4 * 512 * 32 + 6 * 1024 * 64 + 3 * 2048 * 128),
+        ),
+        ("Inception 3a naive vs reduced", "MACs naive", 28 * 28 * 192 * (64 + 9 * 128 + 25 * 32)),  # Fig. 2a
+        ("Inception 3a naive vs reduced", "output channels naive", 64 + 128 + 32 + 192),
+        ("Inception 3a naive vs reduced", "output channels reduced", 256),  # Table 1, inception (3a)
+        ("VGG-19 vs ResNet-34", "GMACs VGG-19", 19.6),
+        ("VGG-19 vs ResNet-34", "ResNet-34 / VGG-19", 3.6 / 19.6),
         ("SE block r=16", "params SE-ResNet-50 - ResNet-50", 28_088_024 - 25_557_032),  # REFERENCE.md counts
         ("VGG-19 vs ResNet-34", "GMACs ResNet-34", 3.6),
         ("ResNet-50 stride on 1x1", "GMACs ResNet-50 (paper placement)", 3.8),

@@ -32,10 +32,11 @@ def test_errors_are_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert "got 1 channels" in capsys.readouterr().err
 
 
-def test_bad_input_size_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        main(["build", "resnet18", "--input", "3x2"])
-    assert "expected CxHxW" in capsys.readouterr().err
+def test_bad_input_size_is_the_analyzers_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "resnet18", "--input", "3x2"]) == 2  # cnnlab.analysis.parse_input_size's message
+    assert capsys.readouterr().err == (
+        "cnnlab: error: expected an input size CxHxW such as 3x224x224 (or one size such as 224), got '3x2'\n"
+    )
 
 
 def test_python_dash_m_runs_the_cli() -> None:

@@ -222,3 +222,71 @@ def test_the_data_package_imports_no_model_trainer_or_cli_code() -> None:
                 imported.update(a.name for a in node.names)
     cnnlab_imports = {m for m in imported if m.startswith("cnnlab")}
     assert cnnlab_imports and all(m.startswith(("cnnlab.data", "cnnlab.errors")) for m in cnnlab_imports), imported
+
+
+@pytest.mark.parametrize(("name", "size"), [("mnist5k-rts", 42), ("mnist5k-cluttered", 60)])
+def test_harder_digits_keep_mnist5k_splits_and_their_stated_statistics(name: str, size: int) -> None:
+    plain, hard = load_dataset("mnist5k"), load_dataset(name)
+    assert (hard.image_size, hard.sizes()) == (size, plain.sizes())
+    for part in ("train", "val", "test"):  # the same digits in the same splits
+        assert torch.equal(plain.split(part).y, hard.split(part).y)
+    x = hard.train.x.float() / 255
+    assert (round(x.mean().item(), 4), round(x.std().item(), 4)) == (hard.stats.mean[0], hard.stats.std[0])
+    assert torch.equal(load_dataset(name).test.x, hard.test.x)  # deterministic
+
+
+def test_rts_turns_scales_and_moves_each_digit_within_the_canvas() -> None:
+    from cnnlab.data import synthetic
+
+    digit = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    digit[0, 0, 4:24, 13:15] = 255  # a vertical bar, 20 pixels long: MNIST's content box
+    out = synthetic.rts(digit.expand(400, -1, -1, -1).contiguous(), seed=0)
+    assert out.shape == (400, 1, 42, 42)
+    ink = out[:, 0] > 127
+    assert ink.flatten(1).any(1).all()
+    # the bar is never cut by the canvas edge: its length spans 0.7-1.2 of 20 pixels
+    ys, xs = zip(*[torch.nonzero(m, as_tuple=True) for m in ink], strict=True)
+    extent = torch.tensor(
+        [float(((y.max() - y.min()) ** 2 + (x.max() - x.min()) ** 2).sqrt()) for y, x in zip(ys, xs, strict=True)]
+    )
+    assert 0.6 * 20 < extent.min() < 0.8 * 20 and 1.1 * 20 < extent.max() < 1.3 * 20
+
+
+def test_clutter_comes_from_other_digits_and_leaves_the_digit_whole() -> None:
+    from cnnlab.data import synthetic
+
+    digits = torch.zeros(50, 1, 28, 28, dtype=torch.uint8)
+    for i in range(50):
+        digits[i, 0, 10:18, 10:18] = i + 1  # each digit's ink has its own value
+    out = synthetic.cluttered(digits, seed=0)
+    assert out.shape == (50, 1, 60, 60)
+    cluttered = 0
+    for i in range(50):
+        rows, cols = torch.nonzero(out[i, 0] == i + 1, as_tuple=True)  # its own ink: only the digit has it
+        assert 0 < len(rows) <= 64 and rows.max() - rows.min() < 8 and cols.max() - cols.min() < 8
+        cluttered += int((out[i] > 0).sum() > len(rows))
+    # a random 8x8 cut of a digit whose ink is one 8x8 block holds ink with probability (15/21)^2: four cuts
+    # leave an image clean with probability about 0.06
+    assert cluttered >= 40
+
+
+def test_select_keeps_some_classes_relabelled_and_n_training_images_each(tmp_path: Path) -> None:
+    from cnnlab.data.datasets import select
+
+    data = load_dataset("mnist5k")
+    upper = select(data, classes=[5, 6, 7, 8, 9], train_per_class=10)
+    assert upper.classes == ["5", "6", "7", "8", "9"] and upper.sizes() == "50 train / 200 val / 500 test"
+    assert torch.bincount(upper.train.y).tolist() == [10] * 5
+    fives = data.train.x[data.train.y == 5][:10]  # the first ten fives of the fixed split, now class 0
+    assert torch.equal(upper.train.x[upper.train.y == 0], fives)
+    assert torch.equal(upper.test.x[upper.test.y == 4], data.test.x[data.test.y == 9])
+    with pytest.raises(DataError, match=r"distinct class indices of mnist5k \(0..9\)"):
+        select(data, classes=[3, 10])
+    with pytest.raises(DataError, match="fewer than 400 training images"):
+        select(data, train_per_class=400)
+    write_image_folder(tmp_path, per_class=10)
+    folder = select(load_dataset(f"imagefolder:{tmp_path}"), classes=[2, 0])
+    assert folder.classes == ["cat", "ant"] and sorted(set(folder.train.targets)) == [0, 1]
+    pipe = folder.pipeline(default_size=8)
+    _, y = next(make_loader(folder, "test", pipe, batch_size=8).batches())
+    assert sorted(y.tolist()) == [0, 0, 1, 1]

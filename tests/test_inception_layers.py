@@ -28,7 +28,7 @@ from cnnlab.layers import (
     expanded_asymmetric,
     stacked_3x3,
 )
-from cnnlab.layers.inception_resnet import InceptionResNetBlock, inception_resnet_a
+from cnnlab.layers.inception_resnet import BLOCK_A_V2, InceptionResNetBlock
 from cnnlab.layers.inception_v4 import reduction_a, reduction_b
 from tests.helpers import count_params
 
@@ -67,7 +67,8 @@ def test_reduced_module_branch_order_and_weights() -> None:
 
 def test_concat_joins_branches_in_order() -> None:
     a, b = nn.Conv2d(3, 2, 1), nn.Conv2d(3, 4, 3, padding=1)
-    cat = Concat(6, a=a, b=b)
+    cat = Concat(3, a=a, b=b)
+    assert cat.out_chs == 6  # derived from the branches
     x = torch.randn(1, 3, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(cat(x), torch.cat([a(x), b(x)], dim=1))
@@ -174,7 +175,7 @@ def test_inception_resnet_scales_the_residual_before_the_addition() -> None:
         torch.testing.assert_close(block(x), x + 0.2 * residual)
         block.scale = 0.0
         torch.testing.assert_close(block(x), x)
-    relu_block = inception_resnet_a(32, scale=0.0).eval()
+    relu_block = InceptionResNetBlock(32, BLOCK_A_V2, scale=0.0).eval()
     with torch.no_grad():
         torch.testing.assert_close(relu_block(x.repeat(1, 4, 1, 1)), torch.relu(x.repeat(1, 4, 1, 1)))
     assert relu_block.proj.bias is not None and relu_block.branches.out_chs == 32 + 32 + 64

@@ -114,7 +114,7 @@ def test_finetune_from_a_cnnlab_checkpoint_freezing_stages(trained: Path, capsys
             "--out-dir", str(trained.parent), "--run-name", "ft"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "pretrained: loaded" in out and "(frozen: stem, S1)" in out
+    assert f"pretrained {trained / 'best.pt'}: loaded" in out and "(frozen: stem, S1)" in out
     before, after = load_checkpoint(trained, prefer="best.pt")["model"], load_checkpoint(trained.parent / "ft")["model"]
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("stem.", "S1.")))
     assert not torch.equal(before["S3.S3U1.conv2.conv.weight"], after["S3.S3U1.conv2.conv.weight"])

@@ -108,12 +108,12 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
     ),
     "model_kwargs not JSON": (
         lambda w: ["train", "--model-kwargs", "{drop_rate: 0.2}", "--out-dir", str(w.out)],
-        """argument --model-kwargs: '{{drop_rate: 0.2}}' is not valid JSON (Expecting property name enclosed in """
-        """double quotes: line 1 column 2 (char 1)); write e.g. '{{"drop_rate": 0.2}}'""",
+        "argument --model-kwargs: not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)): '{{drop_rate: 0.2}}'",
     ),
     "model_kwargs a list": (
         lambda w: ["train", "--model-kwargs", "[0.2]", "--out-dir", str(w.out)],
-        "'[0.2]' is a JSON list, not an object",
+        """argument --model-kwargs: expected a JSON object such as '{{"drop_rate": 0.2}}', got '[0.2]'""",
     ),
     "a misspelt model argument": (
         lambda w: tiny(w, "--model-kwargs", json.dumps({"drop_rat": 0.2})),

@@ -11,7 +11,7 @@ import torch
 
 import cnnlab
 from cnnlab.weights import adapt_input_conv, read_state_dict
-from tests.helpers import randomize_norm_stats
+from tests.helpers import randomize_norm_stats, slow_if_largest
 
 PEERS = [(name, peer) for name, entry in cnnlab.model_entries().items() for peer in entry.peers]
 
@@ -22,7 +22,7 @@ def test_every_shared_architecture_has_a_peer() -> None:
     assert {"resnext50_32x4d", "wide_resnet50_2", "se_resnet50"} <= names
 
 
-@pytest.mark.parametrize(("name", "peer"), PEERS, ids=[f"{n}-{p.library}" for n, p in PEERS])
+@pytest.mark.parametrize(("name", "peer"), [slow_if_largest(n, p, id=f"{n}-{p.library}") for n, p in PEERS])
 def test_peer_weights_give_identical_outputs(name: str, peer: cnnlab.Peer) -> None:
     reference = randomize_norm_stats(peer.build()).eval()
     model = cnnlab.create_model(name).eval()

@@ -1,4 +1,7 @@
-"""``python -m cnnlab`` (and ``torchrun -m cnnlab``) runs the command line."""
+"""``python -m cnnlab`` (and ``torchrun -m cnnlab``) runs the command line.
+
+May import: cnnlab.cli.
+"""
 
 from cnnlab.cli import main
 

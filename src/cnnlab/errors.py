@@ -1,14 +1,17 @@
-"""cnnlab's own error and warning types.
+"""cnnlab's own error and warning types, and the small checks that raise them.
 
 Every mistake a user can make (an unknown model, a bad argument, an input of the wrong shape, a checkpoint
 that does not fit) raises one of these with a message that says what was expected. Each subclasses the
 built-in type that fits, so ``except ValueError`` or ``except KeyError`` keep working.
+
+May import: nothing from cnnlab.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class CnnlabError(Exception):
@@ -31,7 +34,7 @@ class ModelArgumentError(CnnlabError, TypeError, ValueError):
 
 
 class InputShapeError(CnnlabError, ValueError):
-    """An input tensor whose rank, channels or size the model cannot take."""
+    """An input tensor whose dtype, rank, channels or size the model cannot take."""
 
 
 class WeightsError(CnnlabError, ValueError):
@@ -72,5 +75,30 @@ class AnalysisError(CnnlabError, ValueError):
     """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""
 
 
+class NonFiniteError(CnnlabError, FloatingPointError):
+    """A NaN or infinite value where a layer cannot take one (the sampling offsets of a deformable conv)."""
+
+
 class GriddingWarning(CnnlabWarning):
     """A stack of dilated convolutions whose receptive field has holes: input pixels no path reaches."""
+
+
+def check_count(name: str, value: Any, *, minimum: int, error: type[CnnlabError] = ModelArgumentError) -> int:
+    """``value`` if it is an int >= ``minimum``, else ``error`` (a ModelArgumentError) that says so."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float if it is a number > 0 (a width multiplier), else a ModelArgumentError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ModelArgumentError(f"{name} must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def check_drop_rate(name: str, value: Any) -> float:
+    """``value`` as a float if it is a dropout probability in [0, 1), else a ModelArgumentError (1 drops all)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ModelArgumentError(f"{name} must be a probability in [0, 1), got {value!r}")
+    return float(value)

@@ -1,4 +1,4 @@
-"""The model registry: ``register_model``, ``create_model`` and ``list_models``.
+"""The model registry: ``register_model``, ``create_model``, ``build_model`` and ``list_models``.
 
 A builder is a small function that names a variant as data and returns the model, for example::
 
@@ -7,16 +7,24 @@ A builder is a small function that names a variant as data and returns the model
         return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 6, 3)) | kwargs))
 
 Its return annotation names the model class, so the registry knows which keyword arguments the model
-accepts and rejects the others before anything is built. User keyword arguments override the variant's.
+accepts and rejects the others before anything is built; a value that does not fit the argument's annotation
+(``drop_rate="abc"``, ``layers=3``, ``shortcut="D"``) is rejected too, with what the annotation takes. Ranges
+(``drop_rate`` in [0, 1), widths >= 1) are checked by the layers that use the values. User keyword arguments
+override the variant's.
+
+May import: cnnlab.errors, cnnlab.layers (named layers).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import fnmatch
 import functools
 import inspect
+import reprlib
+import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -24,6 +32,7 @@ from typing import Any, Literal
 from torch import nn
 
 from cnnlab.errors import ModelArgumentError, RegistryError, UnknownModelError, suggest
+from cnnlab.layers.named import resolve_model_kwargs
 
 PeerLibrary = Literal["torchvision", "timm"]
 
@@ -75,6 +84,19 @@ class ModelEntry:
         names.pop("self", None)
         return list(names)
 
+    @functools.cached_property
+    def annotations(self) -> dict[str, Any]:
+        """The type annotation of each keyword argument, the builder's over the model class's; an argument
+        whose annotations cannot be resolved is left out (and so accepted as it is)."""
+        hints: dict[str, Any] = {}
+        for fn in (self.model_cls.__init__, self.builder):
+            try:
+                hints |= typing.get_type_hints(fn)
+            except (NameError, TypeError):
+                continue
+        accepted = self.accepted_kwargs()
+        return {k: v for k, v in hints.items() if k in accepted}
+
 
 class _Registry:
     """Name -> ModelEntry. Strict: a duplicate name and an unknown name are errors."""
@@ -119,8 +141,70 @@ def _model_class(fn: Callable[..., nn.Module]) -> type[nn.Module]:
     return cls
 
 
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], str, str]] = {
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", "integers"),
+    float: (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number", "numbers"),
+    bool: (lambda v: isinstance(v, bool), "True or False", "bools"),
+    str: (lambda v: isinstance(v, str), "a string", "strings"),
+    type(None): (lambda v: v is None, "None", "None"),
+}
+"""The plain annotations that :func:`fits` checks: (test, the annotation in words, in the plural)."""
+_SEQUENCES = (tuple, list, collections.abc.Sequence)
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, collections.abc.Sequence) and not isinstance(value, str | bytes)
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``: int, float (an int too), bool, str, None, ``Literal``,
+    unions, callables, ``type[X]``, and tuples/lists of these. Any other annotation accepts every value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return _SCALARS[hint][0](value)
+    if origin is Literal:  # the same type too: True is not Literal[1], an array is compared with no one
+        return any(type(value) is type(a) and value == a for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, a) for a in args)
+    if origin is collections.abc.Callable:
+        return callable(value)
+    if origin is type:
+        return not inspect.isclass(args[0]) or (inspect.isclass(value) and issubclass(value, args[0]))
+    if origin in _SEQUENCES:
+        if not _is_sequence(value):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, int, int]: one hint per item
+            return len(value) == len(args) and all(fits(v, a) for v, a in zip(value, args, strict=True))
+        return not args or all(fits(v, args[0]) for v in value)
+    return True
+
+
+def describe(hint: Any, *, plural: bool = False) -> str:
+    """The annotation ``hint`` in words, as :func:`fits` checks it: ``Sequence[int] | None`` is
+    "a tuple or list of integers or None"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint in _SCALARS:
+        return _SCALARS[hint][2 if plural else 1]
+    if origin is Literal:
+        return ("values among " if plural else "one of ") + ", ".join(map(repr, args))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(describe(a, plural=plural) for a in args)
+    if origin is collections.abc.Callable:
+        return "callables" if plural else "a callable (a layer class or a functools.partial)"
+    if origin is type and inspect.isclass(args[0]):
+        return f"{'subclasses' if plural else 'a subclass'} of {args[0].__name__}"
+    if origin in _SEQUENCES:
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            items = describe(args[0], plural=True) if len(set(args)) == 1 else f"({', '.join(map(describe, args))})"
+            return f"{'tuples' if plural else 'a tuple'} of {len(args)} {items}"
+        items = f" of {describe(args[0], plural=True)}" if args else ""
+        return ("tuples or lists" if plural else "a tuple or list") + items
+    return getattr(hint, "__name__", str(hint))
+
+
 def check_model_kwargs(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
-    """Raise ModelArgumentError naming the accepted arguments if ``kwargs`` holds any other."""
+    """Raise ModelArgumentError if ``kwargs`` holds an argument the model does not accept (naming those it
+    accepts) or a value that does not fit the argument's annotation (saying what it takes)."""
     accepted = entry.accepted_kwargs()
     unknown = [k for k in kwargs if k not in accepted]
     if unknown:
@@ -128,6 +212,12 @@ def check_model_kwargs(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
         raise ModelArgumentError(
             f"{entry.name} does not accept {', '.join(map(repr, unknown))}.{hints} It accepts: {', '.join(accepted)}."
         )
+    for name, value in kwargs.items():
+        hint = entry.annotations.get(name, Any)
+        if not fits(value, hint):
+            raise ModelArgumentError(
+                f"{entry.name}: {name} must be {describe(hint)}, got {reprlib.repr(value)} ({type(value).__name__})"
+            )
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, peers: tuple[Peer, ...] = ()) -> Any:
@@ -164,6 +254,8 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name.
@@ -171,16 +263,47 @@ def create_model(
     ``num_classes`` and ``in_chans`` default to the variant's own (1000 and 3 for ImageNet models,
     10 and 3 for CIFAR ones); ``num_classes=0`` gives a model whose forward returns pooled features.
     Other keyword arguments go to the model class and override the variant's settings.
+
+    ``features_only=True`` returns the model's stages instead, a
+    :class:`~cnnlab.models.features.FeatureListNet` whose forward returns the list of the feature maps of the
+    stages that ``out_indices`` selects (indices into the model's ``feature_info``, negative ones from the end;
+    default all), without the head (the model is built with ``num_classes=0`` unless it is given).
     """
     entry = _REGISTRY.get(name)
+    if out_indices is not None and not features_only:
+        raise ModelArgumentError(f"out_indices selects feature maps and needs features_only=True ({name})")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    elif features_only:
+        kwargs["num_classes"] = 0  # no classifier to build: the features model drops the head
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     check_model_kwargs(entry, kwargs)
     model = entry.builder(**kwargs)
     model.model_name = name
+    if features_only:
+        if not hasattr(model, "as_features"):
+            raise ModelArgumentError(f"{name} is not a cnnlab model with stages: it has no features_only form")
+        return model.as_features(out_indices)
     return model
+
+
+def build_model(
+    name: str,
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+) -> nn.Module:
+    """Build a registered model from plain data: its name and keyword arguments as a YAML file, a
+    ``--model-kwargs`` flag or a checkpoint holds them.
+
+    This is the one place where layers given by name (``"se"``, ``{"name": "se", "reduction": 4}``, ``None``;
+    see :mod:`cnnlab.layers.named`) become classes; the rest is :func:`create_model`. The trainer, evaluation,
+    the experiments, the benchmark and the analyzer's commands all build their models here, so a model trained
+    from a config is rebuilt from its checkpoint the same way.
+    """
+    return create_model(name, num_classes=num_classes, in_chans=in_chans, **resolve_model_kwargs(kwargs or {}))
 
 
 def list_models(pattern: str = "*") -> list[str]:

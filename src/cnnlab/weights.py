@@ -12,6 +12,8 @@ number of classes is left freshly initialised (fine-tuning to a new task), and a
 number of input channels is adapted (see :func:`adapt_input_conv`). Layers that a model adds to a
 pretrained architecture (a deformable conv's offset convs, listed by the module's ``new_on_load``) keep
 their own initialisation when the source lacks them, and are reported.
+
+May import: cnnlab.errors, cnnlab.registry (a model's peers).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError, WeightsError
+from cnnlab.errors import WeightsError
 
 
 @dataclass(frozen=True)
@@ -85,12 +87,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
 
             obj: Any = load_file(str(path))
         else:
-            from cnnlab.train.checkpoint import open_sealed  # a cnnlab checkpoint is checked against its checksum
-
-            with open_sealed(path, required=False) as f:
-                obj = torch.load(f, map_location="cpu", weights_only=True)
-    except CnnlabError:
-        raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, truncated file, a pickle that is not plain tensors
         kind = "it holds objects other than tensors" if "weights_only" in str(e) else "it is corrupt"
         raise WeightsError(f"cannot read weights from {str(path)!r}: {kind} ({type(e).__name__}: {e})") from e

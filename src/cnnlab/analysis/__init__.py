@@ -4,6 +4,8 @@ One concern per module: :mod:`.receptive_field` (the arithmetic), :mod:`.graph` 
 :mod:`.report` (dataclasses, JSON/CSV/table), :mod:`.analyze` (``analyze``), :mod:`.erf` (effective
 receptive field), :mod:`.gridding` (dilation maps), :mod:`.tricks` (the design-trick report),
 :mod:`.latency` (CPU timing) and :mod:`.plots` (PNG figures, matplotlib imported on use).
+
+May import: cnnlab.errors, cnnlab.layers, cnnlab.models, cnnlab.plotting, cnnlab.registry.
 """
 
 from cnnlab.analysis.analyze import analyze, count_macs, meta_copy, parse_input_size

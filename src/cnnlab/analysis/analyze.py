@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from cnnlab.analysis.graph import GraphWalk, flop_counter, walk
 from cnnlab.analysis.report import LayerReport, ModelReport
 from cnnlab.errors import AnalysisError, InputShapeError
+from cnnlab.models.base import run_input_checks
 
 InputSize = tuple[int, int, int] | Sequence[int] | str | int
 
@@ -91,9 +92,7 @@ def _meta_input(model: nn.Module, size: tuple[int, int, int], batch: int = 1) ->
 
 def check_input(model: nn.Module, size: tuple[int, int, int]) -> None:
     """Run the model's own input checks (a :class:`~cnnlab.CnnlabModel` names its channels and smallest size)."""
-    x = _meta_input(model, size)
-    for hook in model._forward_pre_hooks.values():
-        hook(model, (x,))
+    run_input_checks(model, _meta_input(model, size))
 
 
 def _runs(model: nn.Module, size: tuple[int, int, int]) -> bool:

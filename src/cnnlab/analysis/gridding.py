@@ -21,7 +21,11 @@ from torch import nn
 
 from cnnlab.analysis.receptive_field import stack_field
 from cnnlab.errors import AnalysisError, CnnlabWarning
-from cnnlab.layers.dilated import DilatedConvStack, hdc_check
+from cnnlab.layers.dilated import DilatedConvStack, check_rates, hdc_check
+
+MAX_MEASURED = 2**23
+"""The most layer-pixels (layers x map side^2) that :func:`gridding_map` measures: its float64 backward pass
+through the real layers then needs up to about 1 GB and a few seconds."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,18 @@ def path_counts(stack: nn.Module, *, size: int, in_chans: int) -> np.ndarray:
 
 
 def gridding_map(rates: Sequence[int], *, kernel_size: int = 3, margin: int = 2) -> GriddingMap:
-    """Measure which input pixels reach the centre output of a 3x3 stack dilated by ``rates``."""
-    rates = tuple(int(r) for r in rates)
-    if not rates or min(rates) < 1 or kernel_size < 1 or kernel_size % 2 == 0:
-        raise AnalysisError(f"dilation rates must be integers >= 1 and the kernel odd; got {rates}, k={kernel_size}")
+    """Measure which input pixels reach the centre output of a 3x3 stack dilated by ``rates``; the stack may
+    hold at most :data:`MAX_MEASURED` layer-pixels."""
+    rates = check_rates(rates, kernel_size)
     field = stack_field([kernel_size] * len(rates), dilations=list(rates))
+    side = field + 2 * margin
+    if len(rates) * side**2 > MAX_MEASURED:
+        raise AnalysisError(
+            f"the gridding map of rates {list(rates)} runs a float64 backward pass over {len(rates)} x {side}x{side} "
+            f"= {len(rates) * side**2:,} layer-pixels; the limit is {MAX_MEASURED:,} (about 1 GB). Use fewer or "
+            "smaller rates; hdc_check(rates) gives the verdicts without measuring."
+        )
     stack, layers = dilated_stack(rates, kernel_size=kernel_size)
     first = next(m for m in stack.modules() if isinstance(m, nn.Conv2d))
-    paths = path_counts(stack, size=field + 2 * margin, in_chans=first.in_channels)
+    paths = path_counts(stack, size=side, in_chans=first.in_channels)
     return GriddingMap(rates, kernel_size, field, paths, layers, hdc_verdicts(rates, kernel_size))

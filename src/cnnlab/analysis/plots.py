@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,28 +11,14 @@ from cnnlab.analysis.erf import EffectiveField
 from cnnlab.analysis.gridding import GriddingMap
 from cnnlab.analysis.report import ModelReport
 from cnnlab.analysis.tricks import Figure
+from cnnlab.plotting import pyplot, save_figure
 
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
+DPI = 120  # the analyzer's figures carry small labels
 
 
 def plot_summary(report: ModelReport, path: str | Path, *, depth: int | None = 2) -> Path:
     """MACs per layer group (bars) and the receptive field after it (line)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = report.grouped(depth)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.3 * len(rows)), 4))
     xs = np.arange(len(rows))
@@ -44,12 +29,12 @@ def plot_summary(report: ModelReport, path: str | Path, *, depth: int | None = 2
     rf.plot(xs, [r.rf[0] if r.rf else np.nan for r in rows], color="tab:red", marker=".")
     rf.set_ylabel("receptive field (px)", color="tab:red")
     ax.set_title(f"{report.model} at {'x'.join(map(str, report.input_size))}: {report.gmacs:.3f} GMACs")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_compare(reports: Sequence[ModelReport], path: str | Path, latencies_ms: Sequence[float | None]) -> Path:
     """Params, GMACs, receptive field and latency of several models side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [r.model for r in reports]
     panels = [
         ("params (M)", [r.params / 1e6 for r in reports]),
@@ -62,12 +47,12 @@ def plot_compare(reports: Sequence[ModelReport], path: str | Path, latencies_ms:
         ax.bar(names, values)
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=60, labelsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
     """Measured / formula for every figure: 1.0 where they agree, missing where a block is not there yet."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = [f"{f.trick}: {f.quantity}" for f in figures]
     ratios = [f.measured / f.expected if f.expected else np.nan for f in figures]
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(figures) + 1))
@@ -76,12 +61,12 @@ def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel("measured / formula")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
     """The effective receptive field as a heat map, with the theoretical field's square around its centre."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(erf.grad, cmap="inferno")
     if erf.theoretical:
@@ -91,14 +76,14 @@ def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
     ax.set_title(title or f"effective receptive field ({erf.samples} samples)")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)
 
 
 def plot_gridding(grid: GriddingMap, path: str | Path) -> Path:
     """The paths from each input pixel to the centre output of a dilated stack; holes are black."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(grid.window, cmap="viridis", interpolation="nearest")
     rates = ", ".join(map(str, grid.rates))
     ax.set_title(f"rates [{rates}]: field {grid.field}, {grid.holes} holes of {grid.field**2}")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=DPI)

@@ -1,38 +1,71 @@
-"""Helpers shared by the commands: parsing sizes, printing aligned tables."""
+"""Helpers shared by the commands: counts and model arguments as argparse types, models built from them, aligned
+tables."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab.analysis.report import format_table as format_table  # one table format for every command
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 
 
-def input_size(text: str) -> tuple[int, int, int]:
-    """``"3x224x224"`` -> (3, 224, 224); ``"224"`` -> (3, 224, 224)."""
+def _int_at_least(text: str, minimum: int) -> int:
     try:
-        dims = tuple(int(d) for d in text.lower().split("x"))
+        value = int(text)
     except ValueError:
-        dims = ()
-    if len(dims) == 1:
-        dims = (3, dims[0], dims[0])
-    if len(dims) != 3 or min(dims) < 1:
-        raise argparse.ArgumentTypeError(f"expected CxHxW such as 3x224x224 (or one size such as 224), got {text!r}")
-    return dims  # type: ignore[return-value]
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1 (a batch size, a count of repeats), else a usage error."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (a seed), else a usage error."""
+    return _int_at_least(text, 0)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The argparse type of ``--model-kwargs``: a JSON object such as ``'{"attn_layer": "se"}'``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"drop_rate\": 0.2}}', got {text!r}")
+    return value
+
+
+def add_model_kwargs_arg(p: argparse.ArgumentParser) -> None:
+    """``--model-kwargs JSON``: any registered variant, with layers by name (``{"attn_layer": "se"}``)."""
+    p.add_argument(
+        "--model-kwargs",
+        type=json_object,
+        default={},
+        metavar="JSON",
+        help='model arguments as JSON, layers by name, e.g. \'{"attn_layer": {"name": "se", "reduction": 4}}\'',
+    )
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def meta_model(name: str, **kwargs: Any) -> nn.Module:
-    """The model built on the meta device: its structure and counts without allocating its weights."""
+def meta_model(name: str, kwargs: Mapping[str, Any] | None = None, **sizes: int | None) -> nn.Module:
+    """The model built on the meta device: its structure and counts without allocating its weights.
+    ``sizes``: ``num_classes`` and ``in_chans``, as :func:`cnnlab.registry.build_model` takes them."""
     with torch.device("meta"):
-        return create_model(name, **kwargs)
+        return build_model(name, kwargs, **sizes)
 
 
 def add_output_args(p: argparse.ArgumentParser, *, plot_default: str) -> None:

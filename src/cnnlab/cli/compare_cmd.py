@@ -8,25 +8,29 @@ import json
 from cnnlab.analysis import analyze, parse_input_size
 from cnnlab.analysis.latency import measure_latency
 from cnnlab.analysis.report import format_table, rows_to_csv
-from cnnlab.cli.common import add_output_args, meta_model
-from cnnlab.registry import create_model
+from cnnlab.cli.common import add_model_kwargs_arg, add_output_args, meta_model, positive_int
+from cnnlab.registry import build_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="params, MACs, depth, receptive field and CPU latency side by side")
     p.add_argument("models", nargs="+", metavar="MODEL")
     p.add_argument("--input", default=None, help="CxHxW for every model (default: each model's own)")
-    p.add_argument("--runs", type=int, default=5, help="timed forward passes per model (default: 5)")
+    p.add_argument("--runs", type=positive_int, default=5, help="timed forward passes per model (default: 5)")
     p.add_argument("--no-latency", action="store_true", help="skip the CPU timing (it builds the real weights)")
+    add_model_kwargs_arg(p)  # the same arguments for every model
     add_output_args(p, plot_default="compare.png")
     p.set_defaults(func=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     size = parse_input_size(args.input) if args.input is not None else None
-    reports = [analyze(meta_model(name), size) for name in args.models]  # every name is checked before timing
+    kwargs = args.model_kwargs
+    reports = [analyze(meta_model(name, kwargs), size) for name in args.models]  # every name checked before timing
     latencies = [
-        None if args.no_latency else measure_latency(create_model(name), report.input_size, runs=args.runs).median_ms
+        None
+        if args.no_latency
+        else measure_latency(build_model(name, kwargs), report.input_size, runs=args.runs).median_ms
         for name, report in zip(args.models, reports, strict=True)
     ]
     rows = [

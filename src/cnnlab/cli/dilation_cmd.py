@@ -6,13 +6,13 @@ import argparse
 import json
 
 from cnnlab.analysis.gridding import gridding_map
-from cnnlab.cli.common import add_output_args
+from cnnlab.cli.common import add_output_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dilation", help="the gridding map of a stack of dilated convs, from the real layers")
-    p.add_argument("rates", nargs="+", type=int, metavar="RATE", help="dilation rates, e.g. 1 2 5")
-    p.add_argument("--kernel-size", type=int, default=3)
+    p.add_argument("rates", nargs="+", type=positive_int, metavar="RATE", help="dilation rates, e.g. 1 2 5")
+    p.add_argument("--kernel-size", type=positive_int, default=3, help="odd (default: 3)")
     add_output_args(p, plot_default="dilation.png")
     p.set_defaults(func=run_dilation)
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from cnnlab.analysis import parse_input_size
 from cnnlab.analysis.erf import EffectiveField, effective_receptive_field
-from cnnlab.cli.common import add_output_args
-from cnnlab.registry import create_model
+from cnnlab.cli.common import add_model_kwargs_arg, add_output_args, nonnegative_int, positive_int
+from cnnlab.registry import build_model
 
 SHADES = " .:-=+*#%@"
 
@@ -19,9 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("erf", help="effective receptive field: input gradient of one output unit, averaged")
     p.add_argument("model")
     p.add_argument("--input", default=None, help="CxHxW (default: the model's own)")
-    p.add_argument("--samples", type=int, default=8, help="random inputs to average over (default: 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=positive_int, default=8, help="random inputs to average over (default: 8)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--save", default=None, metavar="NPY", help="save the H x W array with numpy.save")
+    add_model_kwargs_arg(p)
     add_output_args(p, plot_default="erf.png")
     p.set_defaults(func=run_erf)
 
@@ -45,7 +46,7 @@ def _summary(erf: EffectiveField) -> dict[str, object]:
 
 
 def run_erf(args: argparse.Namespace) -> int:
-    model = create_model(args.model)
+    model = build_model(args.model, args.model_kwargs)
     size = parse_input_size(args.input) if args.input is not None else None
     erf = effective_receptive_field(model, size, samples=args.samples, seed=args.seed)
     summary = _summary(erf)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.cli.common import format_table
+from cnnlab.cli.common import format_table, positive_int
 from cnnlab.errors import DataError
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--split", choices=("test", "val", "train"), default="test", help="which split to evaluate (default: test)"
     )
     p.add_argument("--data-dir", default=None, help="(default: the one it was trained with)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="folder for confusion.png (default: next to the checkpoint)")
     p.set_defaults(func=run_eval)
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="the top-k classes of image files")
     p.add_argument("checkpoint", metavar="CKPT", help="a run folder (its best.pt) or a checkpoint file")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--topk", type=positive_int, default=3)
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX or TorchScript (BatchNorm folded)")

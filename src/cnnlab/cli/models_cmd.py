@@ -6,10 +6,17 @@ import argparse
 
 import torch
 
-from cnnlab.analysis import count_macs
-from cnnlab.cli.common import count_params, format_table, input_size, meta_model
+from cnnlab.analysis import count_macs, parse_input_size
+from cnnlab.cli.common import (
+    add_model_kwargs_arg,
+    count_params,
+    format_table,
+    meta_model,
+    nonnegative_int,
+    positive_int,
+)
 from cnnlab.errors import CnnlabError
-from cnnlab.registry import create_model, list_models, model_entry
+from cnnlab.registry import build_model, list_models, model_entry
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("build", help="build a model and run one input through it")
     p.add_argument("model")
-    p.add_argument("--num-classes", type=int, default=None)
-    p.add_argument("--in-chans", type=int, default=None)
-    p.add_argument("--input", type=input_size, default=None, help="CxHxW (default: the model's own)")
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--num-classes", type=nonnegative_int, default=None)
+    p.add_argument("--in-chans", type=positive_int, default=None)
+    p.add_argument("--input", default=None, help="CxHxW such as 3x224x224 (default: the model's own)")
+    p.add_argument("--batch", type=positive_int, default=2)
+    add_model_kwargs_arg(p)
     p.set_defaults(func=run_build)
 
 
@@ -41,8 +49,9 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    model = create_model(args.model, num_classes=args.num_classes, in_chans=args.in_chans).eval()
-    size = args.input or model.default_input_size
+    size = parse_input_size(args.input) if args.input is not None else None
+    model = build_model(args.model, args.model_kwargs, num_classes=args.num_classes, in_chans=args.in_chans).eval()
+    size = size or model.default_input_size
     x = torch.randn(args.batch, *size)
     with torch.no_grad():
         y = model(x)

@@ -8,11 +8,11 @@ cnnlab.train.config for those that may change).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import typing
 from typing import Any
 
+from cnnlab.cli.common import json_object
 from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
 
 _HELP = {
@@ -35,18 +35,6 @@ def _type_of(name: str) -> Any:
     if typing.get_origin(hint) is typing.Literal:
         return str
     return base if base in (int, float, str) else str
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """An argparse type: a JSON object such as '{"drop_rate": 0.2}'."""
-    example = """write e.g. '{"drop_rate": 0.2}'"""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e}); {example}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{text!r} is a JSON {type(value).__name__}, not an object; {example}")
-    return value
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""Data: data sets with fixed train / validation / test splits, transforms, input pipelines and batch loaders.
+"""Data: data sets with fixed train / validation / test splits, harder digits built from the embedded ones
+(``mnist5k-rts``, ``mnist5k-cluttered``), class and size subsets, transforms, input pipelines and batch loaders.
 
 >>> from cnnlab.data import load_dataset, make_loader
 >>> data = load_dataset("mnist5k")  # 3,600 train / 400 val / 1,000 test embedded digits
@@ -7,9 +8,21 @@
 
 This package imports nothing from ``cnnlab.models``, ``cnnlab.train`` or ``cnnlab.cli`` (only torch, numpy,
 torchvision, PIL and :mod:`cnnlab.errors`): models, the trainer and the commands import it.
+
+May import: cnnlab.errors.
 """
 
-from cnnlab.data.datasets import AUGMENT, DATASETS, STATS, Dataset, FolderSplit, Split, TensorSplit, load_dataset
+from cnnlab.data.datasets import (
+    AUGMENT,
+    DATASETS,
+    STATS,
+    Dataset,
+    FolderSplit,
+    Split,
+    TensorSplit,
+    load_dataset,
+    select,
+)
 from cnnlab.data.images import load_images, open_image
 from cnnlab.data.loaders import FolderLoader, TensorLoader, make_loader
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, stratified_split
@@ -36,5 +49,6 @@ __all__ = [
     "make_loader",
     "open_image",
     "random_crop_flip",
+    "select",
     "stratified_split",
 ]

@@ -5,6 +5,10 @@
   ``numpy.random.default_rng(0)``: the first 100 are the test split and the other 400 the training split; of
   those, 10% per digit (``val_fraction``, shuffled by ``default_rng(1)``) are the validation split. So 3,600
   train / 400 validation / 1,000 test images, the same on every machine, whatever the run's seed.
+* ``mnist5k-rts`` and ``mnist5k-cluttered``: the same digits, in the same splits, rotated, scaled and translated
+  on a 42x42 canvas, or translated on a 60x60 canvas among fragments of other digits (see
+  :mod:`cnnlab.data.synthetic`): harder tasks, on which design choices that vanish into the seed spread on
+  mnist5k can show.
 * ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``: torchvision's readers over ``data_dir`` (downloaded
   only with ``download=True``); the validation split is carved from the training split in the same way
   (CIFAR-10: 45,000 / 5,000, the split of He et al. 2016, Sec. 4.2). CIFAR files are checked for presence, not
@@ -20,9 +24,11 @@ Tensor data sets live in memory as uint8 (N x C x H x W) and are normalised batc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +38,21 @@ import torch
 from torch import Tensor
 
 from cnnlab.data import stats as S
+from cnnlab.data import synthetic
 from cnnlab.data.images import open_image
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
 from cnnlab.data.transforms import AugmentSpec, InputPipeline, Kind
 from cnnlab.errors import DataError, suggest
 
-DATASETS = ("mnist5k", "mnist", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH")
+DATASETS = ("mnist5k", "mnist5k-rts", "mnist5k-cluttered", "mnist", "fashion-mnist", "cifar10", "cifar100",
+            "imagefolder:PATH")  # fmt: skip
+MNIST5K = ("mnist5k", "mnist5k-rts", "mnist5k-cluttered")
 TORCHVISION = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 
 STATS: dict[str, S.ChannelStats] = {
     "mnist5k": S.MNIST,
+    "mnist5k-rts": S.MNIST5K_RTS,
+    "mnist5k-cluttered": S.MNIST5K_CLUTTERED,
     "mnist": S.MNIST,
     "fashion-mnist": S.FASHION_MNIST,
     "cifar10": S.CIFAR10,
@@ -50,6 +61,8 @@ STATS: dict[str, S.ChannelStats] = {
 }
 AUGMENT: dict[str, AugmentSpec] = {
     "mnist5k": AugmentSpec(pad=2),  # a 2-pixel shift, the classic digit augmentation
+    "mnist5k-rts": AugmentSpec(pad=2),
+    "mnist5k-cluttered": AugmentSpec(pad=2),
     "mnist": AugmentSpec(pad=2),
     "fashion-mnist": AugmentSpec(pad=2, flip=True),
     "cifar10": AugmentSpec(pad=4, flip=True),  # He et al. 2016, Sec. 4.2
@@ -72,6 +85,9 @@ class TensorSplit:
         i = torch.from_numpy(np.asarray(idx, dtype=np.int64))
         return TensorSplit(self.x[i], self.y[i])
 
+    def relabel(self, mapping: dict[int, int]) -> TensorSplit:
+        return TensorSplit(self.x, torch.tensor([mapping[c] for c in self.y.tolist()], dtype=torch.int64))
+
 
 @dataclass
 class FolderSplit:
@@ -83,12 +99,25 @@ class FolderSplit:
     def __len__(self) -> int:
         return len(self.indices)
 
+    label_map: dict[int, int] | None = None  # new labels of the original ones (None: as they are)
+
     @property
     def targets(self) -> list[int]:
-        return [self.images.targets[i] for i in self.indices]
+        labels = [self.images.targets[i] for i in self.indices]
+        return labels if self.label_map is None else [self.label_map[c] for c in labels]
 
     def subset(self, idx: np.ndarray) -> FolderSplit:
-        return FolderSplit(self.images, [self.indices[i] for i in idx])
+        return FolderSplit(self.images, [self.indices[i] for i in idx], self.label_map)
+
+    def relabel(self, mapping: dict[int, int]) -> FolderSplit:
+        """The same files with label ``c`` read as ``mapping[c]`` (labels without a new one are dropped)."""
+        current = {o: o if self.label_map is None else self.label_map.get(o) for o in set(self.images.targets)}
+        return FolderSplit(self.images, self.indices, {o: mapping[c] for o, c in current.items() if c in mapping})
+
+    def item(self, k: int) -> tuple[Any, int]:
+        """The k-th image of this split and its (relabelled) label."""
+        image, label = self.images[self.indices[k]]
+        return image, label if self.label_map is None else self.label_map[label]
 
 
 Split = TensorSplit | FolderSplit
@@ -147,6 +176,41 @@ class Dataset:
         )  # fmt: skip
 
 
+def select(data: Dataset, *, classes: Sequence[int] | None = None, train_per_class: int | None = None) -> Dataset:
+    """A smaller problem from ``data``: only ``classes`` (relabelled 0, 1, ... in the order given) in every split,
+    and the first ``train_per_class`` training images of each class (the training split is already shuffled per
+    class by its fixed split, so the first N are a fixed random sample); validation and test splits keep all
+    their images of those classes."""
+    keep = list(range(data.num_classes)) if classes is None else [int(c) for c in classes]
+    bad = [c for c in keep if not 0 <= c < data.num_classes]
+    if bad or len(set(keep)) != len(keep) or not keep:
+        raise DataError(
+            f"classes must be distinct class indices of {data.name} (0..{data.num_classes - 1}), got {keep}"
+        )
+    if train_per_class is not None and train_per_class < 1:
+        raise DataError(f"train_per_class must be >= 1, got {train_per_class}")
+    relabel = {c: i for i, c in enumerate(keep)}
+
+    def part(split: Split | None, limit: int | None) -> Split | None:
+        if split is None:
+            return None
+        labels, chosen, seen = _labels(split), [], dict.fromkeys(keep, 0)
+        for i, c in enumerate(labels.tolist()):
+            if c in relabel and (limit is None or seen[c] < limit):
+                chosen.append(i)
+                seen[c] += 1
+        if limit is not None and min(seen.values()) < limit:
+            short = {data.classes[c]: n for c, n in seen.items() if n < limit}
+            raise DataError(f"{data.name} has fewer than {limit} training images in classes {short}")
+        return split.subset(np.asarray(chosen, dtype=np.int64)).relabel(relabel)
+
+    train = part(data.train, train_per_class)
+    assert train is not None
+    return dataclasses.replace(
+        data, classes=[data.classes[c] for c in keep], train=train, val=part(data.val, None), test=part(data.test, None)
+    )
+
+
 def _labels(split: Split) -> np.ndarray:
     return split.y.numpy() if isinstance(split, TensorSplit) else np.asarray(split.targets)
 
@@ -157,6 +221,9 @@ def carve(split: Split, fraction: float, *, seed: int, what: str, classes: list[
         return split, None
     rest, part = stratified_split(_labels(split), fraction, seed=seed, what=what, classes=classes)
     return split.subset(rest), split.subset(part)
+
+
+CLASSES = [str(d) for d in range(10)]  # the digits' class names
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,13 +240,24 @@ def _mnist5k_table() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _mnist5k(val_fraction: float) -> Dataset:
+@functools.lru_cache(maxsize=len(MNIST5K))
+def _mnist5k_splits(name: str) -> tuple[TensorSplit, TensorSplit]:
+    """(train + validation, test) of an mnist5k variant, built once per process."""
     x, y = _mnist5k_table()
-    classes = [str(d) for d in range(10)]
     full = TensorSplit(torch.from_numpy(x.copy()), torch.from_numpy(y.copy()))
-    train, test = carve(full, 0.2, seed=TEST_SPLIT_SEED, what="test", classes=classes)
-    train, val = carve(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=classes)
-    return Dataset("mnist5k", classes, 1, 28, "tensor", train, val, test)
+    if name == "mnist5k-rts":  # each digit's distortion is drawn by its place among the 5,000
+        full = TensorSplit(synthetic.rts(full.x), full.y)
+    trainval, test = carve(full, 0.2, seed=TEST_SPLIT_SEED, what="test", classes=CLASSES)
+    if name == "mnist5k-cluttered":  # clutter from the same side of the test split
+        trainval = TensorSplit(synthetic.cluttered(trainval.x), trainval.y)
+        test = TensorSplit(synthetic.cluttered(test.x, seed=synthetic.CLUTTER_SEED + 1), test.y)
+    return trainval, test
+
+
+def _mnist5k(name: str, val_fraction: float) -> Dataset:
+    trainval, test = _mnist5k_splits(name)
+    train, val = carve(trainval, val_fraction, seed=VAL_SPLIT_SEED, what="validation", classes=CLASSES)
+    return Dataset(name, CLASSES, 1, trainval.x.shape[-1], "tensor", train, val, test)
 
 
 def _where_to_put(name: str, root: Path) -> str:
@@ -283,8 +361,8 @@ def load_dataset(
 ) -> Dataset:
     """The data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
     DataError says what is missing and where."""
-    if name == "mnist5k":
-        return _mnist5k(val_fraction)
+    if name in MNIST5K:
+        return _mnist5k(name, val_fraction)
     if name in TORCHVISION:
         return _torchvision(name, Path(data_dir), download, val_fraction)
     if name.startswith("imagefolder:"):

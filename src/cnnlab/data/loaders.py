@@ -87,7 +87,7 @@ class _EpochImages(torch.utils.data.Dataset):
         return len(self.order)
 
     def __getitem__(self, pos: int) -> tuple[Tensor, int]:
-        image, label = self.split.images[self.split.indices[self.order[pos]]]
+        image, label = self.split.item(self.order[pos])
         seed = int(np.random.SeedSequence([*self.key, pos]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):  # torchvision's transforms draw from the global generator
             torch.manual_seed(seed)

@@ -11,20 +11,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from cnnlab.analysis import analyze
 from cnnlab.data import load_dataset
 from cnnlab.experiments.runner import (
     Summary,
     Trial,
-    machine,
     markdown_table,
     pct,
     run_trials,
     summarize,
     write_results,
 )
-from cnnlab.experiments.spec import AblationSpec, resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.experiments.spec import AblationSpec
+from cnnlab.machine import machine_summary
+from cnnlab.registry import build_model
 
 
 def run_ablation(
@@ -49,9 +51,8 @@ def run_ablation(
     results = run_trials(trials, recipe, out_dir, jobs=jobs, log=log)
     summaries = summarize(results)
     for v, s in zip(variants, summaries, strict=True):
-        model = create_model(
-            v.model, num_classes=data.num_classes, in_chans=data.in_chans, **resolve_model_kwargs(v.model_kwargs)
-        )
+        with torch.device("meta"):  # counts from shapes alone
+            model = build_model(v.model, v.model_kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
         report = analyze(model, size)
         s.extra.update(params=report.params, macs=report.macs, receptive_field=report.rf_label)
     wall = time.perf_counter() - t0
@@ -64,7 +65,8 @@ def run_ablation(
                "training error %", "test error %"]  # fmt: skip
     table = markdown_table(rows, headers)
     meta = {"command": command, "spec": spec.name, "model": spec.model, "grid": dict(spec.grid),
-            "recipe": recipe.to_dict(), "machine": machine(), "wall_s": wall, "seeds": list(spec.seeds)}  # fmt: skip
+            "recipe": recipe.to_dict(), "machine": machine_summary(), "wall_s": wall,
+            "seeds": list(spec.seeds)}  # fmt: skip
     write_results(out_dir, results, summaries, meta)
     text = (
         f"# Ablation: {spec.name}\n\n{spec.description}\n\nCommand: `{command}`\n\n"

@@ -23,13 +23,14 @@ from cnnlab.experiments.runner import (
     Summary,
     Trial,
     TrialResult,
-    machine,
     markdown_table,
     pct,
     run_trials,
     summarize,
     write_results,
 )
+from cnnlab.machine import machine_summary
+from cnnlab.plotting import pyplot, save_figure
 from cnnlab.registry import list_models
 from cnnlab.train.config import TrainConfig
 
@@ -54,9 +55,7 @@ def degradation_trials(depths: Sequence[int], seeds: Sequence[int]) -> list[Tria
 def plot_training_curves(results: Sequence[TrialResult], path: Path) -> Path:
     """Figure 6 of the paper, per epoch: training error (bold) and validation error (thin), plain left, ResNet right,
     one colour per depth, mean over seeds."""
-    from cnnlab.train.plots import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     depths = sorted({int(r.label.split("-")[1]) for r in results})
     colors = dict(
@@ -77,16 +76,12 @@ def plot_training_curves(results: Sequence[TrialResult], path: Path) -> Path:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)  — bold: training, dashed: validation")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_grad_norms(results: Sequence[TrialResult], path: Path) -> Path:
     """Per-block gradient norm (log scale) from input to output, at initialisation and at the end, seed 0."""
-    from cnnlab.train.plots import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     firsts: dict[str, TrialResult] = {}
     for r in results:
@@ -103,9 +98,7 @@ def plot_grad_norms(results: Sequence[TrialResult], path: Path) -> Path:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def grad_norm_rows(results: Sequence[TrialResult]) -> list[list[Any]]:
@@ -181,7 +174,7 @@ def run_degradation(
     meta = {
         "command": command,
         "recipe": recipe.to_dict(),
-        "machine": machine(),
+        "machine": machine_summary(),
         "wall_s": wall,
         "seeds": list(seeds),
         "depths": list(depths),

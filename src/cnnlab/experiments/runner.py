@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,9 +24,8 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, load_dataset, make_loader
-from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.models.base import CnnlabModel
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Callback, StepInfo, block_grad_norms, evaluate
 from cnnlab.train.trainer import RunResult, fit
@@ -104,12 +101,12 @@ def run_trial(trial: Trial, recipe: TrainConfig, out_dir: str, threads: int = 1)
         progress=False,
     )
     with torch.device("meta"):
-        names = block_names(create_model(trial.model, **resolve_model_kwargs(trial.model_kwargs)))
-    data = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction)
+        names = block_names(build_model(trial.model, trial.model_kwargs))
+    data = load_dataset(config.data, data_dir=config.data_dir, val_fraction=config.val_fraction)  # once per trial
     steps = -(-len(data.train) // config.batch_size)
     probe = GradNormProbe(names, last_step=config.epochs * steps - 1)
     t0 = time.perf_counter()
-    result = fit(config, callbacks=[probe], log=lambda _s: None)
+    result = fit(config, data=data, callbacks=[probe], log=lambda _s: None)
     return TrialResult(
         label=trial.label,
         model=trial.model,
@@ -206,11 +203,3 @@ def write_results(
     """``results.json`` (every trial, the summaries, and ``meta``: command, recipe, machine, wall time)."""
     payload = {"meta": meta, "summary": [asdict(s) for s in summaries], "trials": [asdict(r) for r in results]}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=2))
-
-
-def machine() -> str:
-    """CPU model, core count, torch and Python versions: what a timing was taken on."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, Python {platform.python_version()}"

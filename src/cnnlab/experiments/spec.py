@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError, suggest
-from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import list_models
+import torch
+
+from cnnlab.errors import CnnlabError, ConfigError, suggest
+from cnnlab.registry import build_model, list_models
 from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml
 
 SPEC_KEYS = ("name", "description", "model", "data", "seeds", "recipe", "grid")
@@ -106,8 +107,12 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
         recipe=config_from_dict(recipe),
         description=str(obj.get("description") or ""),
     )
-    for v in spec.variants():  # fail now, not after an hour of training
-        resolve_model_kwargs(v.model_kwargs)
+    for v in spec.variants():  # fail now, not after an hour of training: every variant builds (no weights)
+        try:
+            with torch.device("meta"):
+                build_model(v.model, v.model_kwargs)
+        except CnnlabError as e:
+            raise ConfigError(f"{source}: variant {v.label!r}: {e}") from e
     return spec
 
 

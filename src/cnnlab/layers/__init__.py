@@ -1,4 +1,7 @@
-"""Building blocks: one design trick per module."""
+"""Building blocks: one design trick per module.
+
+May import: cnnlab.errors.
+"""
 
 from cnnlab.layers.aux_classifier import AuxClassifier, AuxClassifierV3
 from cnnlab.layers.branches import Concat, conv_chain

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cnnlab.errors import check_drop_rate
 from cnnlab.layers.classifier import make_fc
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
 from cnnlab.layers.types import LayerFactory
@@ -41,7 +42,7 @@ class AuxClassifier(nn.Module):
         self.flatten = nn.Flatten(1)
         self.fc1 = nn.Linear(conv_chs * pool_size * pool_size, hidden)
         self.act = create_act(act_layer)
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = nn.Dropout(check_drop_rate("AuxClassifier drop_rate", drop_rate))
         self.fc2 = make_fc(hidden, num_classes)
 
     def reset(self, num_classes: int) -> None:

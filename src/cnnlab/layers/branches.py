@@ -6,12 +6,13 @@ and their outputs are "concatenated into a single output vector forming the inpu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory, Size2
 
@@ -33,20 +34,50 @@ def conv_chain(in_chs: int, specs: Sequence[ConvSpec], *, conv_layer: LayerFacto
     return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
 
 
-def chain_out_chs(in_chs: int, specs: Sequence[ConvSpec]) -> int:
-    """Output channels of :func:`conv_chain` (``in_chs`` for no specs)."""
-    return specs[-1][0] if specs else in_chs
+def output_channels(module: nn.Module, in_chs: int) -> int:
+    """The channels that ``module`` outputs for ``in_chs`` input channels: its ``out_chs`` (every block of
+    :mod:`cnnlab.layers` has one), a conv's ``out_channels``, the last width of a sequence; the other layers of
+    ``torch.nn`` (pools, norms, activations) keep the width. Any other module is an error, never a guess."""
+    for attr in ("out_chs", "out_channels", "out_features"):
+        chs = getattr(module, attr, None)
+        if isinstance(chs, int):
+            return chs
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            in_chs = output_channels(layer, in_chs)
+        return in_chs
+    if type(module).__module__.startswith("torch.nn."):
+        return in_chs
+    name = type(module).__name__
+    raise ModelArgumentError(f"cannot tell the output channels of {name}: give it an out_chs attribute")
+
+
+Block = nn.Module | Callable[[int], nn.Module]
+"""A module, or a function of its input channels that builds one (``partial(InceptionV3A, pool_features=32)``)."""
+
+
+def chain(in_chs: int, blocks: Sequence[Block] | Mapping[str, Block]) -> nn.Sequential:
+    """Blocks one after another, named "0", "1", ... or by the mapping's keys. A factory is called with the
+    output channels of the blocks before it (``in_chs`` for the first); a module is used as it is. The widths
+    between blocks are derived, never typed twice."""
+    named = blocks.items() if isinstance(blocks, Mapping) else ((str(i), b) for i, b in enumerate(blocks))
+    seq = nn.Sequential()
+    for name, block in named:
+        module = block if isinstance(block, nn.Module) else block(in_chs)
+        seq.add_module(name, module)
+        in_chs = output_channels(module, in_chs)
+    return seq
 
 
 class Concat(nn.Module):
     """Run each named branch on the input and concatenate the outputs on the channel axis (in order).
 
-    ``out_chs`` is the sum of the branches' output channels, given by the subclass or the caller.
+    ``out_chs`` is the sum of the branches' output channels (:func:`output_channels` of each on ``in_chs``).
     """
 
-    def __init__(self, out_chs: int, **branches: nn.Module) -> None:
+    def __init__(self, in_chs: int, **branches: nn.Module) -> None:
         super().__init__()
-        self.out_chs = out_chs
+        self.out_chs = sum(output_channels(branch, in_chs) for branch in branches.values())
         for name, branch in branches.items():
             self.add_module(name, branch)
 

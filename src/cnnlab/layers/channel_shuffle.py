@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_count
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -26,7 +26,7 @@ class ChannelShuffle(nn.Module):
 
     def __init__(self, groups: int) -> None:
         super().__init__()
-        self.groups = groups
+        self.groups = check_count("ChannelShuffle groups", groups, minimum=1)
 
     def forward(self, x: Tensor) -> Tensor:
         return channel_shuffle(x, self.groups)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cnnlab.errors import check_drop_rate
+
 
 def make_fc(in_features: int, num_classes: int, like: nn.Module | None = None) -> nn.Module:
     """A fresh ``nn.Linear(in_features, num_classes)`` (an identity for 0 classes), on the device and in
@@ -28,7 +30,7 @@ class ClassifierHead(nn.Module):
         self.in_features = in_features
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = nn.Dropout(check_drop_rate("ClassifierHead drop_rate", drop_rate))
         self.fc = make_fc(in_features, num_classes)
 
     def reset(self, num_classes: int) -> None:

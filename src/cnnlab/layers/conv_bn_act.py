@@ -10,6 +10,7 @@ import inspect
 
 from torch import nn
 
+from cnnlab.errors import ModelArgumentError, check_count
 from cnnlab.layers.types import LayerFactory, Size2, pair
 
 
@@ -26,6 +27,23 @@ def same_padding(kernel_size: Size2, dilation: Size2 = 1) -> tuple[int, int]:
     """Padding that keeps the spatial size at stride 1 (odd kernels): ``dilation * (k - 1) // 2`` per axis."""
     (kh, kw), (dh, dw) = pair(kernel_size), pair(dilation)
     return dh * (kh - 1) // 2, dw * (kw - 1) // 2
+
+
+def check_conv(
+    in_chs: int, out_chs: int, kernel_size: Size2, *, dilation: Size2 = 1, groups: int = 1, layer: str = "conv"
+) -> None:
+    """Raise ModelArgumentError unless the widths, kernel and dilation are >= 1 and ``groups`` divides both
+    widths: the message names the value (a model's ``widths=(0, ...)`` shows up here) before torch sees it."""
+    what = f"{layer} {in_chs} -> {out_chs}"
+    check_count(f"{what}: in_chs", in_chs, minimum=1)
+    check_count(f"{what}: out_chs", out_chs, minimum=1)
+    for k in pair(kernel_size):
+        check_count(f"{what}: kernel_size", k, minimum=1)
+    for d in pair(dilation):
+        check_count(f"{what}: dilation", d, minimum=1)
+    check_count(f"{what}: groups", groups, minimum=1)
+    if in_chs % groups or out_chs % groups:
+        raise ModelArgumentError(f"{what}: {groups} groups must divide both channel counts")
 
 
 class ConvBnAct(nn.Sequential):
@@ -59,6 +77,7 @@ class ConvBnAct(nn.Sequential):
         conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
+        check_conv(in_chs, out_chs, kernel_size, dilation=dilation, groups=groups, layer="ConvBnAct")
         conv = conv_layer(
             in_chs,
             out_chs,

@@ -18,19 +18,39 @@ import torch
 import torch.fx
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
-from cnnlab.layers.conv_bn_act import same_padding
+from cnnlab.errors import ModelArgumentError, NonFiniteError, check_count
+from cnnlab.layers.conv_bn_act import check_conv, same_padding
 from cnnlab.layers.types import Size2, pair
 
 
-def deform_conv2d(*args: object, **kwargs: object) -> Tensor:
-    """``torchvision.ops.deform_conv2d``, imported on first use (torchvision takes seconds to import)."""
+def deform_conv2d(
+    x: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    mask: Tensor | None,
+) -> Tensor:
+    """``torchvision.ops.deform_conv2d`` (imported on first use: torchvision takes seconds to import), once the
+    offsets are known to be finite: the CPU kernel indexes the input with them, and a NaN offset crashes the
+    process (a segmentation fault) where it should raise. A NaN input makes NaN offsets; a NaN mask only
+    scales, so it gives NaN outputs like any other layer and is left to the trainer's NaN check."""
+    if not offset.is_meta and not torch.isfinite(offset).all():  # meta: the analyzer, no values
+        out_chs, _, kh, kw = weight.shape
+        source = "its input holds NaN or Inf" if not torch.isfinite(x).all() else "its offset conv's weights do"
+        raise NonFiniteError(
+            f"DeformConv2d ({x.shape[1]} -> {out_chs} channels, {kh}x{kw}): the sampling offsets hold NaN or Inf "
+            f"because {source}; torchvision's kernel cannot sample there. Check the input data, or lower the "
+            "learning rate if training diverged."
+        )
     from torchvision.ops import deform_conv2d as op
 
-    return op(*args, **kwargs)
+    return op(x, offset, weight, bias, stride, padding, dilation, mask)
 
 
-torch.fx.wrap("deform_conv2d")  # one leaf node in torch.fx graphs: its shape checks cannot be traced
+torch.fx.wrap("deform_conv2d")  # one leaf node in torch.fx graphs: its checks cannot be traced
 
 
 class DeformConv2d(nn.Module):
@@ -60,10 +80,11 @@ class DeformConv2d(nn.Module):
         modulated: bool = False,
     ) -> None:
         super().__init__()
-        if in_chs % groups or out_chs % groups or in_chs % offset_groups:
+        check_conv(in_chs, out_chs, kernel_size, dilation=dilation, groups=groups, layer="DeformConv2d")
+        check_count("DeformConv2d offset_groups", offset_groups, minimum=1)
+        if in_chs % offset_groups:
             raise ModelArgumentError(
-                f"DeformConv2d: {in_chs} -> {out_chs} channels do not split into {groups} groups and "
-                f"{offset_groups} offset groups"
+                f"DeformConv2d: {offset_groups} offset groups must divide the {in_chs} input channels"
             )
         kh, kw = pair(kernel_size)
         self.stride, self.dilation = pair(stride), pair(dilation)

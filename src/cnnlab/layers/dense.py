@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import check_drop_rate
 from cnnlab.layers.preact_residual import BnActConv
 from cnnlab.layers.types import LayerFactory
 
@@ -37,7 +38,7 @@ class DenseLayer(nn.Module):
         mid = bn_size * growth_rate if bn_size else in_chs
         self.conv1 = BnActConv(in_chs, mid, 1, **layer) if bn_size else nn.Identity()
         self.conv2 = BnActConv(mid, growth_rate, 3, **layer)
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = nn.Dropout(check_drop_rate("DenseLayer drop_rate", drop_rate))
         self.out_chs = in_chs + growth_rate
 
     def forward(self, x: Tensor) -> Tensor:

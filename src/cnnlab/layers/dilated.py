@@ -53,12 +53,26 @@ class HdcReport:
         return "\n".join((head, line("HDC rule (Wang et al. 2018)", self.paper), line("exact coverage", self.exact)))
 
 
-def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
+MAX_FIELD = 4097
+"""The widest receptive field (pixels per axis) of a dilated stack: wider than any image these models take.
+:func:`hdc_check` enumerates every offset of the field, and a conv dilated by r pads its input by r per side."""
+
+
+def check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
+    """``rates`` as a tuple if they are integers >= 1 for an odd ``kernel_size`` whose stacked receptive field
+    ``1 + (K - 1) * sum(rates)`` is at most :data:`MAX_FIELD`; a ModelArgumentError that says which otherwise."""
     rates = tuple(rates)
     if not rates or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates):
         raise ModelArgumentError(f"dilation rates must be a non-empty list of integers >= 1, got {list(rates)}")
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ModelArgumentError(f"kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+    field = 1 + (kernel_size - 1) * sum(rates)
+    if field > MAX_FIELD:
+        k, most = kernel_size, (MAX_FIELD - 1) // (kernel_size - 1)
+        raise ModelArgumentError(
+            f"dilation rates {list(rates)} with {k}x{k} kernels span a {field}-pixel receptive field; the limit is "
+            f"{MAX_FIELD} pixels (rates summing to at most {most}), wider than any input these models take"
+        )
     return rates
 
 
@@ -96,8 +110,8 @@ def _paper_verdict(rates: tuple[int, ...], kernel_size: int) -> Verdict:
 
 def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HdcReport:
     """Check a stack of dilated ``kernel_size`` convs against the HDC rule and against exact coverage."""
-    rates = _check_rates(rates, kernel_size)
-    radius = (kernel_size - 1) // 2 * sum(rates)
+    rates = check_rates(rates, kernel_size)
+    radius = (kernel_size - 1) // 2 * sum(rates)  # the field is 2 * radius + 1, as check_rates counts it
     reached = reachable_offsets(rates, kernel_size)
     holes = tuple(d for d in range(-radius, radius + 1) if d not in reached)
     field = 2 * radius + 1

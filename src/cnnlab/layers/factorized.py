@@ -55,4 +55,4 @@ def asymmetric(
 def expanded_asymmetric(in_chs: int, out_chs: int, n: int, *, conv_layer: LayerFactory = ConvBnAct) -> Concat:
     """A 1 x n (``a``) and an n x 1 (``b``) conv side by side, ``out_chs`` each, concatenated (Fig. 7)."""
     _check_odd(n)
-    return Concat(2 * out_chs, a=conv_layer(in_chs, out_chs, (1, n)), b=conv_layer(in_chs, out_chs, (n, 1)))
+    return Concat(in_chs, a=conv_layer(in_chs, out_chs, (1, n)), b=conv_layer(in_chs, out_chs, (n, 1)))

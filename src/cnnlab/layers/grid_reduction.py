@@ -13,7 +13,7 @@ from functools import partial
 
 from torch import nn
 
-from cnnlab.layers.branches import Concat, ConvSpec, chain_out_chs, conv_chain
+from cnnlab.layers.branches import Concat, ConvSpec, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory
 
@@ -45,5 +45,4 @@ class GridReduction(Concat):
     ) -> None:
         branches = {name: conv_chain(in_chs, specs, conv_layer=conv_layer) for name, specs in convs.items()}
         pool = {pool_name: pool_layer()}
-        out_chs = in_chs + sum(chain_out_chs(in_chs, specs) for specs in convs.values())
-        super().__init__(out_chs, **((pool | branches) if pool_first else (branches | pool)))
+        super().__init__(in_chs, **((pool | branches) if pool_first else (branches | pool)))

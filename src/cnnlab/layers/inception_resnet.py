@@ -13,10 +13,26 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, ConvSpec, chain_out_chs, conv_chain
+from cnnlab.layers.branches import Concat, ConvSpec, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
 from cnnlab.layers.grid_reduction import GridReduction
 from cnnlab.layers.types import LayerFactory
+
+BranchSpecs = Sequence[Sequence[ConvSpec]]
+"""The conv specs of each branch of a block, left to right (``branch0``, ``branch1``, ...)."""
+
+BLOCK_A_V1: BranchSpecs = (((32, 1),), ((32, 1), (32, 3)), ((32, 1), (32, 3), (32, 3)))
+"""Inception-ResNet-A of v1 (Fig. 10, 35x35, 256 channels): 1x1 32; 1x1 32, 3x3 32; 1x1 32, 3x3 32, 3x3 32."""
+BLOCK_A_V2: BranchSpecs = (((32, 1),), ((32, 1), (32, 3)), ((32, 1), (48, 3), (64, 3)))
+"""Inception-ResNet-A of v2 (Fig. 16, 320 channels as released): the third branch widens to 48, 64."""
+BLOCK_B_V1: BranchSpecs = (((128, 1),), ((128, 1), (128, (1, 7)), (128, (7, 1))))
+"""Inception-ResNet-B of v1 (Fig. 11, 17x17, 896 channels): 1x1 128; 1x1 128, 1x7 128, 7x1 128."""
+BLOCK_B_V2: BranchSpecs = (((192, 1),), ((128, 1), (160, (1, 7)), (192, (7, 1))))
+"""Inception-ResNet-B of v2 (Fig. 17, 1088 channels): 1x1 192; 1x1 128, 1x7 160, 7x1 192."""
+BLOCK_C_V1: BranchSpecs = (((192, 1),), ((192, 1), (192, (1, 3)), (192, (3, 1))))
+"""Inception-ResNet-C of v1 (Fig. 13, 8x8, 1792 channels): 1x1 192; 1x1 192, 1x3 192, 3x1 192."""
+BLOCK_C_V2: BranchSpecs = (((192, 1),), ((192, 1), (224, (1, 3)), (256, (3, 1))))
+"""Inception-ResNet-C of v2 (Fig. 19, 2080 channels): 1x1 192; 1x1 192, 1x3 224, 3x1 256."""
 
 
 class InceptionResNetBlock(nn.Module):
@@ -24,8 +40,9 @@ class InceptionResNetBlock(nn.Module):
 
     Args:
         in_chs: input (and output) channels.
-        branches: conv specs of each branch (``branch0``, ``branch1``, ...).
-        scale: the residual's scaling, applied before the addition.
+        branches: conv specs of each branch (``branch0``, ``branch1``, ...), such as ``BLOCK_A_V2``.
+        scale: the residual's scaling, applied before the addition (the released models' 0.17, 0.10, 0.20 for
+            the A, B, C blocks).
         act_layer: the activation after the addition; ``None`` leaves it out (the last block of
             Inception-ResNet-v2 as released).
     """
@@ -33,7 +50,7 @@ class InceptionResNetBlock(nn.Module):
     def __init__(
         self,
         in_chs: int,
-        branches: Sequence[Sequence[ConvSpec]],
+        branches: BranchSpecs,
         *,
         scale: float = 1.0,
         conv_layer: LayerFactory = ConvBnAct,
@@ -41,8 +58,7 @@ class InceptionResNetBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.branches = Concat(
-            sum(chain_out_chs(in_chs, b) for b in branches),
-            **{f"branch{i}": conv_chain(in_chs, b, conv_layer=conv_layer) for i, b in enumerate(branches)},
+            in_chs, **{f"branch{i}": conv_chain(in_chs, b, conv_layer=conv_layer) for i, b in enumerate(branches)}
         )
         self.proj = nn.Conv2d(self.branches.out_chs, in_chs, 1)  # linear: no norm, no activation
         self.scale = scale
@@ -53,40 +69,16 @@ class InceptionResNetBlock(nn.Module):
         return self.act(x + self.scale * self.proj(self.branches(x)))
 
 
-def inception_resnet_a(in_chs: int, *, v2: bool = True, scale: float = 0.17, **kwargs: object) -> InceptionResNetBlock:
-    """Inception-ResNet-A (35x35; v1 Fig. 10, 256 ch; v2 Fig. 16, 320 ch as released): 1x1 32; 1x1 32, 3x3 32;
-    1x1 32, 3x3 32 (v2: 48), 3x3 32 (v2: 64)."""
-    third = [(32, 1), (48, 3), (64, 3)] if v2 else [(32, 1), (32, 3), (32, 3)]
-    return InceptionResNetBlock(in_chs, [[(32, 1)], [(32, 1), (32, 3)], third], scale=scale, **kwargs)
-
-
-def inception_resnet_b(in_chs: int, *, v2: bool = True, scale: float = 0.10, **kwargs: object) -> InceptionResNetBlock:
-    """Inception-ResNet-B (17x17; v1 Fig. 11, 896 ch: 1x1 128; 1x1 128, 1x7 128, 7x1 128; v2 Fig. 17, 1088 ch:
-    1x1 192; 1x1 128, 1x7 160, 7x1 192)."""
-    if v2:
-        branches = [[(192, 1)], [(128, 1), (160, (1, 7)), (192, (7, 1))]]
-    else:
-        branches = [[(128, 1)], [(128, 1), (128, (1, 7)), (128, (7, 1))]]
-    return InceptionResNetBlock(in_chs, branches, scale=scale, **kwargs)
-
-
-def inception_resnet_c(in_chs: int, *, v2: bool = True, scale: float = 0.20, **kwargs: object) -> InceptionResNetBlock:
-    """Inception-ResNet-C (8x8; v1 Fig. 13, 1792 ch: 1x1 192; 1x1 192, 1x3 192, 3x1 192; v2 Fig. 19, 2080 ch:
-    1x1 192; 1x1 192, 1x3 224, 3x1 256)."""
-    second = [(192, 1), (224, (1, 3)), (256, (3, 1))] if v2 else [(192, 1), (192, (1, 3)), (192, (3, 1))]
-    return InceptionResNetBlock(in_chs, [[(192, 1)], second], scale=scale, **kwargs)
-
-
 def inception_resnet_reduction_b(
-    in_chs: int, *, v2: bool = True, conv_layer: LayerFactory = ConvBnAct
+    in_chs: int, widths: tuple[int, int, int], *, conv_layer: LayerFactory = ConvBnAct
 ) -> GridReduction:
-    """Reduction-B of Inception-ResNet (17 -> 8; v1 Fig. 12, v2 Fig. 18 with the released widths): 1x1 256,
-    3x3/2 384; 1x1 256, 3x3/2 256 (v2: 288); 1x1 256, 3x3 256 (v2: 288), 3x3/2 256 (v2: 320); max pool."""
-    w = (288, 288, 320) if v2 else (256, 256, 256)
+    """Reduction-B of Inception-ResNet (17 -> 8; v1 Fig. 12, v2 Fig. 18): 1x1 256, 3x3/2 384; 1x1 256,
+    3x3/2 ``widths[0]``; 1x1 256, 3x3 ``widths[1]``, 3x3/2 ``widths[2]``; max pool. ``widths`` is (256, 256, 256)
+    in v1 and (288, 288, 320) in v2 as released."""
     convs = {
         "branch0": [(256, 1), (384, 3, 2)],
-        "branch1": [(256, 1), (w[0], 3, 2)],
-        "branch2": [(256, 1), (w[1], 3), (w[2], 3, 2)],
+        "branch1": [(256, 1), (widths[0], 3, 2)],
+        "branch2": [(256, 1), (widths[1], 3), (widths[2], 3, 2)],
     }
     return GridReduction(in_chs, convs, pool_name="branch3", conv_layer=conv_layer)
 
@@ -94,8 +86,6 @@ def inception_resnet_reduction_b(
 class InceptionResNetV1Stem(nn.Sequential):
     """Fig. 14 (299 -> 35x35x256): 3x3/2 32 V, 3x3 32 V, 3x3 64, 3x3/2 max pool V, 1x1 80, 3x3 192 V,
     3x3/2 256 V."""
-
-    out_chs = 256
 
     def __init__(self, in_chs: int, *, conv_layer: LayerFactory = ConvBnAct) -> None:
         super().__init__()

@@ -78,7 +78,7 @@ class InceptionV1(Concat):
         pool = nn.MaxPool2d(3, stride=1, padding=1)
         if naive:
             super().__init__(
-                w.c1x1 + w.c3x3 + w.c5x5 + in_chs,
+                in_chs,
                 branch1x1=conv_layer(in_chs, w.c1x1, 1),
                 branch3x3=conv_layer(in_chs, w.c3x3, 3),
                 branch5x5=conv_layer(in_chs, w.c5x5, kernel_5x5),
@@ -86,7 +86,7 @@ class InceptionV1(Concat):
             )
         else:
             super().__init__(
-                w.out_chs,
+                in_chs,
                 branch1x1=conv_layer(in_chs, w.c1x1, 1),
                 branch3x3=conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, 3)], conv_layer=conv_layer),
                 branch5x5=conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, kernel_5x5)], conv_layer=conv_layer),

@@ -33,8 +33,6 @@ class InceptionV3Stem(nn.Sequential):
     """Input to the 35x35 grid (299 -> 35): ``conv1a`` 3x3/2 32, ``conv2a`` 3x3 32, ``conv2b`` 3x3 64 padded,
     ``pool1`` 3x3/2, ``conv3b`` 1x1 80, ``conv4a`` 3x3 192, ``pool2`` 3x3/2; unpadded ("valid") elsewhere."""
 
-    out_chs = 192
-
     def __init__(self, in_chs: int, *, conv_layer: LayerFactory = ConvBnAct) -> None:
         super().__init__()
         self.conv1a = conv_layer(in_chs, 32, 3, stride=2, padding=0)  # N x 32 x 149 x 149
@@ -59,7 +57,7 @@ class InceptionV3A(Concat):
         pool_layer: LayerFactory = AVG_POOL_3X3,
     ) -> None:
         super().__init__(
-            224 + pool_features,
+            in_chs,
             branch1x1=conv_layer(in_chs, 64, 1),
             branch5x5=conv_chain(in_chs, [(48, 1), (64, 5)], conv_layer=conv_layer),
             branch3x3dbl=nn.Sequential(conv_layer(in_chs, 64, 1), *stacked_3x3(64, 96, 5, conv_layer=conv_layer)),
@@ -81,7 +79,7 @@ class InceptionV3B(Concat):
     ) -> None:
         pair = partial(asymmetric, n=7, mid_chs=c7, conv_layer=conv_layer)
         super().__init__(
-            768,
+            in_chs,
             branch1x1=conv_layer(in_chs, 192, 1),
             branch7x7=nn.Sequential(conv_layer(in_chs, c7, 1), *pair(c7, 192)),
             branch7x7dbl=nn.Sequential(
@@ -104,7 +102,7 @@ class InceptionV3C(Concat):
     ) -> None:
         bank = partial(expanded_asymmetric, n=3, conv_layer=conv_layer)
         super().__init__(
-            2048,
+            in_chs,
             branch1x1=conv_layer(in_chs, 320, 1),
             branch3x3=nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 384)),
             branch3x3dbl=nn.Sequential(conv_layer(in_chs, 448, 1), conv_layer(448, 384, 3), bank(384, 384)),

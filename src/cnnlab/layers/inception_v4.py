@@ -25,8 +25,6 @@ class InceptionV4Stem(nn.Sequential):
     """Fig. 3 (299 -> 35x35x384): 3x3/2 32 V, 3x3 32 V, 3x3 64; ``mixed3a``: max pool and 3x3/2 96 side by side;
     ``mixed4a``: 1x1 64, 3x3 96 V beside 1x1 64, 7x1, 1x7, 3x3 96 V; ``mixed5a``: 3x3/2 192 beside max pool."""
 
-    out_chs = 384
-
     def __init__(self, in_chs: int, *, conv_layer: LayerFactory = ConvBnAct) -> None:
         super().__init__()
         self.conv1a = conv_layer(in_chs, 32, 3, stride=2, padding=0)  # N x 32 x 149 x 149
@@ -35,13 +33,14 @@ class InceptionV4Stem(nn.Sequential):
         self.mixed3a = GridReduction(
             64, {"conv": [(96, 3, 2)]}, pool_name="maxpool", pool_first=True, conv_layer=conv_layer
         )  # 160 x 73
+        chs = self.mixed3a.out_chs
         self.mixed4a = Concat(
-            192,
-            branch0=conv_chain(160, [(64, 1), (96, 3, 1, 0)], conv_layer=conv_layer),
-            branch1=conv_chain(160, [(64, 1), (64, (1, 7)), (64, (7, 1)), (96, 3, 1, 0)], conv_layer=conv_layer),
+            chs,
+            branch0=conv_chain(chs, [(64, 1), (96, 3, 1, 0)], conv_layer=conv_layer),
+            branch1=conv_chain(chs, [(64, 1), (64, (1, 7)), (64, (7, 1)), (96, 3, 1, 0)], conv_layer=conv_layer),
         )  # N x 192 x 71 x 71
         self.mixed5a = GridReduction(
-            192, {"conv": [(192, 3, 2)]}, pool_name="maxpool", conv_layer=conv_layer
+            self.mixed4a.out_chs, {"conv": [(192, 3, 2)]}, pool_name="maxpool", conv_layer=conv_layer
         )  # N x 384 x 35 x 35
 
 
@@ -56,7 +55,7 @@ class InceptionV4A(Concat):
         pool_layer: LayerFactory = AVG_POOL_3X3_NO_PAD,
     ) -> None:
         super().__init__(
-            384,
+            in_chs,
             branch0=conv_layer(in_chs, 96, 1),
             branch1=conv_chain(in_chs, [(64, 1), (96, 3)], conv_layer=conv_layer),
             branch2=conv_chain(in_chs, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer),
@@ -77,7 +76,7 @@ class InceptionV4B(Concat):
     ) -> None:
         pair = partial(asymmetric, n=7, conv_layer=conv_layer)
         super().__init__(
-            1024,
+            in_chs,
             branch0=conv_layer(in_chs, 384, 1),
             branch1=nn.Sequential(conv_layer(in_chs, 192, 1), *pair(192, 256, mid_chs=224)),
             branch2=nn.Sequential(
@@ -102,7 +101,7 @@ class InceptionV4C(Concat):
     ) -> None:
         bank = partial(expanded_asymmetric, n=3, conv_layer=conv_layer)
         super().__init__(
-            1536,
+            in_chs,
             branch0=conv_layer(in_chs, 256, 1),
             branch1=nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 256)),
             branch2=nn.Sequential(

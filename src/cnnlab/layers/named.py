@@ -1,7 +1,10 @@
-"""Layers by name, for the places where a person writes a model argument as text: a YAML config or
-``--model-kwargs`` on the command line. Python code passes the classes themselves (``attn_layer=SqueezeExcite``).
+"""Layers by name, for model arguments written as plain data: a YAML config, ``--model-kwargs`` on the command
+line, a checkpoint. Python code passes the classes themselves (``attn_layer=SqueezeExcite``).
 
-``"se"`` names :class:`SqueezeExcite`; ``{"name": "se", "reduction": 4}`` names ``partial(SqueezeExcite, reduction=4)``.
+``"se"`` names :class:`SqueezeExcite`; ``{"name": "se", "reduction": 4}`` names ``partial(SqueezeExcite, reduction=4)``;
+``None`` leaves the layer out. Only arguments whose names end in ``_layer`` take a layer. The two directions:
+:func:`resolve_model_kwargs` (names to classes; called by :func:`cnnlab.registry.build_model` alone) and
+:func:`plain_model_kwargs` (classes back to names; what a config and a checkpoint store).
 """
 
 from __future__ import annotations
@@ -20,15 +23,26 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "relu": nn.ReLU,
     "batchnorm": nn.BatchNorm2d,
 }
-"""The layers an experiment file may name (for model arguments ending in ``_layer``)."""
+"""The layers a config, a flag or a checkpoint may name (for model arguments ending in ``_layer``)."""
+
+LAYER_SUFFIX = "_layer"
+"""Model arguments whose names end so take a layer (``attn_layer``, ``norm_layer``, ``act_layer``)."""
 
 
 def resolve_layer(key: str, value: Any) -> Any:
     """``"se"`` -> SqueezeExcite; ``{"name": "se", "reduction": 4}`` -> partial(SqueezeExcite, reduction=4)."""
     if value is None:
         return None
-    name, options = (value, {}) if isinstance(value, str) else (dict(value).pop("name", None), dict(value))
-    options.pop("name", None)
+    if isinstance(value, str):
+        name, options = value, {}
+    elif isinstance(value, Mapping):
+        options = dict(value)
+        name = options.pop("name", None)
+    else:
+        raise ConfigError(
+            f"{key}: a layer is named as plain data, such as 'se' or {{'name': 'se', 'reduction': 4}}; got "
+            f"{value!r} (pass layer classes to cnnlab.create_model)"
+        )
     if name not in NAMED_LAYERS:
         raise ConfigError(
             f"{key}: unknown layer {name!r}.{suggest(str(name), NAMED_LAYERS)} Known: {', '.join(NAMED_LAYERS)}"
@@ -36,6 +50,41 @@ def resolve_layer(key: str, value: Any) -> Any:
     return partial(NAMED_LAYERS[name], **options) if options else NAMED_LAYERS[name]
 
 
+def layer_as_data(key: str, value: Any) -> Any:
+    """The inverse of :func:`resolve_layer`: SqueezeExcite -> ``"se"``; partial(SqueezeExcite, reduction=4) ->
+    ``{"name": "se", "reduction": 4}``; names and ``None`` stay as they are. A layer without a name is a
+    ConfigError: plain data cannot hold it."""
+    if value is None or isinstance(value, str | Mapping):
+        resolve_layer(key, value)  # a misspelt name fails here, not when the data is read back
+        return _plain(key, value)
+    fn, options = (value.func, dict(value.keywords)) if isinstance(value, partial) and not value.args else (value, {})
+    names = [n for n, layer in NAMED_LAYERS.items() if layer is fn]
+    if not names:
+        raise ConfigError(
+            f"{key}: {value!r} has no name, so a config or checkpoint cannot hold it; name one of "
+            f"{', '.join(NAMED_LAYERS)} (cnnlab.layers.named.NAMED_LAYERS) or build the model with cnnlab.create_model"
+        )
+    return {"name": names[0], **options} if options else names[0]
+
+
 def resolve_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Model arguments as written in a file, with named layers turned into layer classes."""
-    return {k: resolve_layer(k, v) if k.endswith("_layer") else v for k, v in kwargs.items()}
+    """Model arguments as plain data, with named layers turned into layer classes."""
+    return {k: resolve_layer(k, v) if k.endswith(LAYER_SUFFIX) else v for k, v in kwargs.items()}
+
+
+def plain_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Model arguments as plain data (YAML- and ``weights_only``-safe): layers by name, tuples as lists."""
+    return {str(k): layer_as_data(k, v) if k.endswith(LAYER_SUFFIX) else _plain(k, v) for k, v in kwargs.items()}
+
+
+def _plain(key: str, obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(key, v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(key, v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise ConfigError(
+        f"{key}: {obj!r} is not plain data (numbers, strings, lists, mappings; layers by name), so a config or "
+        "checkpoint cannot hold it; build the model with cnnlab.create_model"
+    )

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from cnnlab.layers.conv_bn_act import create_act, same_padding
+from cnnlab.layers.conv_bn_act import check_conv, create_act, same_padding
 from cnnlab.layers.residual import BranchSpec, ResidualBlock, bottleneck_width, check_no_groups, split_stride
 from cnnlab.layers.types import LayerFactory
 
@@ -36,6 +36,7 @@ class BnActConv(nn.Module):
         act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
+        check_conv(in_chs, out_chs, kernel_size, dilation=dilation, groups=groups, layer="BnActConv")
         self.bn = norm_layer(in_chs)
         self.act = create_act(act_layer)
         self.conv = nn.Conv2d(

@@ -20,7 +20,7 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_count
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
 from cnnlab.layers.shortcut import ShortcutOption, make_shortcut
 from cnnlab.layers.types import LayerFactory
@@ -30,6 +30,8 @@ StrideIn = Literal["1x1", "3x3"]
 
 def bottleneck_width(planes: int, *, groups: int, base_width: int) -> int:
     """Channels of a bottleneck's 3x3: ``int(planes * base_width / 64) * groups``."""
+    check_count("groups", groups, minimum=1)
+    check_count("base_width", base_width, minimum=1)
     return int(planes * (base_width / 64.0)) * groups
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory
 
@@ -29,7 +30,7 @@ class ZeroPadShortcut(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1) -> None:
         super().__init__()
         if out_chs < in_chs:
-            raise ValueError(f"option A cannot reduce channels ({in_chs} -> {out_chs}); use option B or C")
+            raise ModelArgumentError(f"option A cannot reduce channels ({in_chs} -> {out_chs}); use option B or C")
         self.extra_chs = out_chs - in_chs
         self.stride = stride
 
@@ -48,7 +49,7 @@ def make_shortcut(
 ) -> nn.Module:
     """The shortcut of a block that maps ``in_chs`` to ``out_chs`` at ``stride``, following ``option``."""
     if option not in SHORTCUT_OPTIONS:
-        raise ValueError(f"shortcut option must be one of {SHORTCUT_OPTIONS}, got {option!r}")
+        raise ModelArgumentError(f"shortcut option must be one of {SHORTCUT_OPTIONS}, got {option!r}")
     same_shape = in_chs == out_chs and stride == 1
     if option == "C" or (option == "B" and not same_shape):
         return ConvBnAct(in_chs, out_chs, 1, stride=stride, norm_layer=norm_layer, act_layer=None)

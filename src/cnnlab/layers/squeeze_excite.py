@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cnnlab.errors import ModelArgumentError, check_count
 from cnnlab.layers.conv_bn_act import create_act
 from cnnlab.layers.types import LayerFactory
 
 
 class SqueezeExcite(nn.Module):
-    """``x * sigmoid(fc2(relu(fc1(mean(x)))))``, with ``channels // reduction`` hidden units (at least 1)."""
+    """``x * sigmoid(fc2(relu(fc1(mean(x)))))``, with ``channels // reduction`` hidden units (which must be
+    at least 1: a reduction above the width leaves no bottleneck)."""
 
     def __init__(
         self,
@@ -27,7 +29,12 @@ class SqueezeExcite(nn.Module):
         gate_layer: LayerFactory = nn.Sigmoid,
     ) -> None:
         super().__init__()
-        hidden = max(1, channels // reduction)
+        hidden = channels // check_count("SqueezeExcite reduction", reduction, minimum=1)
+        if hidden < 1:
+            raise ModelArgumentError(
+                f"SqueezeExcite: reduction {reduction} leaves {channels} // {reduction} = {hidden} hidden units; "
+                f"use a reduction of at most {channels}"
+            )
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.act = create_act(act_layer)
         self.fc2 = nn.Conv2d(hidden, channels, 1)

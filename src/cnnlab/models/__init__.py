@@ -1,8 +1,22 @@
-"""Whole networks, one architecture family per module. Importing this package registers them all."""
+"""Whole networks, one architecture family per module. Importing this package registers them all.
+
+May import: cnnlab.data (normalisation statistics), cnnlab.errors, cnnlab.layers, cnnlab.registry,
+cnnlab.weights (weight key maps).
+"""
 
 from cnnlab.models import classic, densenet, googlenet, inception, mobilenet, resnet, shufflenet
-from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, feature_shapes, init_weights
+from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
+from cnnlab.models.features import FeatureList, FeatureListNet, feature_shapes
 
 FAMILIES = (resnet, googlenet, inception, classic, densenet, mobilenet, shufflenet)
 
-__all__ = ["FAMILIES", "CnnlabModel", "FeatureInfo", "LogitsWithAux", "feature_shapes", "init_weights"]
+__all__ = [
+    "FAMILIES",
+    "CnnlabModel",
+    "FeatureInfo",
+    "FeatureList",
+    "FeatureListNet",
+    "LogitsWithAux",
+    "feature_shapes",
+    "init_weights",
+]

@@ -3,25 +3,33 @@
 * ``in_chans >= 1`` and ``num_classes >= 0`` are honoured; ``num_classes=0`` makes ``forward`` return the
   pooled features (``num_features`` wide).
 * ``forward(x) == forward_head(forward_features(x))``; ``forward_head(x, pre_logits=True)`` stops before the
-  classifier; ``reset_classifier(n)`` replaces it.
+  classifier and returns ``head_hidden_size`` features (timm's name: ``num_features``, or the width of the
+  head's hidden layers where it has some, AlexNet's and VGG's fc7); ``reset_classifier(n)`` replaces it.
 * ``feature_info`` lists the stages from input to output: the module whose output is the stage's feature
   map, its channels and its reduction (input size / feature size). The stage modules together with
   ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
+* ``create_model(name, features_only=True, out_indices=(0, -1))`` gives instead the stages' feature maps: a
+  :class:`~cnnlab.models.features.FeatureListNet` whose ``forward`` returns the list of the maps of the
+  selected stages (indices into ``feature_info``, negative ones from the end; default all) and whose
+  ``feature_info`` describes exactly those maps. It holds no head, and no stage after the last selected one.
 * A model with auxiliary classifiers returns :class:`LogitsWithAux` in training mode (and plain logits in
   eval mode); training code adds ``aux_loss_weight`` times each auxiliary loss.
-* An input of the wrong rank, channels or size raises :class:`~cnnlab.errors.InputShapeError` before any
-  layer runs. The check is a forward pre-hook, so ``forward`` stays straight-line and ``torch.fx`` traces it.
+* An input that is not a floating-point tensor, or has the wrong rank, channels or size, raises
+  :class:`~cnnlab.errors.InputShapeError` before any layer runs. The check is a forward pre-hook, so
+  ``forward`` stays straight-line and ``torch.fx`` traces it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import InputShapeError, ModelArgumentError
+from cnnlab.errors import InputShapeError, check_count
+from cnnlab.layers.branches import output_channels
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
@@ -42,20 +50,17 @@ class LogitsWithAux(NamedTuple):
     aux: tuple[Tensor, ...]
 
 
-def check_count(name: str, value: Any, *, minimum: int) -> int:
-    """``value`` if it is an int >= ``minimum``, else a ModelArgumentError that says so."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ModelArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
-    """Forward pre-hook: reject an input the model cannot take, with a message that says what it takes."""
+def check_input(model: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of a model with ``model_name``, ``in_chans`` and ``min_input_size``: reject an input it
+    cannot take, with a message that says what it takes."""
     x = args[0] if args else None
     name, c, s = model.model_name, model.in_chans, model.min_input_size
     expected = f"{name} expects a float tensor of shape (N, {c}, H, W) with H, W >= {s}"
     if not isinstance(x, Tensor):
         raise InputShapeError(f"{expected}; got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = "; convert with x.float() / 255" if x.dtype == torch.uint8 else "; convert with x.float()"
+        raise InputShapeError(f"{expected}; got {x.dtype}{hint}")
     if x.ndim != 4:
         hint = " (add a batch dimension: x.unsqueeze(0))" if x.ndim == 3 else ""
         raise InputShapeError(f"{expected}; got a {x.ndim}-d tensor of shape {tuple(x.shape)}{hint}")
@@ -71,9 +76,11 @@ def _check_input(model: CnnlabModel, args: tuple[Any, ...]) -> None:
 class CnnlabModel(nn.Module):
     """Base class of every registered model: the contract above, shared once.
 
-    Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, build ``self.head`` (a
-    :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``),
-    set ``num_features`` and ``feature_info``, and implement ``forward_features``.
+    Subclasses call ``super().__init__(in_chans=..., num_classes=...)``, add their stages with
+    :meth:`add_stage` (which fills ``feature_info``), build ``self.head`` (a
+    :class:`~cnnlab.layers.ClassifierHead` or anything with ``forward(x, pre_logits)`` and ``reset(n)``, and a
+    ``hidden_size`` where its pre-logits are not its input features), set ``num_features`` and implement
+    ``forward_features``.
     """
 
     default_image_size: ClassVar[int] = 224
@@ -97,12 +104,28 @@ class CnnlabModel(nn.Module):
         self.in_chans = check_count("in_chans", in_chans, minimum=1)
         self.num_classes = check_count("num_classes", num_classes, minimum=0)
         self.model_name = type(self).__name__
-        self.register_forward_pre_hook(_check_input)
+        self.feature_info = []
+        self.register_forward_pre_hook(check_input)
 
     @property
     def default_input_size(self) -> tuple[int, int, int]:
         """``(in_chans, H, W)`` at the paper's resolution."""
         return self.in_chans, self.default_image_size, self.default_image_size
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The width of ``forward_head(x, pre_logits=True)``: the head's ``hidden_size`` where it has hidden
+        layers (AlexNet's and VGG's fc7), else ``num_features``."""
+        return getattr(self.head, "hidden_size", self.num_features)
+
+    def add_stage(self, name: str, module: nn.Module, reduction: int) -> int:
+        """Add ``module`` as the next stage, at 1/``reduction`` of the input size, and describe it in
+        ``feature_info``; returns its output channels, derived from its layers
+        (:func:`~cnnlab.layers.branches.output_channels` on the previous stage's channels, or ``in_chans``)."""
+        in_chs = self.feature_info[-1].num_chs if self.feature_info else self.in_chans
+        self.add_module(name, module)
+        self.feature_info.append(FeatureInfo(name, output_channels(module, in_chs), reduction))
+        return self.feature_info[-1].num_chs
 
     def stage_names(self) -> list[str]:
         """Stage module names from input to output (what ``--freeze N`` counts)."""
@@ -124,6 +147,14 @@ class CnnlabModel(nn.Module):
         """A new, freshly initialised classifier with ``num_classes`` outputs (0: the head returns features)."""
         self.head.reset(check_count("num_classes", num_classes, minimum=0))
         self.num_classes = num_classes
+
+    def as_features(self, out_indices: Sequence[int] | None = None) -> nn.Module:
+        """This model's stages as a :class:`~cnnlab.models.features.FeatureListNet` (what
+        ``create_model(name, features_only=True, out_indices=...)`` returns): the feature maps of the stages
+        ``out_indices`` selects, without the head."""
+        from cnnlab.models.features import FeatureListNet  # it builds on this class
+
+        return FeatureListNet(self, out_indices)
 
 
 def init_weights(model: nn.Module) -> None:
@@ -164,19 +195,9 @@ def calibrate_norms(model: nn.Module, x: Tensor) -> nn.Module:
     return model.eval()
 
 
-@torch.no_grad()
-def feature_shapes(model: CnnlabModel, x: Tensor) -> dict[str, torch.Size]:
-    """The real output shape of each ``feature_info`` module for input ``x`` (one forward pass)."""
-    shapes: dict[str, torch.Size] = {}
-    handles = [
-        model.get_submodule(f.module).register_forward_hook(
-            lambda _m, _i, out, name=f.module: shapes.__setitem__(name, out.shape)
-        )
-        for f in model.feature_info
-    ]
-    try:
-        model.forward_features(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return shapes
+def run_input_checks(module: nn.Module, x: Tensor) -> None:
+    """Run ``module``'s forward pre-hooks on ``x`` by hand (a :class:`CnnlabModel`'s input check), for the
+    callers that do not call the module itself: a compiled graph, which lacks the hooks, and the analyzer,
+    which checks a size before tracing."""
+    for hook in module._forward_pre_hooks.values():
+        hook(module, (x,))

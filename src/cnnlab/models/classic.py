@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_drop_rate
 from cnnlab.layers import ClassifierHead, ConvBnAct
 from cnnlab.layers.types import LayerFactory
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
@@ -49,11 +49,16 @@ class FcHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
         self.flatten = nn.Flatten(1)
         self.act = nn.ReLU(inplace=True)
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = nn.Dropout(check_drop_rate("FcHead drop_rate", drop_rate))
         self.fc6: nn.Module | None = None
         self.fc7: nn.Module | None = None
         self.fc: nn.Module = nn.Identity()
         self.reset(num_classes)
+
+    @property
+    def hidden_size(self) -> int:
+        """The width of ``forward(x, pre_logits=True)``: fc7's, or ``in_chs`` without a classifier."""
+        return self.in_chs if self.fc7 is None else self.hidden
 
     def reset(self, num_classes: int) -> None:
         old = next(self.parameters(), None)

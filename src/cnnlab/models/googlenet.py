@@ -18,6 +18,7 @@ paper in four ways, named here and selectable where they change the network:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import partial
 from typing import Any
 
@@ -27,10 +28,10 @@ from torch import Tensor, nn
 from cnnlab.data.stats import IMAGENET
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import AuxClassifier, ClassifierHead, InceptionV1
-from cnnlab.layers.branches import INCEPTION_CONV
+from cnnlab.layers.branches import INCEPTION_CONV, chain
 from cnnlab.layers.inception_v1 import GOOGLENET_WIDTHS
 from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux, init_weights
+from cnnlab.models.base import CnnlabModel, LogitsWithAux, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -73,21 +74,11 @@ def input_transform(transform_input: bool, in_chans: int) -> nn.Module:
     return TransformInput() if transform_input else nn.Identity()
 
 
-def _modules(in_chs: int, names: str, *, conv_layer: LayerFactory, kernel_5x5: int) -> list[tuple[str, nn.Module]]:
-    """The Inception modules named in ``names`` (for example "4b 4c 4d"), chained from ``in_chs``."""
-    out = []
-    for name in names.split():
-        module = InceptionV1(in_chs, GOOGLENET_WIDTHS[name], kernel_5x5=kernel_5x5, conv_layer=conv_layer)
-        out.append((name[-1], module))
-        in_chs = module.out_chs
-    return out
-
-
-def _stage(*named: tuple[str, nn.Module]) -> nn.Sequential:
-    stage = nn.Sequential()
-    for name, module in named:
-        stage.add_module(name, module)
-    return stage
+def _inception_stage(in_chs: int, names: str, *, pool: nn.Module | None = None, **kwargs: Any) -> nn.Sequential:
+    """``pool`` (if any), then the Inception modules of Table 1 named in ``names`` (for example "4b 4c 4d"),
+    each on the previous one's output; ``kwargs`` go to :class:`~cnnlab.layers.InceptionV1`."""
+    modules = {name[-1]: partial(InceptionV1, widths=GOOGLENET_WIDTHS[name], **kwargs) for name in names.split()}
+    return chain(in_chs, ({"pool": pool} if pool is not None else {}) | modules)
 
 
 class AuxHeadsModel(CnnlabModel):
@@ -152,33 +143,28 @@ class GoogLeNet(AuxHeadsModel):
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         ceil_pool = partial(nn.MaxPool2d, 3, stride=2, ceil_mode=True)
-        modules = partial(_modules, conv_layer=conv_layer, kernel_5x5=kernel_5x5)
+        stage = partial(_inception_stage, conv_layer=conv_layer, kernel_5x5=kernel_5x5)
         self.transform = input_transform(transform_input, in_chans)  # no parameters
-        self.stem = _stage(
-            ("conv1", conv_layer(in_chans, 64, 7, stride=2)),
-            ("pool1", ceil_pool()),
-            ("conv2", conv_layer(64, 64, 1)),
-            ("conv3", conv_layer(64, 192, 3)),
+        stem = nn.Sequential(
+            OrderedDict(
+                conv1=conv_layer(in_chans, 64, 7, stride=2),
+                pool1=ceil_pool(),
+                conv2=conv_layer(64, 64, 1),
+                conv3=conv_layer(64, 192, 3),
+            )
         )
-        self.inception3 = _stage(("pool", ceil_pool()), *modules(192, "3a 3b"))
-        self.inception4a = _stage(("pool", ceil_pool()), *modules(480, "4a"))
-        self.inception4d = _stage(*modules(512, "4b 4c 4d"))
-        self.inception4e = _stage(*modules(528, "4e"))
-        self.inception5 = _stage(("pool", nn.MaxPool2d(2, stride=2, ceil_mode=True)), *modules(832, "5a 5b"))
-        self.num_features = 1024
-        self.head = ClassifierHead(1024, num_classes, drop_rate=drop_rate)
+        chs = self.add_stage("stem", stem, 4)
+        chs = self.add_stage("inception3", stage(chs, "3a 3b", pool=ceil_pool()), 8)
+        tap1_chs = self.add_stage("inception4a", stage(chs, "4a", pool=ceil_pool()), 16)
+        tap2_chs = self.add_stage("inception4d", stage(tap1_chs, "4b 4c 4d"), 16)
+        chs = self.add_stage("inception4e", stage(tap2_chs, "4e"), 16)
+        last_pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.num_features = self.add_stage("inception5", stage(chs, "5a 5b", pool=last_pool), 32)
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         aux = partial(AuxClassifier, num_classes=num_classes, drop_rate=aux_drop_rate, conv_layer=conv_layer)
-        self.aux1 = aux(512) if aux_logits else None
-        self.aux2 = aux(528) if aux_logits else None
+        self.aux1 = aux(tap1_chs) if aux_logits else None
+        self.aux2 = aux(tap2_chs) if aux_logits else None
         self.head_modules = ("head", "aux1", "aux2") if aux_logits else ("head",)
-        self.feature_info = [
-            FeatureInfo("stem", 192, 4),
-            FeatureInfo("inception3", 480, 8),
-            FeatureInfo("inception4a", 512, 16),
-            FeatureInfo("inception4d", 528, 16),
-            FeatureInfo("inception4e", 832, 16),
-            FeatureInfo("inception5", 1024, 32),
-        ]
         init_weights(self)
 
     weight_key_maps = {"torchvision": TORCHVISION_KEYS}

@@ -15,7 +15,8 @@ and Inception-ResNet-v2 (``TIMM_V4_KEYS``, ``TIMM_IRV2_KEYS``), which load with 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,17 +38,22 @@ from cnnlab.layers import (
     InceptionV4Stem,
     conv_chain,
 )
-from cnnlab.layers.branches import INCEPTION_CONV
+from cnnlab.layers.branches import INCEPTION_CONV, chain
 from cnnlab.layers.inception_resnet import (
+    BLOCK_A_V1,
+    BLOCK_A_V2,
+    BLOCK_B_V1,
+    BLOCK_B_V2,
+    BLOCK_C_V1,
+    BLOCK_C_V2,
+    BranchSpecs,
+    InceptionResNetBlock,
     InceptionResNetV1Stem,
-    inception_resnet_a,
-    inception_resnet_b,
-    inception_resnet_c,
     inception_resnet_reduction_b,
 )
 from cnnlab.layers.inception_v4 import AVG_POOL_3X3_NO_PAD, reduction_a, reduction_b
 from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.models.base import CnnlabModel, check_count, init_weights
 from cnnlab.models.googlenet import AuxHeadsModel, input_transform
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
@@ -109,10 +115,6 @@ TIMM_IRV2_KEYS = KeyMap(
 """timm's ``inception_resnet_v2`` naming: conv2d_1a, mixed_5b, repeat, repeat_1, repeat_2, block8, classif."""
 
 
-def _named(**modules: nn.Module) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(modules))
-
-
 class InceptionV3(AuxHeadsModel):
     """Inception-v3 (Table 1 as released): stem to 35x35x192, ``mixed5`` (3 x Fig. 5 module; 288 at 1/8),
     ``mixed6`` (grid reduction, 4 x Fig. 6 module; 768 at 1/16), ``mixed7`` (grid reduction, 2 x Fig. 7
@@ -142,38 +144,36 @@ class InceptionV3(AuxHeadsModel):
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         self.transform = input_transform(transform_input, in_chans)  # no parameters
-        self.stem = InceptionV3Stem(in_chans, conv_layer=conv_layer)
         a, b = partial(InceptionV3A, conv_layer=conv_layer), partial(InceptionV3B, conv_layer=conv_layer)
-        self.mixed5 = _named(b=a(192, 32), c=a(256, 64), d=a(288, 64))  # N x 288 x 35 x 35
+        c = partial(InceptionV3C, conv_layer=conv_layer)
         reduce6 = {"branch3x3": [(384, 3, 2)], "branch3x3dbl": [(64, 1), (96, 3), (96, 3, 2)]}
         reduce7 = {
             "branch3x3": [(192, 1), (320, 3, 2)],
             "branch7x7x3": [(192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3, 2)],
         }
-        self.mixed6 = _named(
-            a=GridReduction(288, reduce6, conv_layer=conv_layer),
-            b=b(768, 128),
-            c=b(768, 160),
-            d=b(768, 160),
-            e=b(768, 192),
-        )  # N x 768 x 17 x 17
-        self.mixed7 = _named(
-            a=GridReduction(768, reduce7, conv_layer=conv_layer),
-            b=InceptionV3C(1280, conv_layer=conv_layer),
-            c=InceptionV3C(2048, conv_layer=conv_layer),
-        )  # N x 2048 x 8 x 8
-        self.num_features = 2048
-        self.head = ClassifierHead(2048, num_classes, drop_rate=drop_rate)
-        self.aux = AuxClassifierV3(768, num_classes, conv_layer=conv_layer) if aux_logits else None
+        grid_reduction = partial(GridReduction, conv_layer=conv_layer)
+        chs = self.add_stage("stem", InceptionV3Stem(in_chans, conv_layer=conv_layer), 8)  # N x 192 x 35 x 35
+        mixed5 = {
+            "b": partial(a, pool_features=32),
+            "c": partial(a, pool_features=64),
+            "d": partial(a, pool_features=64),
+        }
+        chs = self.add_stage("mixed5", chain(chs, mixed5), 8)  # N x 288 x 35 x 35
+        mixed6 = {
+            "a": partial(grid_reduction, convs=reduce6),
+            "b": partial(b, c7=128),
+            "c": partial(b, c7=160),
+            "d": partial(b, c7=160),
+            "e": partial(b, c7=192),
+        }
+        tap_chs = self.add_stage("mixed6", chain(chs, mixed6), 16)  # N x 768 x 17 x 17
+        mixed7 = {"a": partial(grid_reduction, convs=reduce7), "b": c, "c": c}
+        self.num_features = self.add_stage("mixed7", chain(tap_chs, mixed7), 32)  # N x 2048 x 8 x 8
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
+        self.aux = AuxClassifierV3(tap_chs, num_classes, conv_layer=conv_layer) if aux_logits else None
         self.head_modules = ("head", "aux") if aux_logits else ("head",)
         if aux_logits:
             self.min_input_size = IMAGE_SIZE  # the auxiliary head needs the 17x17 grid of a 299x299 input
-        self.feature_info = [
-            FeatureInfo("stem", 192, 8),
-            FeatureInfo("mixed5", 288, 8),
-            FeatureInfo("mixed6", 768, 16),
-            FeatureInfo("mixed7", 2048, 32),
-        ]
         init_weights(self)
 
     weight_key_maps = {"torchvision": TORCHVISION_V3_KEYS}
@@ -203,24 +203,22 @@ class InceptionV4(CnnlabModel):
         drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        self.stem = InceptionV4Stem(in_chans, conv_layer=conv_layer)  # N x 384 x 35 x 35
-        self.stage_a = nn.Sequential(*(InceptionV4A(conv_layer=conv_layer) for _ in range(4)))
-        self.stage_b = _named(
-            reduction=reduction_a(384, k=192, l=224, m=256, n=384, conv_layer=conv_layer),
-            blocks=nn.Sequential(*(InceptionV4B(conv_layer=conv_layer) for _ in range(7))),
-        )  # N x 1024 x 17 x 17
-        self.stage_c = _named(
-            reduction=reduction_b(1024, conv_layer=conv_layer),
-            blocks=nn.Sequential(*(InceptionV4C(conv_layer=conv_layer) for _ in range(3))),
-        )  # N x 1536 x 8 x 8
-        self.num_features = 1536
-        self.head = ClassifierHead(1536, num_classes, drop_rate=drop_rate)
-        self.feature_info = [
-            FeatureInfo("stem", 384, 8),
-            FeatureInfo("stage_a", 384, 8),
-            FeatureInfo("stage_b", 1024, 16),
-            FeatureInfo("stage_c", 1536, 32),
-        ]
+        chs = self.add_stage("stem", InceptionV4Stem(in_chans, conv_layer=conv_layer), 8)  # N x 384 x 35 x 35
+        block_a, block_b, block_c = (
+            partial(block, conv_layer=conv_layer) for block in (InceptionV4A, InceptionV4B, InceptionV4C)
+        )
+        chs = self.add_stage("stage_a", chain(chs, [block_a] * 4), 8)
+        stage_b = {
+            "reduction": partial(reduction_a, k=192, l=224, m=256, n=384, conv_layer=conv_layer),
+            "blocks": partial(chain, blocks=[block_b] * 7),
+        }
+        chs = self.add_stage("stage_b", chain(chs, stage_b), 16)  # N x 1024 x 17 x 17
+        stage_c = {
+            "reduction": partial(reduction_b, conv_layer=conv_layer),
+            "blocks": partial(chain, blocks=[block_c] * 3),
+        }
+        self.num_features = self.add_stage("stage_c", chain(chs, stage_c), 32)  # N x 1536 x 8 x 8
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         init_weights(self)
 
     weight_key_maps = {"timm": TIMM_V4_KEYS}
@@ -232,18 +230,71 @@ class InceptionV4(CnnlabModel):
         return self.stage_c(x)  # N x 1536 x 8 x 8
 
 
+def mixed_5b(in_chs: int, *, conv_layer: LayerFactory = INCEPTION_CONV) -> Concat:
+    """The 35x35 Inception module with which the released Inception-ResNet-v2 widens its stem's 192 channels to
+    320 (timm's ``mixed_5b``; the paper's Fig. 3 stem has none): 1x1 96; 1x1 48, 5x5 64; 1x1 64, 3x3 96,
+    3x3 96; avg pool, 1x1 64."""
+    return Concat(
+        in_chs,
+        branch0=conv_layer(in_chs, 96, 1),
+        branch1=conv_chain(in_chs, [(48, 1), (64, 5)], conv_layer=conv_layer),
+        branch2=conv_chain(in_chs, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer),
+        branch3=nn.Sequential(AVG_POOL_3X3_NO_PAD(), conv_layer(in_chs, 64, 1)),
+    )
+
+
+@dataclass(frozen=True)
+class InceptionResNetVariant:
+    """What tells Inception-ResNet-v1 from -v2 (Fig. 15 with each version's figures); one code path builds both.
+
+    The stage widths follow from the stem and the reductions: v1 256 / 896 / 1792, v2 320 / 1088 / 2080.
+    """
+
+    stem: Callable[..., nn.Module]  # called with in_chans and conv_layer; 35x35 out
+    block_a: BranchSpecs  # the Inception-ResNet-A, -B and -C blocks' branches
+    block_b: BranchSpecs
+    block_c: BranchSpecs
+    reduction_a: tuple[int, int, int, int]  # Table 1's k, l, m, n
+    reduction_b: tuple[int, int, int]  # Reduction-B's widths (see inception_resnet_reduction_b)
+    mixed_5b: Callable[..., nn.Module] | None = None  # v2 as released: a 35x35 Inception module before the A blocks
+    final_chs: int | None = None  # v2 as released: one more C block (scale 1, no ReLU), a 1x1 conv to this width
+
+
+INCEPTION_RESNET_V1 = InceptionResNetVariant(
+    stem=InceptionResNetV1Stem,  # Fig. 14: 256 at 35x35
+    block_a=BLOCK_A_V1,
+    block_b=BLOCK_B_V1,
+    block_c=BLOCK_C_V1,
+    reduction_a=(192, 192, 256, 384),
+    reduction_b=(256, 256, 256),
+)
+"""Inception-ResNet-v1 as in the paper (Fig. 10-14)."""
+
+INCEPTION_RESNET_V2 = InceptionResNetVariant(
+    stem=InceptionV3Stem,  # the released model's stem: Inception-v3's (192 at 35x35), not Fig. 3's
+    block_a=BLOCK_A_V2,
+    block_b=BLOCK_B_V2,
+    block_c=BLOCK_C_V2,
+    reduction_a=(256, 256, 384, 384),
+    reduction_b=(288, 288, 320),
+    mixed_5b=mixed_5b,
+    final_chs=1536,
+)
+"""Inception-ResNet-v2 as released (timm's ``inception_resnet_v2``; Fig. 16-19 with the released widths)."""
+
+
 class InceptionResNet(CnnlabModel):
     """Inception-ResNet-v1 and -v2 (Fig. 15): stem, ``stage_a`` (Inception-ResNet-A blocks at 35x35),
     ``stage_b`` (Reduction-A, -B blocks at 17x17), ``stage_c`` (Reduction-B, -C blocks at 8x8), average
     pooling, dropout (keep 0.8), fc.
 
-    v1: the stem of Fig. 14 (256 at 35x35), widths 256 / 896 / 1792. v2 follows the released model (timm):
-    the Inception-v3 stem with a 35x35 Inception module ``mixed_5b`` (320 channels) instead of the stem of
-    Fig. 3, widths 320 / 1088 / 2080, and after the C blocks one more C block with scale 1 and no activation
-    and a 1x1 conv to 1536 (``final``, ``conv7b``).
+    ``variant`` holds what differs between the versions (:data:`INCEPTION_RESNET_V1`, :data:`INCEPTION_RESNET_V2`).
+    v2 follows the released model (timm): the Inception-v3 stem with a 35x35 Inception module ``mixed_5b``
+    (320 channels) instead of the stem of Fig. 3, and after the C blocks one more C block with scale 1 and no
+    activation and a 1x1 conv to 1536 (``final``, ``conv7b``).
 
     Args:
-        version: 1 or 2.
+        variant: the version's stem, block branches and reduction widths.
         blocks: residual blocks per stage (the paper's Fig. 15 draws 5, 10, 5; the released v2 has 10, 20, 9).
         scales: the residual scaling of the A, B, C blocks (the released model's 0.17, 0.10, 0.20).
     """
@@ -254,7 +305,7 @@ class InceptionResNet(CnnlabModel):
     def __init__(
         self,
         *,
-        version: int = 2,
+        variant: InceptionResNetVariant = INCEPTION_RESNET_V2,
         blocks: tuple[int, int, int] = (10, 20, 9),
         scales: tuple[float, float, float] = (0.17, 0.10, 0.20),
         num_classes: int = 1000,
@@ -263,53 +314,40 @@ class InceptionResNet(CnnlabModel):
         drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        if version not in (1, 2):
-            raise ModelArgumentError(f"Inception-ResNet has versions 1 and 2, got version={version!r}")
-        if len(blocks) != 3:
-            raise ModelArgumentError(f"Inception-ResNet has 3 stages of blocks; got blocks={tuple(blocks)}")
-        n_a, n_b, n_c = (check_count("blocks per stage", n, minimum=1) for n in blocks)
-        v2 = version == 2
-        widths = (320, 1088, 2080) if v2 else (256, 896, 1792)
-        kw = dict(v2=v2, conv_layer=conv_layer)
-        if v2:
-            self.stem: nn.Module = InceptionV3Stem(in_chans, conv_layer=conv_layer)  # N x 192 x 35 x 35
-            mixed_5b = Concat(
-                320,
-                branch0=conv_layer(192, 96, 1),
-                branch1=conv_chain(192, [(48, 1), (64, 5)], conv_layer=conv_layer),
-                branch2=conv_chain(192, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer),
-                branch3=nn.Sequential(AVG_POOL_3X3_NO_PAD(), conv_layer(192, 64, 1)),
+        if not isinstance(variant, InceptionResNetVariant):
+            raise ModelArgumentError(
+                f"variant must be an InceptionResNetVariant (INCEPTION_RESNET_V1 or _V2), got {variant!r}"
             )
-            entry = {"mixed_5b": mixed_5b}
-            k, l, m, n = 256, 256, 384, 384  # noqa: E741 (Table 1's names)
-        else:
-            self.stem = InceptionResNetV1Stem(in_chans, conv_layer=conv_layer)  # N x 256 x 35 x 35
-            entry = {}
-            k, l, m, n = 192, 192, 256, 384  # noqa: E741
-        self.stage_a = _named(
-            **entry, blocks=nn.Sequential(*(inception_resnet_a(widths[0], scale=scales[0], **kw) for _ in range(n_a)))
+        if len(blocks) != 3 or len(scales) != 3:
+            raise ModelArgumentError(
+                f"Inception-ResNet has 3 stages of blocks; got blocks={tuple(blocks)}, scales={tuple(scales)}"
+            )
+        n_a, n_b, n_c = (check_count("blocks per stage", n, minimum=1) for n in blocks)
+        v = variant
+        block = partial(InceptionResNetBlock, conv_layer=conv_layer)
+        a, b, c = (
+            partial(block, branches=branches, scale=scale)
+            for branches, scale in zip((v.block_a, v.block_b, v.block_c), scales, strict=True)
         )
-        self.stage_b = _named(
-            reduction=reduction_a(widths[0], k=k, l=l, m=m, n=n, conv_layer=conv_layer),
-            blocks=nn.Sequential(*(inception_resnet_b(widths[1], scale=scales[1], **kw) for _ in range(n_b))),
-        )  # N x widths[1] x 17 x 17
-        stage_c = dict(
-            reduction=inception_resnet_reduction_b(widths[1], **kw),
-            blocks=nn.Sequential(*(inception_resnet_c(widths[2], scale=scales[2], **kw) for _ in range(n_c))),
-        )
-        self.num_features = widths[2]
-        if v2:
-            stage_c["final"] = inception_resnet_c(widths[2], scale=1.0, act_layer=None, **kw)
-            stage_c["conv7b"] = conv_layer(widths[2], 1536, 1)
-            self.num_features = 1536
-        self.stage_c = _named(**stage_c)  # N x num_features x 8 x 8
+        k, l, m, n = v.reduction_a  # noqa: E741 (Table 1's names)
+
+        chs = self.add_stage("stem", v.stem(in_chans, conv_layer=conv_layer), 8)  # N x C x 35 x 35
+        entry = {"mixed_5b": partial(v.mixed_5b, conv_layer=conv_layer)} if v.mixed_5b is not None else {}
+        chs = self.add_stage("stage_a", chain(chs, entry | {"blocks": partial(chain, blocks=[a] * n_a)}), 8)
+        stage_b = {
+            "reduction": partial(reduction_a, k=k, l=l, m=m, n=n, conv_layer=conv_layer),
+            "blocks": partial(chain, blocks=[b] * n_b),
+        }
+        chs = self.add_stage("stage_b", chain(chs, stage_b), 16)  # N x C x 17 x 17
+        stage_c = {
+            "reduction": partial(inception_resnet_reduction_b, widths=v.reduction_b, conv_layer=conv_layer),
+            "blocks": partial(chain, blocks=[c] * n_c),
+        }
+        if v.final_chs is not None:
+            stage_c["final"] = partial(block, branches=v.block_c, scale=1.0, act_layer=None)
+            stage_c["conv7b"] = lambda chs: conv_layer(chs, v.final_chs, 1)
+        self.num_features = self.add_stage("stage_c", chain(chs, stage_c), 32)  # N x num_features x 8 x 8
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
-        self.feature_info = [
-            FeatureInfo("stem", 192 if v2 else 256, 8),
-            FeatureInfo("stage_a", widths[0], 8),
-            FeatureInfo("stage_b", widths[1], 16),
-            FeatureInfo("stage_c", self.num_features, 32),
-        ]
         init_weights(self)
 
     weight_key_maps = {"timm": TIMM_IRV2_KEYS}
@@ -336,10 +374,10 @@ def inception_v4(**kwargs: Any) -> InceptionV4:
 @register_model
 def inception_resnet_v1(**kwargs: Any) -> InceptionResNet:
     """Inception-ResNet-v1 (Fig. 14-15 with 5, 10, 5 blocks; 299x299, min 75): 22,756,328 params, 6.2 GMACs."""
-    return InceptionResNet(**(dict(version=1, blocks=(5, 10, 5)) | kwargs))
+    return InceptionResNet(**(dict(variant=INCEPTION_RESNET_V1, blocks=(5, 10, 5)) | kwargs))
 
 
 @register_model(peers=(Peer("timm", "inception_resnet_v2"),))
 def inception_resnet_v2(**kwargs: Any) -> InceptionResNet:
     """Inception-ResNet-v2 as released (10, 20, 9 blocks; 299x299, min 75): 55,843,464 params, 13.2 GMACs."""
-    return InceptionResNet(**(dict(version=2, blocks=(10, 20, 9)) | kwargs))
+    return InceptionResNet(**(dict(variant=INCEPTION_RESNET_V2, blocks=(10, 20, 9)) | kwargs))

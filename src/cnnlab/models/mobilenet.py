@@ -14,10 +14,9 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
-from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, init_weights
+from cnnlab.models.base import CnnlabModel, check_count, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -29,17 +28,6 @@ V1_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
     ((1024, 2), (1024, 1)),
 )
 """Table 1's depthwise-separable layers as (output channels, stride), grouped into stages by resolution."""
-
-
-def _scaled_stem(model: CnnlabModel, width_mult: float, act_layer: LayerFactory) -> tuple[float, int]:
-    """Both papers' first layer, a 3x3/2 conv to 32 channels times ``width_mult``, as ``model.stem`` (the first
-    entry of ``feature_info``); returns the multiplier and the stem's channels."""
-    if isinstance(width_mult, bool) or not isinstance(width_mult, int | float) or width_mult <= 0:
-        raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
-    chs = make_divisible(32 * width_mult)
-    model.stem = ConvBnAct(model.in_chans, chs, 3, stride=2, act_layer=act_layer)
-    model.feature_info = [FeatureInfo("stem", chs, 2)]
-    return float(width_mult), chs
 
 
 class MobileNetV1(CnnlabModel):
@@ -56,16 +44,15 @@ class MobileNetV1(CnnlabModel):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU)
+        alpha = check_positive("width_mult", width_mult)
+        chs = self.add_stage("stem", ConvBnAct(in_chans, make_divisible(32 * alpha), 3, stride=2), 2)
         reduction = 2
         for s, layers in enumerate(V1_STAGES, start=1):
             stage = nn.Sequential()
             for j, (c, stride) in enumerate(layers):
-                out = make_divisible(c * alpha)
-                stage.add_module(str(j), DepthwiseSeparableConv(chs, out, stride=stride))
-                chs, reduction = out, reduction * stride
-            self.add_module(f"stage{s}", stage)
-            self.feature_info.append(FeatureInfo(f"stage{s}", chs, reduction))
+                stage.add_module(str(j), DepthwiseSeparableConv(chs, make_divisible(c * alpha), stride=stride))
+                chs, reduction = stage[-1].out_chs, reduction * stride
+            self.add_stage(f"stage{s}", stage, reduction)
         self.num_features = chs
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         init_weights(self)
@@ -115,7 +102,8 @@ def torchvision_v2_keys(rows: Sequence[V2Row]) -> KeyMap:
 class MobileNetV2(CnnlabModel):
     """MobileNet v2 (Table 2): a 3x3/2 conv to 32 channels, seven rows of inverted residuals (``stage1`` to
     ``stage7``), a 1x1 conv to 1280, global average pooling, dropout 0.2, a fc. ReLU6 throughout.
-    3,504,872 params, 0.30 GMACs at width 1.0."""
+    3,504,872 params, 0.30 GMACs at width 1.0. ``rows`` may change the seven rows' widths, repeats and
+    strides, not their number."""
 
     def __init__(
         self,
@@ -128,28 +116,34 @@ class MobileNetV2(CnnlabModel):
         drop_rate: float = 0.2,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        alpha, chs = _scaled_stem(self, width_mult, nn.ReLU6)
+        if len(rows) != len(V2_ROWS):
+            raise ModelArgumentError(f"MobileNet v2 has {len(V2_ROWS)} rows of Table 2; got {len(rows)} rows")
+        alpha = check_positive("width_mult", width_mult)
+        stem = ConvBnAct(in_chans, make_divisible(32 * alpha), 3, stride=2, act_layer=nn.ReLU6)
+        chs = self.add_stage("stem", stem, 2)
         reduction = 2
         for r, row in enumerate(rows, start=1):
-            stage = nn.Sequential()
-            out = make_divisible(row.c * alpha)
-            for j in range(row.n):
+            stage, out = nn.Sequential(), make_divisible(row.c * alpha)
+            for j in range(check_count("repeats per row", row.n, minimum=1)):
                 stride = row.s if j == 0 else 1
                 stage.add_module(str(j), InvertedResidual(chs, out, stride=stride, expand_ratio=row.t))
                 chs, reduction = out, reduction * stride
-            self.add_module(f"stage{r}", stage)
-            self.feature_info.append(FeatureInfo(f"stage{r}", chs, reduction))
-        self.num_features = make_divisible(last_chs * max(1.0, alpha))
-        self.conv_head = ConvBnAct(chs, self.num_features, 1, act_layer=nn.ReLU6)
-        self.feature_info.append(FeatureInfo("conv_head", self.num_features, reduction))
+            self.add_stage(f"stage{r}", stage, reduction)
+        conv_head = ConvBnAct(chs, make_divisible(last_chs * max(1.0, alpha)), 1, act_layer=nn.ReLU6)
+        self.num_features = self.add_stage("conv_head", conv_head, reduction)
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         self.weight_key_maps = {"torchvision": torchvision_v2_keys(rows)}
         init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stem(x)  # N x 32 x H/2 x W/2
-        for info in self.feature_info[1:-1]:
-            x = self.get_submodule(info.module)(x)  # the rows of Table 2
+        x = self.stage1(x)  # N x 16 x H/2 x W/2 (Table 2's rows at width 1.0)
+        x = self.stage2(x)  # N x 24 x H/4 x W/4
+        x = self.stage3(x)  # N x 32 x H/8 x W/8
+        x = self.stage4(x)  # N x 64 x H/16 x W/16
+        x = self.stage5(x)  # N x 96 x H/16 x W/16
+        x = self.stage6(x)  # N x 160 x H/32 x W/32
+        x = self.stage7(x)  # N x 320 x H/32 x W/32
         return self.conv_head(x)  # N x 1280 x H/32 x W/32
 
 

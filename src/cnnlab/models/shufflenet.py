@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, ShuffleV1Unit, ShuffleV2Unit, make_divisible
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
 from cnnlab.registry import Peer, register_model
@@ -92,8 +92,7 @@ class ShuffleNetV1(_ShuffleNet):
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if groups not in V1_WIDTHS:
             raise ModelArgumentError(f"ShuffleNet v1 has groups in {sorted(V1_WIDTHS)}, got {groups!r}")
-        if not isinstance(width_mult, int | float) or width_mult <= 0:
-            raise ModelArgumentError(f"width_mult must be a positive number, got {width_mult!r}")
+        width_mult = check_positive("width_mult", width_mult)
         self.groups = groups
         stage_chs = [make_divisible(V1_WIDTHS[groups] * 2**i * width_mult, 4 * groups) for i in range(3)]
 
@@ -153,13 +152,18 @@ V1_VARIANT_WIDTHS = (0.5, 1.0, 2.0)
 """The widths registered for every number of groups: ``shufflenet_v1_g{g}_x{0_5,1_0,2_0}``."""
 
 
+def v1_variant_name(groups: int, width: float) -> str:
+    """The registered name of ShuffleNet v1 ``width`` x with ``groups``: ``shufflenet_v1_g3_x1_0`` for g=3, 1.0x."""
+    return f"shufflenet_v1_g{groups}_x{width:.1f}".replace(".", "_")
+
+
 def _register_v1(groups: int, width: float) -> None:
-    """Register the builder of ShuffleNet v1 ``width`` x with ``groups``, named like ``shufflenet_v1_g3_x1_0``."""
+    """Register the builder of ShuffleNet v1 ``width`` x with ``groups`` under :func:`v1_variant_name`."""
 
     def builder(**kwargs: Any) -> ShuffleNetV1:
         return ShuffleNetV1(**(dict(groups=groups, width_mult=width) | kwargs))
 
-    builder.__name__ = builder.__qualname__ = f"shufflenet_v1_g{groups}_x{width:.1f}".replace(".", "_")
+    builder.__name__ = builder.__qualname__ = v1_variant_name(groups, width)
     builder.__doc__ = f"ShuffleNet v1 {width}x with g={groups} (Zhang et al. 2018, Table 1)."
     register_model(builder)
 

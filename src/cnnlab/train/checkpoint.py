@@ -49,35 +49,43 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike[str]) -> Path
     return write_atomic(path, payload, seal(payload))
 
 
+def _seal_of(f: IO[bytes]) -> tuple[int, bytes | None]:
+    """(the file's size, the digest of its seal, or None when it does not end with one)."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(max(0, size - SEAL_SIZE))
+    tail = f.read()
+    return size, tail[len(SEAL) :] if len(tail) == SEAL_SIZE and tail.startswith(SEAL) else None
+
+
+def has_seal(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a file that ends with a seal: a cnnlab checkpoint (which :func:`open_sealed` checks)."""
+    if not Path(path).is_file():
+        return False
+    with Path(path).open("rb") as f:
+        return _seal_of(f)[1] is not None
+
+
 @contextlib.contextmanager
-def open_sealed(path: Path, *, required: bool = True) -> Iterator[IO[bytes]]:
-    """``path`` opened for reading once its bytes match its seal. Without a seal: a TrainingError, or, when not
-    ``required`` (a state_dict from elsewhere), the file as it is."""
+def open_sealed(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading once its bytes match its seal; a TrainingError otherwise."""
     with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(max(0, size - SEAL_SIZE))
-        tail = f.read()
-        if tail[: len(SEAL)] != SEAL or len(tail) != SEAL_SIZE:
-            if required:
-                raise TrainingError(
-                    f"{str(path)!r} carries no cnnlab checksum: it is not a cnnlab checkpoint, or its end is "
-                    f"damaged or cut off ({size:,} bytes). A state_dict file from elsewhere goes to --pretrained"
-                )
-        else:
-            digest = hashlib.sha256()
-            f.seek(0)
-            left = size - SEAL_SIZE
-            while left > 0:
-                chunk = f.read(min(_CHUNK, left))
-                if not chunk:
-                    break
-                digest.update(chunk)
-                left -= len(chunk)
-            if digest.digest() != tail[len(SEAL) :]:
-                raise TrainingError(
-                    f"the checkpoint {str(path)!r} is damaged: its bytes do not match its checksum (flipped or lost "
-                    "bytes on disk or in a copy); use another checkpoint, such as the other of best.pt and last.pt"
-                )
+        size, want = _seal_of(f)
+        if want is None:
+            raise TrainingError(
+                f"{str(path)!r} carries no cnnlab checksum: it is not a cnnlab checkpoint, or its end is "
+                f"damaged or cut off ({size:,} bytes). A state_dict file from elsewhere goes to --pretrained"
+            )
+        digest = hashlib.sha256()
+        f.seek(0)
+        left = size - SEAL_SIZE
+        while left > 0 and (chunk := f.read(min(_CHUNK, left))):
+            digest.update(chunk)
+            left -= len(chunk)
+        if digest.digest() != want:
+            raise TrainingError(
+                f"the checkpoint {str(path)!r} is damaged: its bytes do not match its checksum (flipped or lost "
+                "bytes on disk or in a copy); use another checkpoint, such as the other of best.pt and last.pt"
+            )
         f.seek(0)
         yield f
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnlab.errors import ConfigError, suggest
+from cnnlab.layers.named import plain_model_kwargs
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine", "onecycle", "constant"]
@@ -134,7 +135,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (YAML- and ``weights_only``-safe)."""
         d = dataclasses.asdict(self)
-        d["model_kwargs"] = _plain(dict(self.model_kwargs))
+        d["model_kwargs"] = plain_model_kwargs(self.model_kwargs)  # layers by name
         return d
 
 
@@ -145,14 +146,6 @@ def _is_int(value: Any, minimum: int) -> bool:
 def _is_real(value: Any) -> bool:
     """A finite int or float (NaN and infinities are refused)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(TrainConfig)}

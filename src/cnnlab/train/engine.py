@@ -133,7 +133,7 @@ def train_one_epoch(
     epoch: int,
     start_step: int = 0,
     label_smoothing: float = 0.0,
-    aux_weight: float = 0.3,
+    aux_weight: float,  # the model's aux_loss_weight (models with auxiliary classifiers)
     channels_last: bool = False,
     amp: bool = False,
     grad_clip: float | None = None,

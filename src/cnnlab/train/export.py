@@ -1,7 +1,7 @@
 """Exporting a trained model to ONNX or TorchScript, with BatchNorm folded into the preceding convolutions.
 
 Folding (Jacob et al. 2018, "Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
-Inference", Sec. 3.2) is :func:`cnnlab.inference.fold_conv_bn`, the same pass that
+Inference", Sec. 3.2) is :func:`cnnlab.optimize.fold_conv_bn`, the same pass that
 :func:`cnnlab.optimize_for_inference` starts with. The ONNX file is checked against the eager model in onnxruntime
 when onnxruntime is installed.
 """
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inference import fold_conv_bn
+from cnnlab.optimize import fold_conv_bn
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")

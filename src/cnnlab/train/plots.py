@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from cnnlab.train.atomic import write_atomic
+from cnnlab.plotting import pyplot, save_figure
 from cnnlab.train.runlog import EpochMetrics
-
-
-def _save(fig: Any, path: Path) -> Path:
-    """The figure as a PNG at ``path``, written whole or not at all; the figure is closed."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    _pyplot().close(fig)
-    return write_atomic(path, buf.getbuffer())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
     """Loss, accuracy and learning rate per epoch, train and validation side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [m.epoch for m in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     validated = [m for m in history if m.val_loss is not None]
@@ -46,12 +27,12 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
     axes[2].set(title="learning rate (end of epoch)", xlabel="epoch")
     axes[2].grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, title: str = "") -> Path:
     """Rows: true class, columns: predicted class, counts in the cells (for up to 20 classes)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(classes)
     size = min(12, 3 + 0.45 * n)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -67,4 +48,4 @@ def plot_confusion(matrix: torch.Tensor, classes: Sequence[str], path: Path, *, 
                 v = int(matrix[i, j])
                 ax.text(j, i, str(v), ha="center", va="center", color="white" if v > peak / 2 else "black", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

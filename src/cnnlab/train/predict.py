@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import InputPipeline, load_images
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train.checkpoint import BEST, load_checkpoint, load_model_state
 
 
@@ -19,9 +19,8 @@ def model_from_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = 
     its best checkpoint (or the last one when it has no best)."""
     state = load_checkpoint(run_or_ckpt, prefer=prefer)
     meta = state["meta"]
-    model = create_model(
-        meta["model"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **meta.get("model_kwargs", {})
-    )
+    kwargs = meta.get("model_kwargs", {})  # plain data: layers by name
+    model = build_model(meta["model"], kwargs, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
     load_model_state(model, state)
     return model.eval(), {**meta, "path": state["path"]}
 

@@ -32,13 +32,13 @@ from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
 from cnnlab.errors import CnnlabError, ConfigError, TrainingError
-from cnnlab.layers.named import resolve_model_kwargs
-from cnnlab.registry import create_model
+from cnnlab.registry import build_model
 from cnnlab.train import distributed as D
-from cnnlab.train.atomic import write_atomic
+from cnnlab.train.atomic import full_disk_is_an_error, write_atomic
 from cnnlab.train.checkpoint import (
     BEST,
     LAST,
+    has_seal,
     load_checkpoint,
     load_model_state,
     rng_state,
@@ -91,11 +91,6 @@ class RunResult:
     @property
     def final(self) -> EpochMetrics:
         return self.history[-1]
-
-
-def build_model(config: TrainConfig, *, num_classes: int, in_chans: int) -> nn.Module:
-    kwargs = resolve_model_kwargs(config.model_kwargs)  # layers named in a config file become classes
-    return create_model(config.model, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def _planned_folder(config: TrainConfig) -> Path | None:
@@ -218,6 +213,7 @@ def improves(m: EpochMetrics, best: EpochMetrics | None) -> bool:
 def fit(
     config: TrainConfig = TrainConfig(),  # noqa: B008 (frozen, so sharing the default is safe)
     *,
+    data: Dataset | None = None,
     callbacks: Sequence[Callback] = (),
     log: Callable[[str], None] = print,
 ) -> RunResult:
@@ -225,12 +221,13 @@ def fit(
 
     Each epoch is validated; ``best.pt`` holds the weights of the best validation accuracy; the test split is
     evaluated once, after training, for the final and for the best weights. Under torchrun this joins the
-    process group, and only rank 0 logs and writes files.
+    process group, and only rank 0 logs and writes files. ``data`` is ``config.data`` already loaded by the
+    caller (:func:`cnnlab.data.load_dataset`), so that a caller who needs it too loads it once.
     """
     info, device = D.init_distributed(config.device)
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
-            return _fit(config, info, device, callbacks, log if info.is_main else (lambda _s: None), held)
+            return _fit(config, data, info, device, callbacks, log if info.is_main else (lambda _s: None), held)
     finally:
         D.cleanup(info)
 
@@ -243,6 +240,7 @@ def _evaluate(model: nn.Module, loader: Any, info: D.DistInfo, **kw: Any) -> tup
 
 def _fit(
     config: TrainConfig,
+    data: Dataset | None,
     info: D.DistInfo,
     device: torch.device,
     callbacks: Sequence[Callback],
@@ -253,18 +251,24 @@ def _fit(
     state = load_checkpoint(config.resume) if config.resume else None
     _check_inputs(config, state, info)
     torch.manual_seed(config.seed)
-    data = load_dataset(
-        config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
-    )
+    if data is None:
+        data = load_dataset(
+            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
+        )
     _check_model_kwargs(config, data)
-    model = build_model(config, num_classes=data.num_classes, in_chans=data.in_chans)
+    # from the plain data that the checkpoints store, so that eval, predict and export rebuild this very model
+    kwargs = config.to_dict()["model_kwargs"]
+    model = build_model(config.model, kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
     pipeline = data.pipeline(
         min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
     )
     if config.pretrained and state is None:  # a resumed run has its own weights (check_resume)
         from cnnlab.weights import load_pretrained
 
-        log(f"pretrained: {load_pretrained(model, config.pretrained)}")
+        source: Any = config.pretrained
+        if has_seal(source):  # a cnnlab checkpoint: its weights are used once they match its checksum
+            source = load_checkpoint(source)["model"]
+        log(f"pretrained {config.pretrained}: {load_pretrained(model, source)}")
     frozen = freeze(model, config.freeze)
     params = list(model.parameters())
     trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
@@ -358,7 +362,7 @@ def _fit(
                     epoch=epoch,
                     start_step=first,
                     label_smoothing=config.label_smoothing,
-                    aux_weight=getattr(model, "aux_loss_weight", 0.3),
+                    aux_weight=model.aux_loss_weight,
                     channels_last=config.channels_last,
                     amp=config.amp,
                     grad_clip=config.grad_clip,
@@ -422,7 +426,8 @@ def _fit(
         runlog.close()
         from cnnlab.train.plots import plot_curves
 
-        plot_curves(history, run_dir / "curves.png")
+        with full_disk_is_an_error(run_dir, "curves.png"):
+            plot_curves(history, run_dir / "curves.png")
         _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early)
     D.barrier(info)  # every rank returns once the run folder is complete
     log(f"done in {wall:.1f} s; {run_dir}")

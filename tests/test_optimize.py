@@ -12,7 +12,7 @@ import torchvision
 from torch import Tensor, nn
 
 import cnnlab
-from cnnlab.inference import InferenceModel, InferenceOnlyError
+from cnnlab.optimize import InferenceModel, InferenceOnlyError
 from tests.helpers import randomize_norm_stats
 
 

@@ -1,4 +1,4 @@
-"""A faster inference path: batch norm folded into the convolutions, channels-last memory, a frozen graph.
+"""Optimizing a model for inference: batch norm folded into the convolutions, channels-last memory, a frozen graph.
 
 In eval mode a batch norm is an affine map per channel, ``y = (x - mean) / sqrt(var + eps) * gamma + beta``
 (Ioffe & Szegedy 2015, Alg. 2 with the population statistics), so when it directly follows a convolution it
@@ -10,6 +10,8 @@ over memory fewer per layer.
 convolutions run without reordering, and by default compiles the result with ``torch.compile`` (inductor,
 weights frozen), which fuses each convolution with the ReLU and the residual addition after it. Everything
 stays in float32: the outputs equal the eager model's up to float rounding (no bfloat16, no quantisation).
+
+May import: cnnlab.errors, cnnlab.models (the input check).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from cnnlab.errors import CnnlabError, CnnlabWarning, ModelArgumentError
+from cnnlab.models.base import run_input_checks
 
 Backend = Literal["compile", "eager"]
 BACKENDS: tuple[Backend, ...] = ("compile", "eager")
@@ -148,13 +151,8 @@ class InferenceModel(nn.Module):
         with torch.inference_mode():
             if self.runner is None:
                 return self.module(x)
-            _run_pre_hooks(self.module, x)  # the input check, which the compiled graph lacks
+            run_input_checks(self.module, x)  # the input check, which the compiled graph lacks
             return self.runner(x)
-
-
-def _run_pre_hooks(module: nn.Module, x: Tensor) -> None:
-    for hook in module._forward_pre_hooks.values():
-        hook(module, (x,))
 
 
 def optimize_for_inference(
@@ -190,7 +188,7 @@ def optimize_for_inference(
         example_input = torch.randn(1, *getattr(folded, "default_input_size", (3, 224, 224)))
     example_input = example_input.contiguous(memory_format=memory_format)
     with torch.inference_mode():
-        _run_pre_hooks(folded, example_input)  # a bad example fails here with the model's own message
+        run_input_checks(folded, example_input)  # a bad example fails here with the model's own message
         runner = torch.compile(_without_hooks(folded), dynamic=False, options=dict(COMPILE_OPTIONS))
         try:
             runner(example_input)  # compile now, not in the user's first batch

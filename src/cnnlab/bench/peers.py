@@ -1,0 +1,175 @@
+"""cnnlab's models against their peers: the cnnlab/peer pairs (the peer's weights loaded into ours), the per-model
+comparisons (batch-1 latency, throughput, training step), and :func:`cnnlab.optimize_for_inference` against the
+peer's eager model."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.analysis import count_macs
+from cnnlab.bench.config import BenchConfig
+from cnnlab.bench.timing import Comparison, compare
+from cnnlab.errors import CnnlabError
+from cnnlab.models.base import LogitsWithAux, calibrate_norms
+from cnnlab.optimize import optimize_for_inference
+from cnnlab.registry import Peer, build_model, model_entry
+from cnnlab.train.engine import classification_loss
+from cnnlab.weights import load_pretrained
+
+
+def build_pair(name: str) -> tuple[nn.Module, nn.Module, Peer]:
+    """cnnlab's model and its first peer, the peer's weights loaded into ours. Raises CnnlabError for a model
+    without a peer."""
+    entry = model_entry(name)
+    if not entry.peers:
+        raise CnnlabError(f"{name} has no torchvision/timm peer")
+    peer = entry.peers[0]
+    theirs = peer.build()
+    ours = build_model(name)
+    load_pretrained(ours, theirs)
+    return ours, theirs, peer
+
+
+def as_cnnlab_output(out: Any) -> Tensor | LogitsWithAux:
+    """A model's training output in cnnlab's form, for :func:`cnnlab.train.engine.classification_loss`: a tensor
+    as it is; a tuple with the main logits first and then auxiliary ones (torchvision's ``GoogLeNetOutputs`` and
+    ``InceptionOutputs``, where an absent head is ``None``) as :class:`LogitsWithAux`."""
+    if isinstance(out, Tensor | LogitsWithAux):
+        return out
+    main, *aux = out
+    return LogitsWithAux(main, tuple(a for a in aux if a is not None))
+
+
+def training_step(model: nn.Module, x: Tensor, target: Tensor, *, aux_weight: float) -> Callable[[], None]:
+    """One forward, backward and SGD step on ``(x, target)`` per call, in training mode, with the trainer's loss."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        out = as_cnnlab_output(model(x))
+        loss, _ = classification_loss(out, target, label_smoothing=0.0, aux_weight=aux_weight)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def inference(model: nn.Module, x: Tensor) -> Callable[[], object]:
+    """One eval-mode forward pass on ``x`` per call, without gradients."""
+    model.eval()
+
+    def run() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def model_size(model: nn.Module, size: int) -> int:
+    """The bench size for ``model``: ``size`` scaled by the model's own resolution over 224 (Inception-v3's
+    299 becomes 150 at a bench size of 112), at least the model's minimum."""
+    scaled = round(size * getattr(model, "default_image_size", 224) / 224)
+    return max(scaled, getattr(model, "min_input_size", 1))
+
+
+def guarded(measure: Callable[[], Comparison]) -> dict[str, Any]:
+    """``measure()`` as a dict, or ``{"error": ...}`` when it fails (so one model cannot stop the run)."""
+    try:
+        return asdict(measure())
+    except Exception as e:  # an architecture that cannot run at this size, out of memory, ...
+        return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+
+
+def attempt(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``, or the reason it could not run as ``{"name", "status"}``: one model cannot stop the run."""
+    try:
+        return measure()
+    except (CnnlabError, ImportError) as e:  # no peer, timm not installed
+        return {"name": name, "status": f"skipped: {e}"}
+    except Exception as e:
+        return {"name": name, "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
+
+
+def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
+    """Latency, throughput and training-step comparisons of one model against its peer."""
+    ours, theirs, peer = build_pair(name)
+    size = model_size(ours, cfg.size)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.batch, 3, size, size, generator=gen)
+    target = torch.randint(0, ours.num_classes, (cfg.batch,), generator=gen)
+    one = x[:1]
+    with torch.no_grad():
+        diff = (inference(ours, x[:2])() - inference(theirs, x[:2])()).abs().max().item()
+    flops = 2 * count_macs(ours, (3, size, size))
+    aux = ours.aux_loss_weight  # the peer's auxiliary heads get the same weight
+    result = {
+        "name": name,
+        "status": "ok",
+        "peer": f"{peer.library}:{peer.name}",
+        "size": size,
+        "max_abs_diff": diff,
+        "gflop_per_image": flops / 1e9,
+        "latency_b1": guarded(
+            lambda: compare(
+                inference(ours, one),
+                inference(theirs, one),
+                images=1,
+                repeats=cfg.latency_repeats,
+                min_sample_s=cfg.min_sample_s,
+            )
+        ),
+        "throughput": guarded(
+            lambda: compare(inference(ours, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
+        ),
+        "train_step": guarded(
+            lambda: compare(
+                training_step(ours, x, target, aux_weight=aux),
+                training_step(theirs, x, target, aux_weight=aux),
+                images=cfg.batch,
+                repeats=cfg.repeats,
+            )
+        ),
+    }
+    ours_s = result["throughput"].get("ours_s")
+    result["gflops_ours"] = None if ours_s is None else flops / ours_s / 1e9
+    return result
+
+
+def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
+    """``optimize_for_inference`` on ``cfg.optimize_model`` against the peer's eager model at the bench batch."""
+    ours, theirs, peer = build_pair(cfg.optimize_model)
+    size = model_size(ours, cfg.optimize_size)
+    x = torch.randn(cfg.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    calibrate_norms(theirs, x)  # realistic activation scale for the prediction check
+    load_pretrained(ours, theirs)
+    start = time.perf_counter()
+    fast = optimize_for_inference(ours, example_input=x, backend=cfg.optimize_backend)  # type: ignore[arg-type]
+    compile_s = time.perf_counter() - start
+    with torch.no_grad():
+        reference, out = theirs.eval()(x), fast(x)
+        exact = copy.deepcopy(theirs).double()(x.double())  # float64: the rounding error float32 eager makes
+    flops = 2 * count_macs(ours, (3, size, size))  # the same architecture as the peer
+    t = compare(inference(fast, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
+    return {
+        "name": cfg.optimize_model,
+        "status": "ok",
+        "peer": f"{peer.library}:{peer.name}",
+        "backend": fast.backend,
+        "size": size,
+        "compile_s": compile_s,
+        "max_abs_diff": (out - reference).abs().max().item(),
+        "eager_fp32_error": (reference.double() - exact).abs().max().item(),
+        "output_absmax": reference.abs().max().item(),
+        "same_top1": (out.argmax(1) == reference.argmax(1)).float().mean().item(),
+        "throughput": asdict(t),
+        "gflops_optimized": flops / t.ours_s / 1e9,
+        "gflops_peer_eager": flops / t.theirs_s / 1e9,
+    }

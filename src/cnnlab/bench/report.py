@@ -1,0 +1,107 @@
+"""The benchmark's report: :func:`run_bench` gathers every measurement as a JSON-ready dict, and
+:func:`format_report` prints it as aligned text tables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from cnnlab.analysis.report import format_table
+from cnnlab.bench.config import BenchConfig
+from cnnlab.bench.peers import attempt, bench_model, bench_optimized
+from cnnlab.bench.timing import matmul_peak_gflops
+from cnnlab.bench.training import bench_training_loop
+from cnnlab.machine import machine_info
+
+
+def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Every measurement of ``cfg`` in this process, as a JSON-ready dict."""
+    report: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg)}
+    first_peak = matmul_peak_gflops(cfg.peak_matmul_n)
+    log(f"float32 matmul peak: {first_peak:.1f} GFLOP/s")
+    report["models"] = []
+    for name in cfg.models:
+        log(f"{name} ...")
+        report["models"].append(attempt(name, lambda name=name: bench_model(name, cfg)))
+    log(f"optimize_for_inference on {cfg.optimize_model} ...")
+    report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
+    log("training loop ...")
+    report["training_loop"] = bench_training_loop(cfg)
+    # measured at the start and the end: on a shared machine one of them may fall on a busy moment
+    report["peak_matmul_samples"] = [first_peak, matmul_peak_gflops(cfg.peak_matmul_n)]
+    report["peak_matmul_gflops"] = max(report["peak_matmul_samples"])
+    return report
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "" if v is None else f"{v:,.{digits}f}"
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The aligned text tables of a :func:`run_bench` report."""
+    m, cfg = report["machine"], report["config"]
+    lines = [
+        f"machine: {m['cpu']} ({', '.join(m['cpu_features'])}), {m['cores']} cores, {m['threads']} threads, "
+        f"torch {m['torch']}",
+        f"input {cfg['size']}x{cfg['size']}, batch {cfg['batch']}; interleaved repeats (medians): "
+        f"{cfg['latency_repeats']} for "
+        f"batch-1 latency, {cfg['repeats']} for throughput and training; "
+        "ratio = cnnlab speed / peer speed (>1: cnnlab faster)",
+        "",
+    ]
+    rows = []
+    for r in report["models"]:
+        if r["status"] != "ok":
+            rows.append([r["name"], r["status"]] + [""] * 11)
+            continue
+        cells = [r["name"], r["peer"], str(r["size"])]
+        for key, scale in (("latency_b1", 1e3), ("throughput", None), ("train_step", None)):
+            c = r[key]
+            if "error" in c:
+                cells += ["error", "error", ""]
+            elif scale is None:  # images per second
+                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), _num(c["ratio"], 3)]
+            else:  # milliseconds per image
+                cells += [_num(c["ours_s"] * scale), _num(c["theirs_s"] * scale), _num(c["ratio"], 3)]
+        rows.append([*cells, _num(r["gflops_ours"])])
+    headers = ["model", "peer", "size", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
+    headers += ["train img/s", "peer train", "ratio", "GFLOP/s"]
+    lines.append(format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]))
+    lines += [
+        f"{r['name']} {key}: {r[key]['error']}"
+        for r in report["models"]
+        for key in ("latency_b1", "throughput", "train_step")
+        if r["status"] == "ok" and "error" in r[key]
+    ]
+    o = report["optimized"]
+    lines.append("")
+    if o["status"] == "ok":
+        t = o["throughput"]
+        lines += [
+            f"optimize_for_inference({o['name']}, backend={o['backend']}) at {o['size']}x{o['size']}: "
+            f"{1 / t['ours_s']:,.1f} img/s vs "
+            f"{o['peer']} eager {1 / t['theirs_s']:,.1f} img/s, ratio {t['ratio']:.3f}; "
+            f"max abs diff {o['max_abs_diff']:.2e} (outputs up to {o['output_absmax']:.2f}; float32 eager itself is "
+            f"{o['eager_fp32_error']:.2e} off float64), "
+            f"same top-1 {o['same_top1']:.0%}; prepared in {o['compile_s']:.1f} s",
+            f"GFLOP/s: optimized {o['gflops_optimized']:.1f}, peer eager {o['gflops_peer_eager']:.1f}, "
+            f"float32 matmul peak {report['peak_matmul_gflops']:.1f}",
+        ]
+    else:
+        lines.append(f"optimize_for_inference({o['name']}): {o['status']}")
+    t = report["training_loop"]
+    lines.append(
+        f"training on {t['images']:,} mnist5k images ({t['model']}, batch {t['batch']}): hand-written loop "
+        f"{t['minimal_loop']['images_per_s']:,.1f} img/s; cnnlab.train.fit {t['trainer_images_per_s']:,.1f} img/s, "
+        f"ratio {t['trainer_ratio']:.3f}"
+    )
+    job = t["main_job"]
+    if job is not None:
+        reached = "never" if job["seconds_to_98"] is None else f"{job['seconds_to_98']:.1f} s"
+        lines.append(
+            f"main job (cnnlab train): 98% validation accuracy after {reached}; done after {job['total_s']:.1f} s; "
+            f"test accuracy (evaluated once) {job['final_test_acc']:.2%} final, {job['best_test_acc']:.2%} for the "
+            f"best validation epoch ({job['best_epoch']})"
+        )
+    return "\n".join(lines)
