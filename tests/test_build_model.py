@@ -95,6 +95,20 @@ def test_plain_data_builds_the_model_that_classes_build(given: object, python: o
     assert n_params(named) == n_params(direct) and named.num_classes == 7 and named.in_chans == 1
 
 
+@pytest.mark.parametrize(
+    ("key", "name", "python"),
+    [("act_layer", "sigmoid", torch.nn.Sigmoid), ("act_layer", "relu6", torch.nn.ReLU6), ("norm_layer", None, None),
+     ("act_layer", "gelu", torch.nn.GELU), ("norm_layer", "batchnorm", torch.nn.BatchNorm2d)],
+)  # fmt: skip
+def test_activations_and_norms_by_name(key: str, name: object, python: object) -> None:
+    with torch.device("meta"):
+        named = build_model("cifar_resnet20", {key: name})
+        direct = cnnlab.create_model("cifar_resnet20", **{key: python})
+    assert [type(m) for m in named.modules()] == [type(m) for m in direct.modules()]
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in named.modules())
+    assert has_bn is not (key == "norm_layer" and name is None)
+
+
 def test_classes_go_to_create_model_and_plain_data_to_build_model() -> None:
     with pytest.raises(ConfigError, match=r"pass layer classes to cnnlab\.create_model"):
         build_model("cifar_resnet20", {"attn_layer": SqueezeExcite})
@@ -109,7 +123,7 @@ def test_a_config_stores_layer_classes_by_name() -> None:
     assert config.to_dict()["model_kwargs"] == {"attn_layer": SE4, "layers": [1, 1, 1]}
     assert TrainConfig(model_kwargs={"act_layer": nn.ReLU}).to_dict()["model_kwargs"] == {"act_layer": "relu"}
     with pytest.raises(ConfigError, match="has no name, so a config or checkpoint cannot hold it"):
-        TrainConfig(model_kwargs={"act_layer": nn.GELU}).to_dict()
+        TrainConfig(model_kwargs={"act_layer": nn.Hardswish}).to_dict()
     with pytest.raises(ConfigError, match="is not plain data"):
         TrainConfig(model_kwargs={"block": cnnlab.models.resnet.Bottleneck}).to_dict()
 

@@ -1,57 +1,73 @@
-"""Experiments: the ablation file format, block names, gradient probes, and both experiments end to end on a
-tiny MNIST written in the real IDX format (the real trainer, one epoch)."""
+"""Experiments: the file format and its errors, and the engine end to end on a tiny MNIST written in the real IDX
+format (the real trainer): variants that differ in architecture, norm layer and learning rate, a pretraining
+phase with freezing, a lesion probe, diverged runs, printed commands collected elsewhere, restarts, the ledger."""
 
 from __future__ import annotations
 
 import json
+import shlex
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats as sps
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
-from cnnlab.experiments.ablation import run_ablation
-from cnnlab.experiments.degradation import DEFAULT_RECIPE, run_degradation
-from cnnlab.experiments.runner import GradNormProbe, Trial, block_names, run_trial
+from cnnlab.experiments.collect import collect
+from cnnlab.experiments.experiment import run_experiment
+from cnnlab.experiments.ledger import entries
+from cnnlab.experiments.runner import commands, plan
 from cnnlab.experiments.spec import load_spec, spec_from_dict
 from cnnlab.layers import SqueezeExcite
 from cnnlab.layers.named import resolve_model_kwargs
+from cnnlab.layers.residual import ResidualBlock
 from cnnlab.registry import build_model, create_model
-from cnnlab.train import StepInfo, TrainConfig
+from cnnlab.train import StepInfo
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.engine import GradNormRecorder, block_names
 from tests.train_fixtures import write_mnist
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = {"layers": [1, 1, 1], "widths": [4, 8, 8]}  # a CIFAR net with one unit per stage, ~2.5k params
+QUIET = {"log": lambda _s: None}
 
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_mnist(tmp_path_factory.mktemp("mnist"), n_train=32, n_test=16)
+    return write_mnist(tmp_path_factory.mktemp("mnist"), n_train=64, n_test=32)
 
 
-def tiny_recipe(mnist_dir: Path) -> dict[str, object]:
-    return {"data": "mnist", "data_dir": str(mnist_dir), "epochs": 1, "batch_size": 16, "channels_last": False}
+def tiny(mnist_dir: Path, **spec: object) -> dict[str, object]:
+    recipe = {"data_dir": str(mnist_dir), "epochs": 1, "batch_size": 16, "channels_last": False}
+    return {"name": "t", "data": "mnist", "seeds": [0, 1], "recipe": recipe} | spec
 
 
 @pytest.mark.parametrize(
-    ("name", "labels"),
+    ("name", "labels", "metrics"),
     [
-        ("shortcuts.yaml", ["shortcut=A", "shortcut=B", "shortcut=C"]),
-        ("se.yaml", ["attn_layer=none", "attn_layer=name:se,reduction:4"]),
+        ("degradation.yaml", ["plain-20", "resnet-20", "plain-56", "resnet-56"], {"train_error"}),
+        ("shortcuts.yaml", ["shortcut=A", "shortcut=B", "shortcut=C"], {"test_error"}),
+        ("se.yaml", ["resnet-20", "se-resnet-20"], {"test_error"}),
     ],
 )
-def test_shipped_experiment_files_parse(name: str, labels: list[str]) -> None:
+def test_shipped_experiment_files_parse(name: str, labels: list[str], metrics: set[str]) -> None:
     spec = load_spec(REPO / "experiments" / name)
-    assert spec.seeds == (0, 1) and spec.model == "cifar_resnet20" and spec.recipe.epochs == 10
-    assert [v.label for v in spec.variants()] == labels
+    assert spec.seeds == (0, 1, 2) and spec.recipe["data"] == "mnist5k-rts"
+    assert [v.label for v in spec.variants] == labels
+    assert spec.claim and spec.source is not None and spec.source.figures
+    assert {e.metric for e in spec.expect} == metrics
 
 
 def test_grid_is_the_cartesian_product() -> None:
     spec = spec_from_dict({"model": "cifar_resnet20", "grid": {"shortcut": ["A", "B", "C"], "plain": [False, True]}})
-    labels = [v.label for v in spec.variants()]
+    labels = [v.label for v in spec.variants]
     assert labels == [f"shortcut={s} plain={p}" for s in "ABC" for p in (False, True)]
+
+
+V = [{"label": "a", "model": "cifar_resnet20"}, {"label": "b", "model": "cifar_plain20"}]
 
 
 @pytest.mark.parametrize(
@@ -61,10 +77,21 @@ def test_grid_is_the_cartesian_product() -> None:
         ({"model": "cifar_resnet21"}, "cifar_resnet20"),
         ({"model": "cifar_resnet20", "seeds": [0]}, "at least two"),
         ({"model": "cifar_resnet20", "recipe": {"model": "x"}}, "may not set 'model'"),
-        ({"model": "cifar_resnet20", "recipe": {"epoch": 2}}, "epochs"),
+        ({"model": "cifar_resnet20", "recipe": {"epoch": 2}}, "recipe: unknown config key 'epoch'.*epochs"),
+        ({"model": "cifar_resnet20", "recipe": {"lr": -1}}, "lr must be a finite number > 0"),
         ({"model": "cifar_resnet20", "grid": {"attn_layer": ["sse"]}}, "Did you mean: se"),
         ({"model": "cifar_resnet20", "grid": {"shortcutt": ["A"]}}, "variant 'shortcutt=A': .*Did you mean: shortcut"),
         ({"model": "cifar_resnet20", "grid": {"shortcut": "A"}}, "non-empty lists"),
+        ({"variants": [{"label": "a", "model": "cifar_resnet20", "kwargs": {}}]}, "Did you mean: model_kwargs"),
+        ({"variants": [{"model": "cifar_resnet20"}]}, "needs a 'label'"),
+        ({"variants": V * 2}, "labels must be distinct"),
+        ({"variants": V, "expect": [{"better": "c", "worse": "b", "metric": "test_error"}]}, "'c' is not a variant"),
+        ({"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "test_eror"}]}, "Did you mean: test_error"),
+        ({"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "lesion_error"}]}, "needs 'probe"),
+        ({"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "steps_to_target"}]}, "needs a 'target'"),
+        ({"variants": V, "probe": {"lesoin": {}}}, "Did you mean: lesion"),
+        ({"variants": V, "model": "cifar_resnet20"}, "either 'variants' or 'model'"),
+        ({"variants": [{"label": "a", "model": "cifar_resnet20", "recipe": {"seed": 3}}]}, "may not set 'seed'"),
     ],
 )
 def test_bad_experiment_files_say_what_is_wrong(obj: dict, message: str) -> None:
@@ -78,8 +105,7 @@ def test_named_layers_become_classes() -> None:
     with torch.device("meta"):  # structure only
         model = build_model("cifar_resnet20", {"attn_layer": {"name": "se", "reduction": 4}, "shortcut": "B"})
     se = [m for m in model.modules() if isinstance(m, SqueezeExcite)]
-    assert len(se) == 9  # one per unit
-    assert [m.fc1.out_channels for m in se] == [16 // 4] * 3 + [32 // 4] * 3 + [64 // 4] * 3
+    assert [m.fc1.out_channels for m in se] == [16 // 4] * 3 + [32 // 4] * 3 + [64 // 4] * 3  # one per unit
     assert resolve_model_kwargs({"attn_layer": None}) == {"attn_layer": None}
 
 
@@ -89,71 +115,172 @@ def test_block_names_are_the_units_from_input_to_output() -> None:
     assert names == ["stem"] + [f"S{j}.S{j}U{k}" for j in (1, 2, 3) for k in (1, 2, 3)] + ["head"]
 
 
-def test_grad_norm_probe_matches_a_hand_computed_norm() -> None:
+def test_grad_norm_recorder_matches_a_hand_computed_norm() -> None:
     model = create_model("cifar_resnet20", num_classes=10)
-    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
-    F.cross_entropy(model(x), y).backward()
-    probe = GradNormProbe(["stem", "S2.S2U1", "head"], last_step=5)
-    probe.on_step(StepInfo(model, 1, 0, 0, 0.0))
-    unit = model.get_submodule("S2.S2U1")
-    expected = torch.cat([p.grad.flatten() for p in unit.parameters()]).norm().item()
-    assert probe.norms["init"]["S2.S2U1"] == pytest.approx(expected, rel=1e-5)
-    assert "end" not in probe.norms
-    probe.on_step(StepInfo(model, 2, 1, 5, 0.0))
-    assert probe.norms["end"] == probe.norms["init"]
+    F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.arange(4)).backward()
+    recorder = GradNormRecorder(["stem", "S2.S2U1", "head"], last_step=5)
+    recorder.on_step(StepInfo(model, 1, 0, 0, 0.0))
+    expected = torch.cat([p.grad.flatten() for p in model.get_submodule("S2.S2U1").parameters()]).norm().item()
+    assert recorder.norms["init"]["S2.S2U1"] == pytest.approx(expected, rel=1e-5) and "end" not in recorder.norms
+    recorder.on_step(StepInfo(model, 2, 1, 5, 0.0))
+    assert recorder.norms["end"] == recorder.norms["init"]
 
 
-def test_degradation_end_to_end(mnist_dir: Path, tmp_path: Path) -> None:
-    recipe = DEFAULT_RECIPE.replace(**tiny_recipe(mnist_dir))
-    summaries = run_degradation(
-        depths=(20,), seeds=(0, 1), recipe=recipe, out_dir=tmp_path, jobs=1, log=lambda _s: None
-    )
-    assert [s.label for s in summaries] == ["plain-20", "resnet-20"]
-    payload = json.loads((tmp_path / "results.json").read_text())
-    trials = payload["trials"]
-    assert len(trials) == 4
-    for s in payload["summary"]:
-        errors = [t["train_error"] for t in trials if t["label"] == s["label"]]
-        assert s["train_error_mean"] == pytest.approx(sum(errors) / 2)
-        assert s["train_error_std"] == pytest.approx(abs(errors[0] - errors[1]) / 2**0.5)
-    for t in trials:
-        assert all(0 <= t[k] <= 1 for k in ("train_error", "val_error", "test_error"))
-        assert list(t["grad_norms"]) == ["init", "end"]
-        assert len(t["grad_norms"]["init"]) == 11 and all(v > 0 for v in t["grad_norms"]["init"].values())
-    for name in ("summary.md", "training_curves.png", "grad_norms.png"):
-        assert (tmp_path / name).stat().st_size > 0
+def test_variants_differing_in_architecture_norm_layer_and_lr(mnist_dir: Path, tmp_path: Path) -> None:
+    spec = spec_from_dict(tiny(mnist_dir, variants=[
+        {"label": "resnet", "model": "cifar_resnet20", "model_kwargs": TINY},
+        {"label": "no-bn", "model": "cifar_resnet20", "model_kwargs": TINY | {"norm_layer": None}},
+        {"label": "plain", "model": "cifar_plain20", "model_kwargs": TINY, "recipe": {"lr": 0.02}},
+    ], expect=[{"better": "resnet", "worse": "plain", "metric": "train_error"}],
+        recipe={"data_dir": str(mnist_dir), "epochs": 1, "batch_size": 16, "record_grad_norms": True}))  # fmt: skip
+    result = run_experiment(spec, tmp_path, jobs=1, **QUIET)
+    folders = {r.label: Path(r.folder) for r in result.records}
+    configs = {k: load_checkpoint(f)["config"] for k, f in folders.items()}
+    assert configs["plain"]["lr"] == 0.02 and configs["resnet"]["lr"] == 0.1  # the variant's own recipe
+    no_bn = load_checkpoint(folders["no-bn"])["model"]
+    assert not any("bn." in k for k in no_bn) and any("bn." in k for k in load_checkpoint(folders["resnet"])["model"])
+    # BN's 2 parameters per channel are gone: 4 + 4 + 4 (stem, unit 1) + 8 + 8 (unit 2) + 8 + 8 (unit 3) channels
+    bn_params = 2 * (4 + 4 + 4 + 8 + 8 + 8 + 8)
+    conv_bias = 4 + 4 + 8 + 8 + 8 + 8  # a block's conv without a norm after it has a bias (the stem has none)
+    summary = result.summary
+    assert summary["resnet"]["params"].mean - summary["no-bn"]["params"].mean == bn_params - conv_bias
+    # the verdict: scipy's own one-sided Welch test on the per-seed values the runs measured
+    a, b = summary["resnet"]["train_error"].values, summary["plain"]["train_error"].values
+    (c,) = result.comparisons
+    assert c.p_expected == pytest.approx(sps.ttest_ind(a, b, equal_var=False, alternative="less").pvalue)
+    assert result.verdict == c.verdict
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["verdict"] == result.verdict and len(saved["runs"]) == 6
+    assert all(set(r["grad_norms"]) == {"init", "end"} for r in saved["runs"])
+    assert "**Verdict:" in (tmp_path / "summary.md").read_text() and (tmp_path / "grad_norms.png").is_file()
 
 
-def test_ablation_end_to_end_reports_measured_params(mnist_dir: Path, tmp_path: Path) -> None:
-    spec = spec_from_dict(
-        {
-            "name": "t",
-            "model": "cifar_resnet20",
-            "seeds": [0, 1],
-            "recipe": tiny_recipe(mnist_dir),
-            "grid": {"shortcut": ["A", "B"]},
+def test_pretraining_then_freezing_on_other_classes(mnist_dir: Path, tmp_path: Path) -> None:
+    """Pretrain on digits 0-4; transfer to 5-9 with 2 images per class: a frozen body keeps the pretrained
+    weights exactly, fine-tuning changes them, and from scratch starts elsewhere."""
+    spec = spec_from_dict(tiny(mnist_dir,
+        pretrain={"model": "cifar_resnet20", "model_kwargs": TINY, "recipe": {"classes": [0, 1, 2, 3, 4]}},
+        variants=[
+            {"label": "frozen", "model": "cifar_resnet20", "model_kwargs": TINY, "recipe": {"freeze": "all-but-head"}},
+            {"label": "finetuned", "model": "cifar_resnet20", "model_kwargs": TINY},
+            {"label": "scratch", "model": "cifar_resnet20", "model_kwargs": TINY, "recipe": {"pretrained": None}},
+        ],
+        recipe={"data_dir": str(mnist_dir), "epochs": 1, "batch_size": 4, "classes": "5,6,7,8,9",
+                "train_per_class": 2}))  # fmt: skip
+    runs = plan(spec, tmp_path / "runs")
+    assert [r.phase for r in runs] == ["pretrain"] * 2 + ["variant"] * 6
+    result = run_experiment(spec, tmp_path, jobs=1, **QUIET)
+    assert not result.missing()
+    for seed in (0, 1):
+        pre = load_checkpoint(tmp_path / "runs" / f"pretrain-seed{seed}", prefer="best.pt")
+        assert pre["meta"]["classes"] == ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four"]
+        after = {
+            v: load_checkpoint(tmp_path / "runs" / f"{v}-seed{seed}")["model"]
+            for v in ("frozen", "finetuned", "scratch")
         }
+        body = [k for k in pre["model"] if not k.startswith("head.")]
+        assert all(torch.equal(pre["model"][k], after["frozen"][k]) for k in body)
+        assert not torch.equal(pre["model"]["stem.conv.weight"], after["finetuned"]["stem.conv.weight"])
+        assert not torch.equal(pre["model"]["stem.conv.weight"], after["scratch"]["stem.conv.weight"])
+        frozen = tmp_path / "runs" / f"frozen-seed{seed}"
+        assert load_checkpoint(frozen)["meta"]["classes"][0] == "5 - five"
+        assert json.loads((frozen / "results.json").read_text())["splits"]["train"] == 10  # 2 images of 5 digits
+
+
+def test_lesion_probe_equals_removing_the_branch_by_hand(mnist_dir: Path, tmp_path: Path) -> None:
+    from cnnlab.data import load_dataset, make_loader
+    from cnnlab.train.engine import evaluate
+    from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+
+    spec = spec_from_dict(tiny(mnist_dir, variants=[
+        {"label": "resnet", "model": "cifar_resnet20", "model_kwargs": TINY},
+        {"label": "plain", "model": "cifar_plain20", "model_kwargs": TINY},
+    ], probe={"lesion": {"random_k": [1, 3], "samples": 2}},
+        expect=[{"better": "resnet", "worse": "plain", "metric": "lesion_error"}]))  # fmt: skip
+    result = run_experiment(spec, tmp_path, jobs=1, **QUIET)
+    res = next(r for r in result.records if r.label == "resnet" and r.seed == 0)
+    plain = next(r for r in result.records if r.label == "plain" and r.seed == 0)
+    # a residual net can lose any block (shortcuts everywhere); the plain net only those that keep the shape
+    assert list(res.lesion["blocks"]) == ["S1.S1U1", "S2.S2U1", "S3.S3U1"]
+    assert list(plain.lesion["blocks"]) == ["S1.S1U1"]
+    assert set(res.lesion["random"]) == {"1", "3"} and "3" not in plain.lesion["random"]
+    model, meta = model_from_checkpoint(res.folder, prefer="last.pt")
+    block = model.get_submodule("S2.S2U1")
+    assert isinstance(block, ResidualBlock)
+    block.forward = lambda x: block.act(block.shortcut(x))  # the branch removed, by hand
+    data = load_dataset("mnist", data_dir=str(mnist_dir))
+    totals = evaluate(
+        model, make_loader(data, "val", input_pipeline(meta), batch_size=7).batches(), device=torch.device("cpu")
     )
-    a, b = run_ablation(spec, out_dir=tmp_path, jobs=1, log=lambda _s: None)
-    # Option B adds a 1x1 projection + BN where the shape changes: 16->32 and 32->64 channels.
-    assert b.extra["params"] - a.extra["params"] == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
-    # 28x28 digits, one channel: the stem, 6 convs 16->16 at 28x28, 32 channels at 14x14, 64 at 7x7, the fc
-    macs_a = 28 * 28 * 16 * 9 + 6 * 28 * 28 * 16 * 9 * 16 + 14 * 14 * 32 * 9 * (16 + 5 * 32)
-    macs_a += 7 * 7 * 64 * 9 * (32 + 5 * 64) + 64 * 10
-    assert a.extra["macs"] == macs_a == 30_821_248  # the README's 30.82 MMACs
-    assert b.extra["macs"] - a.extra["macs"] == 14 * 14 * 32 * 16 + 7 * 7 * 64 * 32  # the two 1x1 projections
-    assert a.extra["receptive_field"] == b.extra["receptive_field"] == "81"  # the README's 81
-    assert "shortcut=B" in (tmp_path / "summary.md").read_text()
+    assert res.lesion["blocks"]["S2.S2U1"] == pytest.approx(1 - totals.correct / totals.count)
+    assert result.summary["resnet"]["lesion_error"].values[0] == pytest.approx(sum(res.lesion["blocks"].values()) / 3)
+    assert (tmp_path / "lesion.png").is_file()
 
 
-def test_cli_rejects_a_depth_without_a_plain_twin(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["experiment", "degradation", "--depths", "1202", "--out", str(tmp_path)]) == 2
-    assert "plain twin" in capsys.readouterr().err
+def test_a_diverged_run_is_a_result(mnist_dir: Path, tmp_path: Path) -> None:
+    spec = spec_from_dict(tiny(mnist_dir, variants=[
+        {"label": "sane", "model": "cifar_resnet20", "model_kwargs": TINY},
+        {"label": "wild", "model": "cifar_plain20", "model_kwargs": TINY | {"norm_layer": None},
+         "recipe": {"lr": 1e12, "warmup_epochs": 0}},
+    ], expect=[{"better": "sane", "worse": "wild", "metric": "diverged"}]))  # fmt: skip
+    result = run_experiment(spec, tmp_path, jobs=1, **QUIET)
+    wild = [r for r in result.records if r.label == "wild"]
+    assert [r.status for r in wild] == ["diverged", "diverged"]
+    assert json.loads((Path(wild[0].folder) / "results.json").read_text())["error"].startswith("the loss became")
+    assert result.summary["wild"]["diverged"].values == [1.0, 1.0] and "train_error" not in result.summary["wild"]
+    assert result.verdict == "holds"  # 0 of 2 against 2 of 2, both without spread: an exact difference
+    assert "2 diverged" in (tmp_path / "summary.md").read_text()
 
 
-def test_a_trial_with_a_named_layer_trains_that_layer(mnist_dir: Path, tmp_path: Path) -> None:
-    trial = Trial("se", "cifar_resnet20", {"attn_layer": {"name": "se", "reduction": 4}}, seed=0)
-    result = run_trial(trial, TrainConfig(**tiny_recipe(mnist_dir)), str(tmp_path))
-    se_params = sum(2 * c * (c // 4) + c + c // 4 for c in (16, 32, 64) for _ in range(3))  # 9 SE blocks
-    plain = sum(p.numel() for p in create_model("cifar_resnet20", in_chans=1).parameters())
-    assert result.params == plain + se_params
+def test_printed_commands_collected_give_the_local_results(mnist_dir: Path, tmp_path: Path) -> None:
+    obj = tiny(mnist_dir, variants=[{"label": "a", "model": "cifar_resnet20", "model_kwargs": TINY},
+                                    {"label": "b", "model": "cifar_plain20", "model_kwargs": TINY}],
+               expect=[{"better": "a", "worse": "b", "metric": "val_error"}])  # fmt: skip
+    spec = spec_from_dict(obj)
+    local = run_experiment(spec, tmp_path / "local", jobs=1, **QUIET)
+    for line in commands(spec, tmp_path / "elsewhere"):  # what a cluster would run, one line per run
+        args = shlex.split(line)
+        assert args[:2] == ["cnnlab", "train"] and main(args[1:]) == 0
+    remote = collect(spec, tmp_path / "elsewhere")
+    assert [r.metrics for r in remote.records] == [r.metrics for r in local.records]
+    assert remote.comparisons == local.comparisons and remote.verdict == local.verdict
+
+
+def test_an_interrupted_experiment_reruns_only_what_did_not_finish(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(tiny(mnist_dir, model="cifar_resnet20", grid={"layers": [[1, 1, 1]], "widths": [[4, 8, 8]]}))
+    )
+    out = tmp_path / "out"
+    assert main(["experiment", "run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    (unfinished,) = (out / "runs").glob("*-seed1")
+    (unfinished / "results.json").unlink()  # as if killed before its end: its last.pt remains, it resumes
+    capsys.readouterr()
+    assert main(["experiment", "run", str(path), "--out", str(out), "--jobs", "1"]) == 0
+    logged = capsys.readouterr().out
+    assert "1 run(s) already done, kept" in logged and logged.count(": ok") == 1
+
+
+def test_the_ledger_lists_the_committed_claims_with_verdicts_from_their_numbers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = {e.name: e for e in entries(REPO / "experiments")}
+    assert {"degradation", "shortcuts", "se"} <= set(rows)
+    for name in ("degradation", "shortcuts", "se"):
+        saved = json.loads((REPO / "experiments" / "results" / name / "results.json").read_text())
+        assert rows[name].verdict == saved["verdict"] in ("holds", "contradicted", "not shown")
+        for c in saved["comparisons"]:  # each verdict recomputed from the per-seed values the runs measured
+            a = saved["summary"][c["better"]][c["metric"]]["values"]
+            b = saved["summary"][c["worse"]][c["metric"]]["values"]
+            p = sps.ttest_ind(a, b, equal_var=False, alternative="less" if c["direction"] == "lower" else "greater")
+            assert c["p_expected"] == pytest.approx(p.pvalue)
+            assert c["verdict"] == (
+                "holds" if p.pvalue < 0.05 else "contradicted" if 1 - p.pvalue < 0.05 else "not shown"
+            )
+    assert main(["claims", "--experiments", str(REPO / "experiments"), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {e["name"]: e["verdict"] for e in listed} == {k: v.verdict for k, v in rows.items()}

@@ -71,6 +71,11 @@ class TrainingError(CnnlabError, RuntimeError):
     """A run that cannot go on: a loss that turned NaN or infinite, a checkpoint that does not fit the run."""
 
 
+class DivergedError(TrainingError):
+    """A run whose loss, logits or gradients became NaN or infinite on finite data: it diverged (a result of
+    its recipe, which an experiment records, not a fault)."""
+
+
 class AnalysisError(CnnlabError, ValueError):
     """A model or argument that the analyzer cannot handle (an untraceable forward, a bad size string)."""
 

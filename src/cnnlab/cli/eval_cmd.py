@@ -50,7 +50,8 @@ def run_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(meta["path"]).parent  # where confusion.png goes
     check_folder(out, what="--out")
     data_dir = args.data_dir or meta.get("data_dir", "data")
-    data = load_dataset(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"])
+    subset = meta.get("subset", {}) if args.data is None else {}  # the classes it was trained on
+    data = load_dataset(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"], **subset)
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
         raise DataError(
             f"{data.name} has {data.num_classes} classes of {data.in_chans}-channel images; the model was trained "

@@ -1,67 +1,121 @@
-"""``cnnlab experiment degradation|ablation``: rerun the papers' claims and write the evidence to a folder."""
+"""``cnnlab experiment run|collect FILE`` and ``cnnlab claims``: rerun the papers' claims, judge them, list them.
+
+``run`` trains every (variant, seed) of an experiment file that has not finished (``--jobs`` at a time; an
+interrupted experiment started again reruns only what is missing), then collects. ``--print-commands`` prints
+one ``cnnlab train`` command per run instead, for any launcher on any number of machines; ``collect --runs DIR``
+then builds the same results and verdicts from those run folders.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
+import io
+import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
+from cnnlab.cli.common import format_table, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("experiment", help="reproduce a paper's claim: degradation, or an ablation grid")
-    kinds = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    p = sub.add_parser("experiment", help="rerun a paper's claim from an experiment file; judge it")
+    kinds = p.add_subparsers(dest="experiment", required=True, metavar="ACTION")
+    for name, helptext in (("run", "train what has not finished, then collect"), ("ablation", "the same as run")):
+        r = kinds.add_parser(name, help=helptext)
+        _file_args(r)
+        r.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1), help="runs trained at once")
+        r.add_argument("--print-commands", action="store_true", help="print one `cnnlab train` line per run and stop")
+        r.add_argument("--runs", type=Path, default=None, help="where the run folders go (default: OUT/runs)")
+        r.set_defaults(func=run_experiment_cmd)
+    c = kinds.add_parser("collect", help="results and verdicts from run folders trained anywhere")
+    _file_args(c)
+    c.add_argument("--runs", type=Path, required=True, help="the folder that holds the run folders")
+    c.set_defaults(func=collect_cmd)
 
-    d = kinds.add_parser("degradation", help="plain against residual CIFAR-style nets at several depths")
-    d.add_argument("--data", default="mnist5k", help="mnist5k (embedded), cifar10, ... (default: mnist5k)")
-    d.add_argument("--data-dir", default="data", help="where torchvision datasets live")
-    d.add_argument("--depths", type=int, nargs="+", default=[20, 56], help="6n+2 depths with a plain twin")
-    d.add_argument("--epochs", type=int, default=None, help="epochs per run (default: 6)")
-    d.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="the same seeds for every model")
-    _common(d, "experiments/results/degradation")
-    d.set_defaults(func=run_degradation_cmd)
-
-    a = kinds.add_parser("ablation", help="a grid of variants of one family from a YAML file")
-    a.add_argument("config", help="an experiment file such as experiments/shortcuts.yaml")
-    a.add_argument("--epochs", type=int, default=None, help="override the file's epochs")
-    _common(a, "experiments/results/NAME")
-    a.set_defaults(func=run_ablation_cmd)
+    q = sub.add_parser("claims", help="the ledger: each claim, its paper's figures, our measurement, the verdict")
+    q.add_argument("--experiments", type=Path, default=Path("experiments"), help="experiment files and results/")
+    q.add_argument("--run", metavar="NAME", default=None, help="rerun the experiment NAME first")
+    q.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1))
+    q.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    q.set_defaults(func=claims_cmd)
 
 
-def _common(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--out", type=Path, default=None, help=f"results folder (default: {out})")
-    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs trained at once")
+def _file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="FILE", help="an experiment file such as experiments/shortcuts.yaml")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default: experiments/results/NAME)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="override the recipe's epochs (quick tries)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the file's seeds")
 
 
 def _command() -> str:
     return shlex.join(["cnnlab", *sys.argv[1:]]) if Path(sys.argv[0]).name in ("cnnlab", "__main__.py") else ""
 
 
-def run_degradation_cmd(args: argparse.Namespace) -> int:
-    from cnnlab.experiments.degradation import DEFAULT_RECIPE, run_degradation
-
-    changes = {"data": args.data, "data_dir": args.data_dir}
-    if args.epochs is not None:
-        changes["epochs"] = args.epochs
-    run_degradation(
-        depths=args.depths,
-        seeds=args.seeds,
-        recipe=DEFAULT_RECIPE.replace(**changes),
-        out_dir=args.out or Path("experiments/results/degradation"),
-        jobs=args.jobs,
-        command=_command(),
-    )
-    return 0
-
-
-def run_ablation_cmd(args: argparse.Namespace) -> int:
-    from cnnlab.experiments.ablation import run_ablation
+def _spec(args: argparse.Namespace):
+    from cnnlab.errors import ConfigError
     from cnnlab.experiments.spec import load_spec
 
     spec = load_spec(args.config)
     if args.epochs is not None:
         spec = spec.with_recipe(epochs=args.epochs)
-    out = args.out or Path("experiments/results") / spec.name
-    run_ablation(spec, out_dir=out, jobs=args.jobs, command=_command())
+    if args.seeds is not None:
+        if len(args.seeds) < 2:
+            raise ConfigError(f"--seeds needs at least two seeds for a spread, got {args.seeds}")
+        spec = dataclasses.replace(spec, seeds=tuple(args.seeds))
+    return spec, args.out or Path("experiments/results") / spec.name
+
+
+def run_experiment_cmd(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.experiment import collect_into, run_experiment
+    from cnnlab.experiments.runner import commands, run_local
+
+    spec, out = _spec(args)
+    runs = args.runs or out / "runs"
+    if args.print_commands:
+        print("\n".join(commands(spec, runs)))
+        return 0
+    if args.runs is None:
+        run_experiment(spec, out, jobs=args.jobs, command=_command())
+    else:
+        run_local(spec, runs, jobs=args.jobs)
+        collect_into(spec, runs, out, command=_command())
+    return 0
+
+
+def collect_cmd(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.experiment import collect_into
+
+    spec, out = _spec(args)
+    collect_into(spec, args.runs, out, command=_command())
+    return 0
+
+
+def claims_cmd(args: argparse.Namespace) -> int:
+    from cnnlab.errors import ConfigError, suggest
+    from cnnlab.experiments.experiment import run_experiment
+    from cnnlab.experiments.ledger import entries, results_dir
+    from cnnlab.experiments.spec import load_spec
+
+    if args.run:
+        files = {load_spec(p).name: p for p in sorted(args.experiments.glob("*.yaml"))}
+        if args.run not in files:
+            raise ConfigError(f"no experiment named {args.run!r} in {args.experiments}.{suggest(args.run, files)}")
+        spec = load_spec(files[args.run])
+        run_experiment(spec, results_dir(args.experiments, spec), jobs=args.jobs, command=_command())
+    rows = entries(args.experiments)
+    if args.format == "json":
+        print(json.dumps([dataclasses.asdict(e) for e in rows], indent=2))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=[f.name for f in dataclasses.fields(rows[0])] if rows else ["name"])
+        w.writeheader()
+        w.writerows(dataclasses.asdict(e) for e in rows)
+        print(buf.getvalue(), end="")
+    else:
+        table = [[e.name, e.verdict, e.source, e.paper_figures, e.measured] for e in rows]
+        print(format_table(table, ["claim", "verdict", "source", "the paper's figures", "measured here"]))
     return 0

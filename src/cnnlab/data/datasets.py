@@ -357,14 +357,25 @@ def _imagefolder(path: Path, val_fraction: float) -> Dataset:
 
 
 def load_dataset(
-    name: str, *, data_dir: str = "data", download: bool = False, val_fraction: float = DEFAULT_VAL_FRACTION
+    name: str,
+    *,
+    data_dir: str = "data",
+    download: bool = False,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    classes: Sequence[int] | None = None,
+    train_per_class: int | None = None,
 ) -> Dataset:
     """The data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
-    DataError says what is missing and where."""
+    DataError says what is missing and where. ``classes`` and ``train_per_class`` make a smaller problem of it
+    (:func:`select`)."""
     if name in MNIST5K:
-        return _mnist5k(name, val_fraction)
-    if name in TORCHVISION:
-        return _torchvision(name, Path(data_dir), download, val_fraction)
-    if name.startswith("imagefolder:"):
-        return _imagefolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
-    raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
+        data = _mnist5k(name, val_fraction)
+    elif name in TORCHVISION:
+        data = _torchvision(name, Path(data_dir), download, val_fraction)
+    elif name.startswith("imagefolder:"):
+        data = _imagefolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
+    else:
+        raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
+    if classes is None and train_per_class is None:
+        return data
+    return select(data, classes=classes, train_per_class=train_per_class)

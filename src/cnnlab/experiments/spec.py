@@ -1,23 +1,36 @@
-"""An ablation as data: one family, a grid of variants, one training recipe, several seeds.
+"""An experiment as data: a claim, its source, named variants, a shared recipe, seeds, what should beat what.
 
 A YAML file such as ``experiments/shortcuts.yaml``::
 
     name: shortcuts
-    model: cifar_resnet20          # the family's registered model
-    data: mnist5k
-    seeds: [0, 1]                  # every variant trains once per seed, with the same seeds
-    recipe: {epochs: 4}            # TrainConfig keys (the flags of ``cnnlab train``), the same for every variant
-    grid:                          # model arguments: every combination is a variant
-      shortcut: [A, B, C]
+    claim: Projection shortcuts are not essential; B is slightly better than A, C marginally better than B.
+    source:
+      paper: He et al. 2016, Deep Residual Learning for Image Recognition
+      where: Sec. 3.3, Table 3
+      figures: "ResNet-34 top-1 error (10-crop): A 25.03, B 24.52, C 24.19"
+    data: mnist5k-rts
+    seeds: [0, 1, 2]                     # every variant trains once per seed (three or more)
+    recipe: {epochs: 10}                 # any `cnnlab train` flag, shared by every variant
+    variants:                            # each: a label, a model, its arguments, its own recipe changes
+      - {label: A, model: cifar_resnet20, model_kwargs: {shortcut: A}}
+      - {label: B, model: cifar_resnet20, model_kwargs: {shortcut: B}, recipe: {lr: 0.05}}
+    expect:                              # what the claim predicts, as comparisons that a test decides
+      - {better: B, worse: A, metric: test_error}
 
-Model arguments that take a layer (names ending in ``_layer``) are given by name, since a YAML file holds no
-classes: ``attn_layer: se`` or ``attn_layer: {name: se, reduction: 4}`` (see :mod:`cnnlab.layers.named`);
-``null`` leaves the layer out.
+Instead of ``variants``, ``model`` with a ``grid`` of model arguments makes every combination a variant (the
+ablation form). Layers are given by name (``attn_layer: {name: se, reduction: 4}``, ``norm_layer: null``; see
+:mod:`cnnlab.layers.named`). ``pretrain`` adds a first phase per seed (a model, its arguments and recipe changes)
+whose best checkpoint every variant starts from (``--pretrained``) unless it sets ``pretrained: null``; each
+variant sets its own ``freeze``. ``probe: {lesion: {random_k: [1, 2, 4], samples: 10}}`` measures each trained
+model with each residual block's branch removed in turn, and with k random blocks removed (Veit et al. 2016),
+on the validation split. ``target`` is the validation accuracy that ``steps_to_target`` counts steps to.
+
+Every mistake in a file (an unknown key, model, layer or metric, a variant that does not build, an expectation
+naming no variant) is a :class:`~cnnlab.errors.ConfigError` with the nearest names, raised before any training.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +40,117 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError, ConfigError, suggest
+from cnnlab.experiments.stats import Direction
 from cnnlab.registry import build_model, list_models
 from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml
 
-SPEC_KEYS = ("name", "description", "model", "data", "seeds", "recipe", "grid")
+SPEC_KEYS = (
+    "name", "description", "claim", "source", "data", "seeds", "recipe", "variants", "model", "grid", "expect",
+    "pretrain", "probe", "target",
+)  # fmt: skip
+SOURCE_KEYS = ("paper", "where", "figures")
+VARIANT_KEYS = ("label", "model", "model_kwargs", "recipe")
+EXPECT_KEYS = ("better", "worse", "metric", "direction")
+PRETRAIN_KEYS = ("model", "model_kwargs", "recipe")
+LESION_KEYS = ("random_k", "samples")
+RUN_SET = ("model", "model_kwargs", "seed", "out_dir", "run_name", "resume", "progress")  # the runner sets these
+DEFAULT_SEEDS = (0, 1, 2)
+
+METRICS: dict[str, Direction] = {
+    "train_error": "lower",  # final weights, eval mode, un-augmented training images
+    "val_error": "lower",  # final weights, validation split
+    "best_val_error": "lower",  # the best epoch's validation error
+    "test_error": "lower",  # final weights, the test split (evaluated once)
+    "best_test_error": "lower",  # the best-on-validation weights, the test split (evaluated once)
+    "steps_to_target": "lower",  # optimizer steps until the validation accuracy first reaches ``target``
+    "diverged": "lower",  # 1 when the loss became NaN or infinite, else 0
+    "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
+    "params": "lower",
+}
+"""What an expectation can compare, and which way is better by default."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a claim comes from: the paper, the place in it, and its own numbers."""
+
+    paper: str
+    where: str = ""
+    figures: str = ""
+
+    def cite(self) -> str:
+        return ", ".join(p for p in (self.paper, self.where) if p)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the comparison: a model, its arguments (plain data) and changes to the shared recipe."""
+
+    label: str
+    model: str
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """``better`` should have a ``direction`` value of ``metric`` than ``worse``."""
+
+    better: str
+    worse: str
+    metric: str
+    direction: Direction
+
+    def text(self) -> str:
+        return f"{self.better} {'<' if self.direction == 'lower' else '>'} {self.worse} in {self.metric}"
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """Remove residual branches after training: each in turn, and ``samples`` random sets of each size k."""
+
+    random_k: tuple[int, ...] = ()
+    samples: int = 10
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    variants: tuple[Variant, ...]
+    recipe: Mapping[str, Any]  # TrainConfig keys shared by every run (checked)
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    claim: str = ""
+    source: Source | None = None
+    description: str = ""
+    expect: tuple[Expectation, ...] = ()
+    pretrain: Variant | None = None  # label "pretrain"
+    lesion: Lesion | None = None
+    target: float | None = None  # validation accuracy for steps_to_target
+
+    def variant(self, label: str) -> Variant:
+        return next(v for v in (*self.variants, *((self.pretrain,) if self.pretrain else ())) if v.label == label)
+
+    def config(self, variant: Variant, seed: int, runs_dir: str | Path) -> TrainConfig:
+        """The TrainConfig of one run: the shared recipe, the variant's changes, its model, seed and folder."""
+        changes = dict(self.recipe) | dict(variant.recipe)
+        if self.pretrain is not None and variant is not self.pretrain and "pretrained" not in variant.recipe:
+            changes["pretrained"] = str(Path(runs_dir) / run_name(self.pretrain.label, seed) / "best.pt")
+        return config_from_dict(
+            changes | {"model": variant.model, "model_kwargs": dict(variant.model_kwargs), "seed": seed,
+                       "out_dir": str(runs_dir), "run_name": run_name(variant.label, seed), "progress": False},
+        )  # fmt: skip
+
+    def with_recipe(self, **changes: Any) -> ExperimentSpec:
+        from dataclasses import replace
+
+        config_from_dict(dict(self.recipe) | changes)  # checked
+        return replace(self, recipe=dict(self.recipe) | changes)
+
+
+def run_name(label: str, seed: int) -> str:
+    """The run folder of (label, seed): ``"resnet-56-seed0"``; spaces and ``=`` become ``_`` and ``-``."""
+    safe = "".join(c if c.isalnum() or c in "-_.," else "_" for c in label.replace("=", "-"))
+    return f"{safe}-seed{seed}"
 
 
 def variant_label(kwargs: Mapping[str, Any]) -> str:
@@ -46,75 +166,141 @@ def variant_label(kwargs: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={text(v)}" for k, v in kwargs.items()) or "default"
 
 
-@dataclass(frozen=True)
-class Variant:
-    label: str  # what the results table calls it
-    model: str
-    model_kwargs: Mapping[str, Any]  # as written in the file (plain types)
+def _keys(obj: Any, allowed: Sequence[str], where: str) -> Mapping[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(allowed)}, got {obj!r}")
+    for k in obj:
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown key {k!r}.{suggest(str(k), allowed)} Keys: {', '.join(allowed)}")
+    return obj
 
 
-@dataclass(frozen=True)
-class AblationSpec:
-    name: str
-    model: str
-    grid: Mapping[str, Sequence[Any]]
-    seeds: tuple[int, ...] = (0, 1)  # at least two, so each variant has a spread
-    recipe: TrainConfig = field(default_factory=TrainConfig)
-    description: str = ""
-
-    def with_recipe(self, **changes: Any) -> AblationSpec:
-        return dataclasses.replace(self, recipe=self.recipe.replace(**changes))
-
-    def variants(self) -> list[Variant]:
-        keys = list(self.grid)
-        combos = itertools.product(*(self.grid[k] for k in keys)) if keys else [()]
-        out = []
-        for values in combos:
-            kwargs = dict(zip(keys, values, strict=True))
-            out.append(Variant(variant_label(kwargs), self.model, kwargs))
-        return out
+def _recipe(obj: Any, where: str) -> dict[str, Any]:
+    recipe = dict(_keys(obj or {}, list(obj or {}), where))
+    for key in RUN_SET:
+        if key in recipe:
+            raise ConfigError(f"{where} may not set {key!r}: the experiment sets it for each run")
+    try:
+        config_from_dict(recipe)  # every key and value checked where it is written
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e
+    return recipe
 
 
-def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file") -> AblationSpec:
-    """Check and build an :class:`AblationSpec`; every mistake is a ConfigError naming ``source``."""
-    unknown = [k for k in obj if k not in SPEC_KEYS]
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {unknown[0]!r}.{suggest(unknown[0], SPEC_KEYS)} Keys: {', '.join(SPEC_KEYS)}"
-        )
-    model = obj.get("model")
+def _variant(obj: Any, where: str, *, label: str | None = None) -> Variant:
+    d = _keys(obj, PRETRAIN_KEYS if label else VARIANT_KEYS, where)
+    model = d.get("model")
     if model not in list_models():
         raise ConfigError(
-            f"{source}: 'model' must name a registered model, got {model!r}.{suggest(str(model), list_models())}"
+            f"{where}: 'model' must name a registered model, got {model!r}.{suggest(str(model), list_models())}"
         )
-    grid = obj.get("grid") or {}
+    kwargs = d.get("model_kwargs") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{where}: model_kwargs must be a mapping, got {kwargs!r}")
+    name = label or d.get("label")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: every variant needs a 'label' (its name in tables and comparisons)")
+    return Variant(name, model, dict(kwargs), _recipe(d.get("recipe"), f"{where} recipe"))
+
+
+def _grid_variants(obj: Mapping[str, Any], source: str) -> list[Variant]:
+    model, grid = obj.get("model"), obj.get("grid") or {}
     if not isinstance(grid, Mapping) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{source}: 'grid' must map model arguments to non-empty lists of values, got {grid!r}")
-    seeds = obj.get("seeds", [0, 1])
-    if not isinstance(seeds, list) or len(seeds) < 2 or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{source}: 'seeds' must be a list of at least two integers, got {seeds!r}")
-    recipe = dict(obj.get("recipe") or {})
-    for key in ("model", "model_kwargs", "seed"):
-        if key in recipe:
-            raise ConfigError(f"{source}: the recipe may not set {key!r}; the experiment sets it for each run")
+    keys = list(grid)
+    combos = itertools.product(*(grid[k] for k in keys)) if keys else [()]
+    return [
+        _variant({"label": variant_label(kw), "model": model, "model_kwargs": kw}, f"{source}: grid")
+        for kw in (dict(zip(keys, values, strict=True)) for values in combos)
+    ]
+
+
+def _expectation(obj: Any, labels: Sequence[str], where: str) -> Expectation:
+    d = _keys(obj, EXPECT_KEYS, where)
+    for side in ("better", "worse"):
+        if d.get(side) not in labels:
+            raise ConfigError(f"{where}: {side} {d.get(side)!r} is not a variant.{suggest(str(d.get(side)), labels)}")
+    metric = d.get("metric")
+    if metric not in METRICS:
+        raise ConfigError(
+            f"{where}: unknown metric {metric!r}.{suggest(str(metric), METRICS)} Metrics: {', '.join(METRICS)}"
+        )
+    direction = d.get("direction", METRICS[metric])
+    if direction not in ("lower", "higher"):
+        raise ConfigError(f"{where}: direction must be 'lower' or 'higher', got {direction!r}")
+    return Expectation(d["better"], d["worse"], metric, direction)
+
+
+def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file") -> ExperimentSpec:
+    """Check and build an :class:`ExperimentSpec`; every mistake is a ConfigError naming ``source``."""
+    _keys(obj, SPEC_KEYS, source)
+    if "variants" in obj and ("grid" in obj or "model" in obj):
+        raise ConfigError(f"{source}: give either 'variants' or 'model' with 'grid', not both")
+    if "variants" in obj:
+        if not isinstance(obj["variants"], list) or not obj["variants"]:
+            raise ConfigError(f"{source}: 'variants' must be a non-empty list")
+        variants = [_variant(v, f"{source}: variant {i + 1}") for i, v in enumerate(obj["variants"])]
+    else:
+        variants = _grid_variants(obj, source)
+    labels = [v.label for v in variants]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: variant labels must be distinct, got {labels}")
+    seeds = obj.get("seeds", list(DEFAULT_SEEDS))
+    if (
+        not isinstance(seeds, list)
+        or len(seeds) < 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
+        raise ConfigError(
+            f"{source}: 'seeds' must be a list of at least two integers (three or more for a verdict), got {seeds!r}"
+        )
+    recipe = _recipe(obj.get("recipe"), f"{source}: recipe")
     if "data" in obj:
         recipe["data"] = obj["data"]
-    spec = AblationSpec(
-        name=str(obj.get("name") or "ablation"),
-        model=model,
-        grid={k: list(v) for k, v in grid.items()},
+    src = obj.get("source")
+    pretrain = _variant(obj["pretrain"], f"{source}: pretrain", label="pretrain") if obj.get("pretrain") else None
+    probe = _keys(obj.get("probe") or {}, ("lesion",), f"{source}: probe")
+    lesion = None
+    if "lesion" in probe:
+        d = _keys(probe["lesion"] or {}, LESION_KEYS, f"{source}: probe lesion")
+        lesion = Lesion(tuple(int(k) for k in d.get("random_k", ())), int(d.get("samples", 10)))
+    target = obj.get("target")
+    if target is not None and not (isinstance(target, int | float) and 0 < target <= 1):
+        raise ConfigError(f"{source}: 'target' is a validation accuracy in (0, 1], got {target!r}")
+    spec = ExperimentSpec(
+        name=str(obj.get("name") or Path(source).stem),
+        variants=tuple(variants),
+        recipe=recipe,
         seeds=tuple(seeds),
-        recipe=config_from_dict(recipe),
+        claim=str(obj.get("claim") or ""),
+        source=Source(**_keys(src, SOURCE_KEYS, f"{source}: source")) if src else None,
         description=str(obj.get("description") or ""),
+        expect=tuple(
+            _expectation(e, labels, f"{source}: expect {i + 1}") for i, e in enumerate(obj.get("expect") or [])
+        ),
+        pretrain=pretrain,
+        lesion=lesion,
+        target=float(target) if target is not None else None,
     )
-    for v in spec.variants():  # fail now, not after an hour of training: every variant builds (no weights)
+    _check(spec, source)
+    return spec
+
+
+def _check(spec: ExperimentSpec, source: str) -> None:
+    """Fail now, not after an hour of training: every run's config is valid and every variant builds."""
+    metrics = {e.metric for e in spec.expect}
+    if "lesion_error" in metrics and spec.lesion is None:
+        raise ConfigError(f"{source}: the metric lesion_error needs 'probe: {{lesion: {{}}}}'")
+    if "steps_to_target" in metrics and spec.target is None:
+        raise ConfigError(f"{source}: the metric steps_to_target needs a 'target' validation accuracy")
+    for v in (*((spec.pretrain,) if spec.pretrain else ()), *spec.variants):
         try:
+            spec.config(v, spec.seeds[0], "runs")
             with torch.device("meta"):
                 build_model(v.model, v.model_kwargs)
         except CnnlabError as e:
             raise ConfigError(f"{source}: variant {v.label!r}: {e}") from e
-    return spec
 
 
-def load_spec(path: str | Path) -> AblationSpec:
+def load_spec(path: str | Path) -> ExperimentSpec:
     return spec_from_dict(load_yaml(path), source=str(path))

@@ -16,12 +16,24 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import ConfigError, suggest
+from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
 NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
+    # attention (attn_layer)
     "se": SqueezeExcite,  # Hu et al. 2018; reduction r as an extra key
+    # activations (act_layer)
     "relu": nn.ReLU,
+    "relu6": nn.ReLU6,  # MobileNet v2
+    "sigmoid": nn.Sigmoid,  # the saturating unit of Ioffe & Szegedy's BN-x5-Sigmoid experiment
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    # normalisation (norm_layer; null: none)
     "batchnorm": nn.BatchNorm2d,
+    # convolutions (conv_layer, called like nn.Conv2d)
+    "conv": nn.Conv2d,
+    "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
 }
 """The layers a config, a flag or a checkpoint may name (for model arguments ending in ``_layer``)."""
 

@@ -54,7 +54,7 @@ class BranchSpec:
     base_width: int
     dilation: int
     stride_in: StrideIn
-    norm_layer: LayerFactory
+    norm_layer: LayerFactory | None
     act_layer: LayerFactory
     conv_layer: LayerFactory = nn.Conv2d  # the 3x3 convs' class, e.g. DeformConv2d
 
@@ -74,7 +74,7 @@ class ResidualBlock(nn.Module):
         dilation: the 3x3 convs' dilation.
         stride_in: where a bottleneck downsamples, "1x1" (paper) or "3x3" (torchvision); a block without
             a 1x1 ignores it.
-        norm_layer, act_layer: the normalisation and activation layers.
+        norm_layer, act_layer: the normalisation (None: none, and the convs get biases) and activation layers.
         conv_layer: the class of the 3x3 convs, called like ``nn.Conv2d`` (e.g. a deformable conv).
     """
 
@@ -94,7 +94,7 @@ class ResidualBlock(nn.Module):
         base_width: int = 64,
         dilation: int = 1,
         stride_in: StrideIn = "3x3",
-        norm_layer: LayerFactory = nn.BatchNorm2d,
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
         conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:

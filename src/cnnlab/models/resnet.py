@@ -126,7 +126,7 @@ class ResNet(CnnlabModel):
         groups: int = 1,  # ResNeXt cardinality
         base_width: int = 64,  # ResNeXt width per group; 128 for Wide ResNet-50-2
         stride_in: StrideIn = "3x3",
-        norm_layer: LayerFactory = nn.BatchNorm2d,
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,  # None: no normalisation (the BN ablations)
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
         output_stride: int = 32,  # 16 or 8: dilate the last stage or two instead of downsampling
@@ -210,7 +210,7 @@ class CifarResNet(CnnlabModel):
         shortcut: ShortcutOption = "A",
         plain: bool = False,
         attn_layer: LayerFactory | None = None,
-        norm_layer: LayerFactory = nn.BatchNorm2d,
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,  # None: no normalisation (the BN ablations)
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
     ) -> None:
@@ -243,7 +243,8 @@ class CifarResNet(CnnlabModel):
             self.add_module(f"S{j}", units)
             self.feature_info.append(FeatureInfo(f"S{j}", chs, 2 ** (j - 1)))
         if pre:  # the pre-activation net's last BN-ReLU, kept in the last stage
-            self.S3.add_module("post_norm", nn.Sequential(norm_layer(chs), create_act(act_layer)))
+            norm = [norm_layer(chs)] if norm_layer is not None else []
+            self.S3.add_module("post_norm", nn.Sequential(*norm, create_act(act_layer)))
         self.num_features = chs
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         init_weights(self)

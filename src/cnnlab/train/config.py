@@ -37,6 +37,8 @@ class TrainConfig:
     data_dir: str = "data"  # where torchvision datasets live (or are downloaded to with --download)
     download: bool = False  # never touch the network unless asked
     val_fraction: float = 0.1  # of each class of the training split, held out to choose the best epoch (0: none)
+    classes: tuple[int, ...] | None = None  # only these classes, relabelled 0, 1, ... (None: all; "5,6,7,8,9")
+    train_per_class: int | None = None  # only the first N training images of each class (None: all of them)
     image_size: int | None = None  # input size (None: the data's own, padded up to the model's minimum;
     # the model's default_image_size for image folders)
     augment: bool = True  # the dataset's standard augmentation (see cnnlab.data.AUGMENT)
@@ -69,6 +71,7 @@ class TrainConfig:
     progress: bool = True  # a progress bar on stderr
     eval_every: int = 1  # evaluate on the validation split every N epochs (and always after the last)
     early_stop: int | None = None  # stop after this many validations without a better one (None: never)
+    record_grad_norms: bool = False  # each stage's and block's gradient norm at the first and last step
 
     def __post_init__(self) -> None:
         for ok, message in self._checks():
@@ -104,6 +107,17 @@ class TrainConfig:
                 c.image_size is None or _is_int(c.image_size, 1),
                 f"image_size must be an integer >= 1 (or None: the data's own), got {c.image_size!r}",
             ),
+            (
+                c.train_per_class is None or _is_int(c.train_per_class, 1),
+                f"train_per_class must be an integer >= 1 (or None: all), got {c.train_per_class!r}",
+            ),
+            (
+                c.classes is None
+                or (
+                    bool(c.classes) and all(_is_int(k, 0) for k in c.classes) and len(set(c.classes)) == len(c.classes)
+                ),
+                f"classes must be distinct class indices >= 0 such as 5,6,7,8,9 (or None: all), got {c.classes!r}",
+            ),
             (_is_int(c.seed, 0) and c.seed < 2**63, f"seed must be an integer in [0, 2**63), got {c.seed!r}"),
             (_is_int(c.workers, 0), f"workers must be an integer >= 0, got {c.workers!r}"),
             (_is_int(c.eval_every, 1), f"eval_every must be an integer >= 1, got {c.eval_every!r}"),
@@ -136,6 +150,7 @@ class TrainConfig:
         """Plain types only (YAML- and ``weights_only``-safe)."""
         d = dataclasses.asdict(self)
         d["model_kwargs"] = plain_model_kwargs(self.model_kwargs)  # layers by name
+        d["classes"] = None if self.classes is None else list(self.classes)
         return d
 
 
@@ -162,6 +177,14 @@ def _coerce(name: str, value: Any) -> Any:
         return dict(value)
     if name == "freeze":
         return str(value)
+    if name == "classes":  # a list in YAML, "5,6,7" on the command line
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"classes must be a list of class indices such as [5, 6, 7], got {value!r}")
+        try:
+            return tuple(int(str(k).strip()) for k in items)
+        except ValueError:
+            raise ConfigError(f"classes must be class indices such as 5,6,7,8,9, got {value!r}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -200,6 +223,7 @@ RESUME_FREE: dict[str, str] = {
     "download": "whether missing files may be fetched",
     "eval_every": "when the validation split is measured, not what is trained",
     "early_stop": "when to stop, not what a step computes",
+    "record_grad_norms": "what is recorded, not what is computed",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.errors import CnnlabError, TrainingError
+from cnnlab.errors import CnnlabError, DivergedError, TrainingError
 from cnnlab.models.base import LogitsWithAux
 from cnnlab.train.distributed import unwrap
 
@@ -59,6 +59,31 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, metrics: Any, model: nn.Module) -> None:
         pass
+
+
+def block_names(model: nn.Module) -> list[str]:
+    """The model's blocks from input to output: the units of each stage where the stage is a sequence (a
+    CIFAR ResNet's ``S1.S1U1`` ...), the stage itself otherwise, then the head modules."""
+    names: list[str] = []
+    for stage in getattr(model, "stage_names", list)():
+        module = model.get_submodule(stage)
+        children = [n for n, m in module.named_children() if any(True for _ in m.parameters())]
+        is_sequence_of_units = type(module) is nn.Sequential  # not a layer that is a Sequential (ConvBnAct)
+        names += [f"{stage}.{c}" for c in children] if is_sequence_of_units and children else [stage]
+    return names + list(getattr(model, "head_modules", ()))
+
+
+class GradNormRecorder(Callback):
+    """:func:`block_grad_norms` of every block at the first step of a run (``"init"``) and at its last
+    (``"end"``): whether gradients vanish or explode from the output to the input (He et al. 2016, Sec. 4.1)."""
+
+    def __init__(self, names: Sequence[str], last_step: int, norms: dict[str, dict[str, float]] | None = None) -> None:
+        self.names, self.last_step = list(names), last_step
+        self.norms: dict[str, dict[str, float]] = dict(norms or {})
+
+    def on_step(self, info: StepInfo) -> None:
+        if info.global_step in (0, self.last_step):
+            self.norms["init" if info.global_step == 0 else "end"] = block_grad_norms(info.model, self.names)
 
 
 def block_grad_norms(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, float]:
@@ -107,7 +132,7 @@ def _nonfinite(what: str, *, epoch: int, step: int, x: Tensor) -> TrainingError:
     where = f"at epoch {epoch}, step {step + 1}"
     if not bool(torch.isfinite(x).all()):
         return TrainingError(f"{what} {where}: the input batch holds NaN or Inf values; check the data set")
-    return TrainingError(
+    return DivergedError(
         f"{what} {where}; the weights were not updated with it, and the checkpoints keep those of the last "
         "finished epoch. Try a lower --lr, a longer warm-up, or --grad-clip"
     )

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
-from cnnlab.errors import CnnlabError, ConfigError, TrainingError
+from cnnlab.errors import CnnlabError, ConfigError, DivergedError, TrainingError
 from cnnlab.registry import build_model
 from cnnlab.train import distributed as D
 from cnnlab.train.atomic import full_disk_is_an_error, write_atomic
@@ -49,9 +49,11 @@ from cnnlab.train.config import TrainConfig, check_resume, config_from_dict
 from cnnlab.train.engine import (
     Callback,
     EpochTotals,
+    GradNormRecorder,
     StopFlag,
     StopRequested,
     Throughput,
+    block_names,
     evaluate,
     train_one_epoch,
 )
@@ -172,6 +174,14 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def load_data(config: TrainConfig) -> Dataset:
+    """The data set that ``config`` trains on: its splits, and the class and size subset it asks for."""
+    return load_dataset(
+        config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
+        classes=config.classes, train_per_class=config.train_per_class,
+    )  # fmt: skip
+
+
 def _meta(config: TrainConfig, data: Dataset, model: nn.Module, pipeline: InputPipeline) -> dict[str, Any]:
     return {
         "model": getattr(model, "model_name", config.model),
@@ -184,6 +194,7 @@ def _meta(config: TrainConfig, data: Dataset, model: nn.Module, pipeline: InputP
         "data": data.name,
         "data_dir": config.data_dir,
         "val_fraction": config.val_fraction,
+        "subset": {"classes": config.to_dict()["classes"], "train_per_class": config.train_per_class},
     }
 
 
@@ -252,9 +263,7 @@ def _fit(
     _check_inputs(config, state, info)
     torch.manual_seed(config.seed)
     if data is None:
-        data = load_dataset(
-            config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction
-        )
+        data = load_data(config)
     _check_model_kwargs(config, data)
     # from the plain data that the checkpoints store, so that eval, predict and export rebuild this very model
     kwargs = config.to_dict()["model_kwargs"]
@@ -296,6 +305,11 @@ def _fit(
     history: list[EpochMetrics] = []
     best: EpochMetrics | None = None
     best_state: dict[str, torch.Tensor] | None = None
+    recorder = None
+    if config.record_grad_norms:
+        recorded = state.get("grad_norms") if state is not None else None
+        recorder = GradNormRecorder(block_names(model), config.epochs * steps_per_epoch - 1, recorded)
+        callbacks = [*callbacks, recorder]
     start_epoch, start_step, partial = 1, 0, EpochTotals()
     if state is not None:
         load_model_state(model, state)
@@ -336,6 +350,7 @@ def _fit(
                 "meta": meta,
                 "history": [vars(m) for m in history],
                 "best": vars(best) if best is not None else None,
+                "grad_norms": recorder.norms if recorder is not None else None,
             }
             save_checkpoint(ckpt, run_dir / name)
 
@@ -373,6 +388,15 @@ def _fit(
                     stop=stop,
                     any_rank=lambda flag: D.any_rank(flag, info),
                 )
+            except DivergedError as e:  # a result of the recipe: results.json says so, for experiments to count
+                bar.close()
+                if info.is_main:
+                    wall = time.perf_counter() - t0
+                    norms = recorder and recorder.norms
+                    path = run_dir / "results.json"
+                    _write_results(path, config, data, history, best, {}, wall, False, status="diverged", error=str(e),
+                                   grad_norms=norms)  # fmt: skip
+                raise
             except StopRequested:  # every rank stops after the same step (a second Ctrl-C stops at once, unsaved)
                 bar.close()
                 step = totals.steps  # counts the steps before a resume too
@@ -428,7 +452,8 @@ def _fit(
 
         with full_disk_is_an_error(run_dir, "curves.png"):
             plot_curves(history, run_dir / "curves.png")
-        _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early)
+        _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early,
+                       grad_norms=recorder and recorder.norms)  # fmt: skip
     D.barrier(info)  # every rank returns once the run folder is complete
     log(f"done in {wall:.1f} s; {run_dir}")
     return RunResult(
@@ -495,11 +520,19 @@ def _write_results(
     test: dict[str, TestResult],
     wall_s: float,
     stopped_early: bool,
+    *,
+    status: str = "ok",
+    error: str | None = None,
+    grad_norms: dict[str, dict[str, float]] | None = None,
 ) -> None:
-    """``results.json``: the split sizes, the best epoch on validation, the test results, and the wall time."""
+    """``results.json``: the split sizes, the best epoch on validation, the test results, and the wall time;
+    ``status`` "diverged" (with the ``error``) for a run whose loss became NaN, and the per-block gradient norms
+    when they were recorded. A run folder with this file holds a finished run."""
     import json
 
     payload = {
+        "status": status,
+        "error": error,
         "model": config.model,
         "data": data.name,
         "splits": {n: len(p) for n, p in (("train", data.train), ("val", data.val), ("test", data.test)) if p},
@@ -510,5 +543,6 @@ def _write_results(
         "final_val_acc": history[-1].val_acc if history else None,
         "test": {k: vars(t) for k, t in test.items()},
         "wall_s": wall_s,
+        "grad_norms": grad_norms or None,
     }
     write_atomic(path, json.dumps(payload, indent=2).encode())

@@ -1,0 +1,70 @@
+"""The ledger: every committed claim, its source's figures, what we measured, and the verdict.
+
+It reads the experiment files (``experiments/*.yaml``) and their committed results
+(``experiments/results/NAME/results.json``); nothing is retrained to print it. A claim whose results are missing
+or older than its file's expectations is listed as "not run".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.experiments.spec import ExperimentSpec, load_spec
+
+RESULTS_DIR = "results"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    claim: str
+    source: str
+    paper_figures: str
+    measured: str  # the comparisons, as numbers
+    verdict: str  # holds / contradicted / not shown / not run
+    results: str  # the folder
+
+
+def results_dir(experiments: Path, spec: ExperimentSpec) -> Path:
+    return experiments / RESULTS_DIR / spec.name
+
+
+def _measured(results: dict) -> str:
+    parts = []
+    for c in results.get("comparisons", []):
+        scale = 100 if c["metric"].endswith("error") else 1
+        unit = "%" if scale == 100 else ""
+        sign = "<" if c["direction"] == "lower" else ">"
+        better, worse = f"{c['better_mean'] * scale:.3g}{unit}", f"{c['worse_mean'] * scale:.3g}{unit}"
+        parts.append(f"{c['better']} {better} {sign} {c['worse']} {worse} ({c['metric']}, p = {c['p_expected']:.2g})")
+    return "; ".join(parts) or "-"
+
+
+def entries(experiments: str | Path = "experiments") -> list[Entry]:
+    """One entry per experiment file under ``experiments`` that states a claim, in file-name order."""
+    root = Path(experiments)
+    out = []
+    for path in sorted(root.glob("*.yaml")):
+        spec = load_spec(path)
+        if not spec.claim:
+            continue
+        folder = results_dir(root, spec)
+        saved = folder / "results.json"
+        results = json.loads(saved.read_text()) if saved.is_file() else {}
+        current = results.get("expect") == [
+            {"better": e.better, "worse": e.worse, "metric": e.metric, "direction": e.direction} for e in spec.expect
+        ]
+        out.append(
+            Entry(
+                name=spec.name,
+                claim=spec.claim,
+                source=spec.source.cite() if spec.source else "",
+                paper_figures=spec.source.figures if spec.source else "",
+                measured=_measured(results) if current else "-",
+                verdict=(results.get("verdict") or "not shown") if current else "not run",
+                results=str(folder),
+            )
+        )
+    return out
