@@ -263,3 +263,44 @@ def test_inverted_residual_shortcut_and_expansion() -> None:
 )
 def test_make_divisible(value: float, divisor: int, expected: int) -> None:
     assert make_divisible(value, divisor) == expected
+
+
+def test_separable_conv2d_is_a_depthwise_then_pointwise_conv_with_a_convs_signature() -> None:
+    from cnnlab.layers.depthwise_separable import SeparableConv2d
+
+    sep = SeparableConv2d(8, 16, 3, stride=2, padding=1, bias=False)
+    assert count_params(sep) == 3 * 3 * 8 + 8 * 16  # k*k*M + M*N weights: the 1/N + 1/k^2 of the notes
+    x = torch.randn(2, 8, 9, 9)
+    want = F.conv2d(F.conv2d(x, sep.depthwise.weight, stride=2, padding=1, groups=8), sep.pointwise.weight)
+    torch.testing.assert_close(sep(x), want)
+    with pytest.raises(ModelArgumentError, match="its own grouping"):
+        SeparableConv2d(8, 16, 3, groups=2)
+
+
+def test_cifar_resnet_takes_a_conv_class_per_stage_by_name() -> None:
+    from cnnlab.layers import DeformConv2d
+    from cnnlab.layers.depthwise_separable import SeparableConv2d
+    from cnnlab.registry import build_model
+
+    with torch.device("meta"):
+        model = build_model("cifar_resnet20", {"stage_conv_layers": ["conv", "separable", "deformable"]})
+    kinds = {j: {type(m.conv1.conv) for m in model.get_submodule(f"S{j}")} for j in (1, 2, 3)}
+    assert kinds == {1: {nn.Conv2d}, 2: {SeparableConv2d}, 3: {DeformConv2d}}
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_without_channel_shuffle_each_group_sees_only_its_own_inputs(shuffle: bool) -> None:
+    """ShuffleNet Fig. 1(a): stacked group convs without a shuffle keep every output group a function of one
+    input group; the shuffle (Fig. 1(b)-(c)) lets each see them all."""
+    from cnnlab.layers.shuffle_unit import ShuffleV1Unit
+
+    g, c = 3, 48  # 12 bottleneck channels, 4 per group: enough for a shuffled group to take one from each
+    unit = ShuffleV1Unit(c, c, groups=g, shuffle=shuffle).eval()
+    x = torch.randn(1, c, 6, 6)
+    moved = x.clone()
+    moved[:, : c // g] += 1.0  # change the first input group only
+    with torch.no_grad():
+        out = [unit(v) for v in (x, moved)]  # relu(branch(v) + v): an unchanged input group moves with its branch
+    changed = (out[0] - out[1]).abs().amax(dim=(0, 2, 3)) > 1e-6
+    per_group = changed.view(g, c // g).any(1).tolist()
+    assert per_group == ([True, True, True] if shuffle else [True, False, False])

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.layers.deformable import DeformConv2d
+from cnnlab.layers.depthwise_separable import SeparableConv2d
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
 NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
@@ -34,11 +35,13 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     # convolutions (conv_layer, called like nn.Conv2d)
     "conv": nn.Conv2d,
     "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
+    "separable": SeparableConv2d,  # depthwise then pointwise (Howard et al. 2017; Chollet 2017)
 }
 """The layers a config, a flag or a checkpoint may name (for model arguments ending in ``_layer``)."""
 
 LAYER_SUFFIX = "_layer"
-"""Model arguments whose names end so take a layer (``attn_layer``, ``norm_layer``, ``act_layer``)."""
+"""Model arguments whose names end so take a layer (``attn_layer``, ``norm_layer``, ``act_layer``); those ending
+in ``_layers`` take a list of them (``stage_conv_layers: [conv, conv, deformable]``)."""
 
 
 def resolve_layer(key: str, value: Any) -> Any:
@@ -81,12 +84,22 @@ def layer_as_data(key: str, value: Any) -> Any:
 
 def resolve_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Model arguments as plain data, with named layers turned into layer classes."""
-    return {k: resolve_layer(k, v) if k.endswith(LAYER_SUFFIX) else v for k, v in kwargs.items()}
+    return {k: _each(resolve_layer, k, v) for k, v in kwargs.items()}
 
 
 def plain_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Model arguments as plain data (YAML- and ``weights_only``-safe): layers by name, tuples as lists."""
-    return {str(k): layer_as_data(k, v) if k.endswith(LAYER_SUFFIX) else _plain(k, v) for k, v in kwargs.items()}
+    return {str(k): _each(layer_as_data, k, v) if k.endswith((LAYER_SUFFIX, f"{LAYER_SUFFIX}s")) else _plain(k, v)
+            for k, v in kwargs.items()}  # fmt: skip
+
+
+def _each(convert: Callable[[str, Any], Any], key: str, value: Any) -> Any:
+    """``convert`` applied to a ``*_layer`` argument, or to each item of a ``*_layers`` one."""
+    if key.endswith(LAYER_SUFFIX):
+        return convert(key, value)
+    if key.endswith(f"{LAYER_SUFFIX}s") and isinstance(value, list | tuple):
+        return [convert(key, v) for v in value]
+    return value
 
 
 def _plain(key: str, obj: Any) -> Any:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError
-from cnnlab.layers.channel_shuffle import channel_shuffle
+from cnnlab.layers.channel_shuffle import ChannelShuffle, channel_shuffle
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act
 from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
 from cnnlab.layers.types import LayerFactory
@@ -35,6 +35,7 @@ class ShuffleV1Unit(nn.Module):
         groups: int = 3,
         first_groups: int | None = None,
         act_layer: LayerFactory = nn.ReLU,
+        shuffle: bool = True,  # False: the "without shuffle" arm of the paper's Table 3
     ) -> None:
         super().__init__()
         if stride not in (1, 2) or (stride == 1 and in_chs != out_chs):
@@ -50,13 +51,14 @@ class ShuffleV1Unit(nn.Module):
         self.stride = stride
         self.conv1 = ConvBnAct(in_chs, mid, 1, groups=first_groups, act_layer=act_layer)
         self.groups = groups
+        self.shuffle = ChannelShuffle(groups) if shuffle else nn.Identity()
         self.conv2 = ConvBnAct(mid, mid, 3, stride=stride, groups=mid, act_layer=None)  # depthwise
         self.conv3 = ConvBnAct(mid, branch_out, 1, groups=groups, act_layer=None)
         self.shortcut = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else nn.Identity()
         self.act = create_act(act_layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = channel_shuffle(self.conv1(x), self.groups)
+        out = self.shuffle(self.conv1(x))
         out = self.conv3(self.conv2(out))
         merged = torch.cat((self.shortcut(x), out), 1) if self.stride == 2 else out + x
         return self.act(merged)

@@ -213,10 +213,14 @@ class CifarResNet(CnnlabModel):
         norm_layer: LayerFactory | None = nn.BatchNorm2d,  # None: no normalisation (the BN ablations)
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
+        stage_conv_layers: Sequence[LayerFactory] = (nn.Conv2d,) * 3,  # per stage, the 3x3 conv class
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        if len(layers) != 3 or len(widths) != 3:
-            raise ModelArgumentError(f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}")
+        if len(layers) != 3 or len(widths) != 3 or len(stage_conv_layers) != 3:
+            raise ModelArgumentError(
+                f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}, "
+                f"{len(stage_conv_layers)} conv layers"
+            )
         pre = block.pre_activation
         stage = partial(
             make_stage,
@@ -238,7 +242,8 @@ class CifarResNet(CnnlabModel):
         chs = widths[0]
         self.feature_info = [FeatureInfo("stem", chs, 1)]
         for j, (n, planes) in enumerate(zip(layers, widths, strict=True), start=1):
-            units = stage(chs, planes, n, stride=1 if j == 1 else 2, names=[f"S{j}U{k}" for k in range(1, n + 1)])
+            names = [f"S{j}U{k}" for k in range(1, n + 1)]
+            units = stage(chs, planes, n, stride=1 if j == 1 else 2, names=names, conv_layer=stage_conv_layers[j - 1])
             chs = units[-1].out_chs
             self.add_module(f"S{j}", units)
             self.feature_info.append(FeatureInfo(f"S{j}", chs, 2 ** (j - 1)))

@@ -88,6 +88,7 @@ class ShuffleNetV1(_ShuffleNet):
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.0,
+        shuffle: bool = True,  # False: no channel shuffle between the group convs (Table 3's ablation)
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if groups not in V1_WIDTHS:
@@ -97,7 +98,10 @@ class ShuffleNetV1(_ShuffleNet):
         stage_chs = [make_divisible(V1_WIDTHS[groups] * 2**i * width_mult, 4 * groups) for i in range(3)]
 
         def unit(in_chs: int, out_chs: int, stride: int, first: bool) -> nn.Module:
-            return ShuffleV1Unit(in_chs, out_chs, stride=stride, groups=groups, first_groups=1 if first else groups)
+            first_groups = 1 if first else groups
+            return ShuffleV1Unit(
+                in_chs, out_chs, stride=stride, groups=groups, first_groups=first_groups, shuffle=shuffle
+            )
 
         self._build(make_divisible(24 * width_mult, groups), stage_chs, STAGE_REPEATS, None, unit)
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
