@@ -19,7 +19,7 @@ May import: cnnlab.analysis, cnnlab.errors, cnnlab.models, cnnlab.optimize, cnnl
 """
 
 from cnnlab import models as models  # registers every family
-from cnnlab.analysis import analyze
+from cnnlab.analysis import analyze, diagram
 from cnnlab.errors import (
     CnnlabError,
     CnnlabWarning,
@@ -61,6 +61,7 @@ __all__ = [
     "analyze",
     "build_model",
     "create_model",
+    "diagram",
     "fold_conv_bn",
     "list_models",
     "load_pretrained",

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from cnnlab.cli import (
     bench_cmd,
     compare_cmd,
+    diagram_cmd,
     dilation_cmd,
     erf_cmd,
     eval_cmd,
@@ -33,6 +34,7 @@ COMMANDS = (
     models_cmd,
     summary_cmd,
     compare_cmd,
+    diagram_cmd,
     tricks_cmd,
     dilation_cmd,
     erf_cmd,
