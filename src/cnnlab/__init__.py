@@ -9,7 +9,7 @@ The layering: each package and top-level module imports only from those to its l
 ``May import:`` line below and in each module's docstring, and checks the imports of the source against it)::
 
     errors <- data, layers, machine, plotting <- registry <- weights <- models <- optimize
-           <- analysis, train <- experiments, bench <- cli
+           <- analysis, train <- experiments, bench, pages <- cli
 
 ``registry`` sits below ``models`` because every family registers its builders into it when ``cnnlab.models``
 is imported (as this package does first), and ``build_model`` turns named layers (``cnnlab.layers.named``)

@@ -118,3 +118,24 @@ def plot_gridding(grid: GriddingMap, path: str | Path) -> Path:
     rates = ", ".join(map(str, grid.rates))
     ax.set_title(f"rates [{rates}]: field {grid.field}, {grid.holes} holes of {grid.field**2}")
     return save_figure(fig, path, dpi=DPI)
+
+
+def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
+    """The receptive field (and the jump) after each operation in graph order, the top-level blocks marked,
+    and the input's size: above it, the field counts the zero padding around the image."""
+    plt = pyplot()
+    rows = [(i, r) for i, r in enumerate(report.layers) if r.rf is not None]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.plot([i for i, _ in rows], [r.rf[0] for _, r in rows], color="tab:red", lw=1.5, label="receptive field")
+    ax.plot([i for i, _ in rows], [r.jump[0] for _, r in rows], color="tab:blue", lw=1, ls="--", label="jump")
+    ax.axhline(report.input_size[1], color="black", lw=0.8, ls=":", label=f"input {report.input_size[1]} px")
+    starts: dict[str, int] = {}
+    for i, r in enumerate(report.layers):
+        starts.setdefault(r.path.split(".")[0], i)
+    ax.set_xticks(list(starts.values()), list(starts), rotation=60, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("pixels (log scale)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{report.model}: receptive field {report.rf_label} px at the last feature map")
+    return save_figure(fig, path, dpi=DPI)

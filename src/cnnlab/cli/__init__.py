@@ -3,8 +3,8 @@
 Text typed by a person becomes values here: sizes, configs, and model arguments as plain data, which
 :func:`cnnlab.registry.build_model` turns into models (named layers into classes) for every command alike.
 
-May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.registry,
-cnnlab.train.
+May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.pages,
+cnnlab.registry, cnnlab.train.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from cnnlab.cli import (
     eval_cmd,
     experiment_cmd,
     models_cmd,
+    report_cmd,
     summary_cmd,
     train_cmd,
     tricks_cmd,
@@ -42,6 +43,7 @@ COMMANDS = (
     eval_cmd,
     experiment_cmd,
     bench_cmd,
+    report_cmd,
 )
 
 
