@@ -3,14 +3,14 @@
 # headless Chromium. RUN is a run folder (default: the newest in runs/, as `make demo` leaves it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-.venv/bin}
+CNNLAB=${CNNLAB:-.venv/bin/cnnlab}
 RUN=${RUN:-$(ls -td runs/*/ | head -1)}
 OUT=docs
 mkdir -p "$OUT"
-"$BIN/cnnlab" diagram googlenet --depth 1 --out "$OUT/googlenet.png"
-"$BIN/cnnlab" diagram resnet50 --expand layer1.0 --out "$OUT/resnet50-layer1.0.png"
-"$BIN/cnnlab" report resnet50 --out "$OUT/.resnet50-report.html"
-"$BIN/cnnlab" report "$RUN"
+$CNNLAB diagram googlenet --depth 1 --out "$OUT/googlenet.png"
+$CNNLAB diagram resnet50 --expand layer1.0 --out "$OUT/resnet50-layer1.0.png"
+$CNNLAB report resnet50 --out "$OUT/.resnet50-report.html"
+$CNNLAB report "$RUN"
 profile=$(mktemp -d)
 shot() {  # shot PAGE PNG
   chromium --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \

@@ -219,10 +219,8 @@ def _graph(
     nodes = [DiagramNode("input", "input", "input", shape, 0, 0, (1, 1), (1, 1), "input", ())]
     for key, (path, idx) in groups.items():
         row = report.merged(path, [report.layers[i] for i in idx])
-        kind = row.kind
-        role = (
-            "merge" if len(idx) == 1 and kind in MERGES else "concat" if len(idx) == 1 and kind in CONCATS else "block"
-        )
+        kind, single = row.kind, len(idx) == 1  # one function, not a block holding one
+        role = "merge" if single and kind in MERGES else "concat" if single and kind in CONCATS else "block"
         nodes.append(DiagramNode(key, path, kind, row.output_shape, row.params, row.macs, row.rf, row.jump, role, ()))
     edges = {
         (key_of.get(src, "input"), key_of[rec.name]): False

@@ -39,7 +39,7 @@ def model_page(
     size = parse_input_size(input_size) if input_size is not None else None
     d = diagram(model, size, depth=depth, expand=expand, rf=True)
     report = d.report
-    page = Page(f"{name}: {entry.doc}", _totals(report))
+    page = Page(name, entry.doc.replace("``", ""), _totals(report))
     opened = f", {', '.join(expand)} opened" if expand else ""
     page.add(
         "Diagram",

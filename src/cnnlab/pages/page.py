@@ -28,8 +28,8 @@ def _asset(name: str) -> str:
 class Page:
     """A page of sections, written as one HTML file."""
 
-    def __init__(self, title: str, subtitle: str = "") -> None:
-        self.title, self.subtitle = title, subtitle
+    def __init__(self, title: str, *subtitle: str) -> None:
+        self.title, self.subtitle = title, subtitle  # lines under the title
         self.sections: list[str] = []
 
     def add(self, heading: str, body: str, *, note: str = "") -> None:
@@ -37,7 +37,7 @@ class Page:
         self.sections.append(f"<section><h2>{escape(heading)}</h2>{note_html}{body}</section>")
 
     def html(self) -> str:
-        sub = f'<p class="sub">{escape(self.subtitle)}</p>' if self.subtitle else ""
+        sub = f'<p class="sub">{"<br>".join(escape(s) for s in self.subtitle)}</p>' if self.subtitle else ""
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -61,12 +61,12 @@ def png_img(data: bytes, alt: str, *, css: str = "plot") -> str:
     return f'<img class="{css}" alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def plot_img(draw: Callable[[Path], Any], alt: str) -> str:
+def plot_img(draw: Callable[[Path], Any], alt: str, *, css: str = "plot") -> str:
     """The PNG that ``draw(path)`` writes (one of cnnlab's plot functions), inlined."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "plot.png"
         draw(path)
-        return png_img(path.read_bytes(), alt)
+        return png_img(path.read_bytes(), alt, css=css)
 
 
 def number_cell(value: float | None, text: str | None = None, *, key: str = "") -> str:

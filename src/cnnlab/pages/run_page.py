@@ -49,7 +49,9 @@ def run_page(run_dir: str | Path, *, data_dir: str | None = None, batch_size: in
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     history = read_history(run_dir)
     model, data = config.get("model", "?"), results.get("data", config.get("data", "?"))
-    page = Page(f"run {run_dir.name}", f"{model} on {data}; {len(history)} epochs; {run_dir.resolve()}")
+    best = (results.get("test") or {}).get("best") or (results.get("test") or {}).get("final")
+    acc = f"; test accuracy {best['test_acc']:.4f} (best on validation)" if best else ""
+    page = Page(f"run {run_dir.name}: {model} on {data}", f"{len(history)} epochs{acc}; {run_dir.resolve()}")
     page.add("Test results", _test_table(results), note=_test_note(results))
     if history:
         curves = plot_img(lambda p: plot_curves(history, p), "training curves")
@@ -107,7 +109,7 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
     per_class = matrix.diag().double() / matrix.sum(1).clamp(min=1)
     acc = float((pred == y).double().mean())
     title = f"{meta['model']} on {data.name}: best checkpoint, test split"
-    confusion = plot_img(lambda p: plot_confusion(matrix, classes, p, title=title), "confusion matrix")
+    confusion = plot_img(lambda p: plot_confusion(matrix, classes, p, title=title), "confusion matrix", css="square")
     rows = [[c, int(matrix[i].sum()), int(matrix[i, i]), float(per_class[i])] for i, c in enumerate(classes)]
     per_class_table = table(["class", "images", "correct", "accuracy"], rows, numeric=[False, True, True, True])
     shown = [w for group in itertools.zip_longest(*wrong.values()) for w in group if w is not None][:MAX_WRONG]
@@ -119,7 +121,7 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
     count = f"{len(shown)} of {int((pred != y).sum())}, taking the classes in turn" if shown else "none"
     return (
         f"<p>{escape(str(meta['path']))}: test accuracy {acc:.4f} on {len(y):,} images; shown as they were read, "
-        f"before normalisation.</p>{confusion}{per_class_table}"
+        f'before normalisation.</p><div class="row">{confusion}{per_class_table}</div>'
         f'<h3>Misclassified test images ({count})</h3><div class="grid">{grid}</div>'
     )
 
