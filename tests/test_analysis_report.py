@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
 from cnnlab.analysis import analyze, count_macs, parse_input_size
+from cnnlab.analysis.report import format_macs
 from cnnlab.errors import AnalysisError, CnnlabError, InputShapeError
 
 # ../shared/REFERENCE.md: params (one value, or the aux-heads-off/on pair) and GMACs at the paper's input size,
@@ -172,3 +173,34 @@ def test_resnet152_is_fast() -> None:
     elapsed = time.perf_counter() - start
     assert report.params == 60_192_808 and report.depth == 152
     assert elapsed < 5.0, f"analysing ResNet-152 took {elapsed:.1f} s"
+
+
+def test_collapsed_rows_are_named_by_their_class_and_aux_heads_have_rows_of_their_own() -> None:
+    with torch.device("meta"):
+        report = analyze(cnnlab.create_model("googlenet"))
+    rows = {r.path: r for r in report.grouped(2)}
+    assert rows["inception3.a"].kind == "InceptionV1" and rows["head.fc"].kind == "Linear"
+    assert {r.path: r.kind for r in report.grouped(1)}["head"] == "ClassifierHead"
+    assert "group" not in {r.kind for r in report.grouped(1)}
+    aux = {r.path: r for r in report.auxiliary}
+    assert set(aux) == {"aux1", "aux2"} and aux["aux1"].kind == "AuxClassifier"
+    assert aux["aux1"].params + aux["aux2"].params == 13_004_888 - 6_624_904  # REFERENCE.md: with / without aux
+    assert aux["aux1"].output_shape == (1, 1000) and aux["aux1"].macs > 0  # measured in a training-mode pass
+    assert report.taps["aux1"][-1] == "inception4a" and report.taps["aux2"][-1] == "inception4d"
+    assert sum(r.params for r in report.grouped(1)) == report.params  # every parameter is in some row
+    table = report.table(depth=1)
+    assert "aux2         AuxClassifier" in table and "run in training only" in table
+
+
+def test_a_field_wider_than_the_input_is_explained() -> None:
+    with torch.device("meta"):
+        wide, narrow = analyze(cnnlab.create_model("resnet50")), analyze(cnnlab.create_model("lenet5"))
+    assert wide.rf_exceeds_input and "wider than the 224x224 input" in wide.table()
+    assert "zero padding outside the image" in wide.table()
+    assert not narrow.rf_exceeds_input and "wider than" not in narrow.table()
+
+
+def test_one_rule_prints_every_mac_count() -> None:
+    assert [format_macs(m) for m in (0, 326_876, 30_820_000, 4_089_184_256)] == [
+        "0 MACs", "0.327 MMACs", "30.820 MMACs", "4.089 GMACs"
+    ]  # fmt: skip

@@ -23,10 +23,10 @@ EXPECTED = {
                        "receptive field 3 x 3x3"],
     "256-d bottleneck": ["weights 3x3 256->256", "weights bottleneck convs", "saving (x fewer)"],
     "1x1 reduction before 5x5": ["MACs 5x5 192->32", "MACs 1x1 192->16, 5x5 16->32"],
-    "depthwise-separable": ["MACs ratio (128->256, 3x3)"],
-    "group conv g=32": ["weights ratio", "MACs ratio"],
-    "SE block r=16": ["params per block (C=256)", "MACs per block (C=256)", "params SE-ResNet-50 - ResNet-50",
-                      "MACs SE-ResNet-50 - ResNet-50"],
+    "depthwise-separable": ["MACs standard", "MACs separable", "MACs ratio (128->256, 3x3)"],
+    "group conv g=32": ["MACs dense", "MACs 32 groups", "weights ratio", "MACs ratio"],
+    "SE block r=16": ["params ResNet-50", "params SE-ResNet-50", "params per block (C=256)", "MACs per block (C=256)",
+                      "params SE-ResNet-50 - ResNet-50", "MACs SE-ResNet-50 - ResNet-50"],
     "Inception 3a naive vs reduced": ["MACs naive", "MACs reduced", "MACs naive / reduced", "output channels naive",
                                       "output channels reduced"],
     "VGG-19 vs ResNet-34": ["GMACs VGG-19", "GMACs ResNet-34", "ResNet-34 / VGG-19"],
@@ -36,7 +36,7 @@ EXPECTED = {
 
 def test_every_measured_figure_agrees_with_its_formula(figures: dict[tuple[str, str], Figure]) -> None:
     assert list(figures) == [(trick, q) for trick, quantities in EXPECTED.items() for q in quantities]
-    assert len(figures) == 31
+    assert len(figures) == 37
     for f in figures.values():
         assert f.agrees, f
 
@@ -87,7 +87,9 @@ def test_formula_values_are_the_reference_figures(
 
 
 def test_depthwise_separable_costs_1_over_n_plus_1_over_k2() -> None:
-    (f,) = tricks_report(["depthwise"])
+    standard, separable, f = tricks_report(["depthwise"])
+    assert (standard.role, separable.role) == ("before", "after")
+    assert standard.measured / separable.measured == pytest.approx(1 / f.measured)
     assert f.expected == pytest.approx(1 / 256 + 1 / 9)
     assert f.measured == pytest.approx(1 / 256 + 1 / 9, rel=1e-9)
 

@@ -18,11 +18,13 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
     return capsys.readouterr().out
 
 
-def test_models_shows_gmacs_at_the_default_size(capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_shows_macs_at_the_default_size(capsys: pytest.CaptureFixture[str]) -> None:
     out = run(capsys, "models", "resnet5*")
-    assert "GMACs" in out.splitlines()[0]
+    assert "MACs" in out.splitlines()[0]
     line = next(ln for ln in out.splitlines() if ln.startswith("resnet50 "))
-    assert "25,557,032" in line and "4.089" in line  # REFERENCE.md: 4.089 GMACs
+    assert "25,557,032" in line and "4.089 GMACs" in line  # REFERENCE.md: 4.089 GMACs
+    line = run(capsys, "models", "lenet5").splitlines()[2]
+    assert "0.327 MMACs" in line and "0.000" not in line  # below a billion: MMACs, one rule everywhere
 
 
 def test_summary_table_json_csv(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -51,6 +53,9 @@ def test_compare_side_by_side(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert [r["depth"] for r in rows] == [18, 34] and rows[1]["gmacs"] == pytest.approx(3.664, rel=1e-3)
     out = run(capsys, "compare", "cifar_resnet20", "cifar_plain20", "--runs", "1", "--plot", str(tmp_path / "c.png"))
     assert "CPU ms" in out and "cifar_plain20" in out and (tmp_path / "c.png").exists()
+    out = run(capsys, "compare", "lenet5", "resnet18", "--no-latency")
+    assert "CPU ms" not in out and "0.327 MMACs" in out and "1.814 GMACs" in out  # no empty latency column
+    assert "cpu_latency_ms" not in run(capsys, "compare", "lenet5", "--no-latency", "--format", "json")
 
 
 def test_tricks_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ The layering: each package and top-level module imports only from those to its l
 ``May import:`` line below and in each module's docstring, and checks the imports of the source against it)::
 
     errors <- data, layers, machine, plotting <- registry <- weights <- models <- optimize
-           <- analysis, train <- experiments, bench <- cli
+           <- analysis, train <- experiments, bench, pages <- cli
 
 ``registry`` sits below ``models`` because every family registers its builders into it when ``cnnlab.models``
 is imported (as this package does first), and ``build_model`` turns named layers (``cnnlab.layers.named``)
@@ -19,7 +19,7 @@ May import: cnnlab.analysis, cnnlab.errors, cnnlab.models, cnnlab.optimize, cnnl
 """
 
 from cnnlab import models as models  # registers every family
-from cnnlab.analysis import analyze
+from cnnlab.analysis import analyze, diagram
 from cnnlab.errors import (
     CnnlabError,
     CnnlabWarning,
@@ -63,6 +63,7 @@ __all__ = [
     "analyze",
     "build_model",
     "create_model",
+    "diagram",
     "fold_conv_bn",
     "list_models",
     "load_pretrained",

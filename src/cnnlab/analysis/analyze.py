@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from cnnlab.analysis.auxiliary import SideModule, side_modules
 from cnnlab.analysis.graph import GraphWalk, flop_counter, walk
 from cnnlab.analysis.report import LayerReport, ModelReport
 from cnnlab.errors import AnalysisError, InputShapeError
@@ -131,6 +132,12 @@ def analyze(model: nn.Module, input_size: InputSize | None = None) -> ModelRepor
     :class:`~cnnlab.errors.InputShapeError` for an input the model cannot take and
     :class:`~cnnlab.errors.AnalysisError` for a model torch.fx cannot trace.
     """
+    return analyze_graph(model, input_size)[0]
+
+
+def analyze_graph(model: nn.Module, input_size: InputSize | None = None) -> tuple[ModelReport, GraphWalk]:
+    """:func:`analyze` and the walk it came from: ``report.layers[i]`` is ``walk.records[i]``, whose ``inputs``
+    say which operations feed it (what :mod:`cnnlab.analysis.diagram` draws)."""
     size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
     check_input(model, size)
     with meta_view(model) as meta:
@@ -140,10 +147,15 @@ def analyze(model: nn.Module, input_size: InputSize | None = None) -> ModelRepor
             if isinstance(e, AnalysisError):
                 raise
             raise _explain_failure(meta, size, e) from e
-    return _report(model, size, result)
+        side = side_modules(meta, _meta_input(meta, size), result.records)
+    return _report(model, size, result, side), result
 
 
-def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk) -> ModelReport:
+def _side_row(m: SideModule) -> LayerReport:
+    return LayerReport(m.path, m.kind, m.output_shape, m.params, m.trainable_params, m.macs, None, None, 0)
+
+
+def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk, side: list[SideModule]) -> ModelReport:
     layers = [
         LayerReport(
             path=r.path,
@@ -174,6 +186,9 @@ def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk) -> 
         depth=result.depth,
         macs_by_op=result.macs_by_op,
         unsupported=result.unsupported,
+        auxiliary=[_side_row(m) for m in side],
+        taps={m.path: list(m.taps) for m in side},
+        module_kinds={path: type(m).__name__ for path, m in model.named_modules() if path},
     )
 
 

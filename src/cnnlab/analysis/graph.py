@@ -88,6 +88,7 @@ class NodeRecord:
     activation_bytes: int  # bytes of the output tensor
     global_op: bool = False  # mixes a whole spatial map (global pooling, flattening a map)
     input_field: Field | None = None  # the largest field of the operation's inputs
+    inputs: tuple[str, ...] = ()  # names of the recorded operations (or the input) whose outputs it reads
 
 
 @dataclass
@@ -136,6 +137,7 @@ class _Walker(fx.Interpreter):
         self.unsupported: dict[str, list[str]] = {}
         self.seen_params: set[int] = set()
         self.pooled: set[fx.Node] = set()  # 1x1 maps made by a global pooling (an SE gate's side branch)
+        self.sources: dict[fx.Node, tuple[str, ...]] = {}  # a node -> the recorded nodes (or input) it reads
 
     # -- the walk ------------------------------------------------------------------------------------------
     def run_node(self, n: fx.Node) -> Any:
@@ -146,7 +148,10 @@ class _Walker(fx.Interpreter):
         self.depths[n] = max((self.depths[a] for a in inputs), default=0)
         if n.op == "placeholder":
             self.fields[n] = Field()
+            self.sources[n] = (n.name,)
             return out
+        reads = tuple(dict.fromkeys(s for a in n.all_input_nodes for s in self.sources.get(a, ())))
+        self.sources[n] = reads  # a node that is not recorded (a tuple of tensors) passes its sources on
         if n.op in ("output", "get_attr") or not self._carries_tensors(out):
             return out
         module = self.module.get_submodule(n.target) if n.op == "call_module" else None
@@ -182,8 +187,10 @@ class _Walker(fx.Interpreter):
                     activation_bytes=out.numel() * out.element_size(),
                     global_op=is_global,
                     input_field=merge(in_fields) if all(f is not None for f in in_fields) else None,  # type: ignore[arg-type]
+                    inputs=reads,
                 )
             )
+            self.sources[n] = (n.name,)
         return out
 
     @staticmethod

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cnnlab.analysis.erf import EffectiveField
 from cnnlab.analysis.gridding import GriddingMap
 from cnnlab.analysis.report import ModelReport
-from cnnlab.analysis.tricks import Figure
+from cnnlab.analysis.tricks import Figure, before_after, value_label
 from cnnlab.plotting import pyplot, save_figure
 
 DPI = 120  # the analyzer's figures carry small labels
@@ -40,8 +41,9 @@ def plot_compare(reports: Sequence[ModelReport], path: str | Path, latencies_ms:
         ("params (M)", [r.params / 1e6 for r in reports]),
         ("GMACs", [r.gmacs for r in reports]),
         ("receptive field (px)", [r.receptive_field[0] if r.receptive_field else np.nan for r in reports]),
-        ("CPU latency (ms)", [np.nan if t is None else t for t in latencies_ms]),
     ]
+    if any(t is not None for t in latencies_ms):  # no empty panel after --no-latency
+        panels.append(("CPU latency (ms)", [np.nan if t is None else t for t in latencies_ms]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5))
     for ax, (title, values) in zip(axes, panels, strict=True):
         ax.bar(names, values)
@@ -51,24 +53,53 @@ def plot_compare(reports: Sequence[ModelReport], path: str | Path, latencies_ms:
 
 
 def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
-    """Measured / formula for every figure: 1.0 where they agree, missing where a block is not there yet."""
+    """Each trick's two costs, without it (grey) and with it (coloured), on a log scale with their ratio written
+    on the bars: the bottleneck's 589,824 against 69,632 weights, "8.5x fewer"."""
     plt = pyplot()
-    labels = [f"{f.trick}: {f.quantity}" for f in figures]
-    ratios = [f.measured / f.expected if f.expected else np.nan for f in figures]
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(figures) + 1))
-    ax.barh(labels, ratios, color=["tab:green" if f.agrees else "tab:gray" for f in figures])
-    ax.axvline(1.0, color="black", lw=0.8)
+    pairs = before_after(list(figures))
+    fig, ax = plt.subplots(figsize=(9, 0.62 * len(pairs) + 1.2))
+    labels = []
+    for i, (before, after) in enumerate(pairs):
+        y = 2.6 * i
+        ax.barh(
+            [y, y + 1], [before.measured, after.measured], color=["#9ca3af", "tab:green" if after.agrees else "tab:red"]
+        )
+        ratio = before.measured / after.measured
+        change = f"{ratio:.3g}x fewer" if ratio >= 1 else f"{1 / ratio:.3g}x more"
+        ax.text(before.measured, y, f" {value_label(before.measured)}", va="center", fontsize=7)
+        ax.text(after.measured, y + 1, f" {value_label(after.measured)}: {change}", va="center", fontsize=7,
+                weight="bold")  # fmt: skip
+        labels += [(y, f"{before.trick}: {before.quantity}"), (y + 1, after.quantity)]
+    ax.set_xscale("log")
+    ax.set_yticks([y for y, _ in labels], [t for _, t in labels], fontsize=7)
     ax.invert_yaxis()
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_xlabel("measured / formula")
+    ax.set_xlabel("measured cost (log scale): without the trick (grey), with it (green)")
+    ax.margins(x=0.15)
     return save_figure(fig, path, dpi=DPI)
+
+
+def _heatmap(ax: Any, values: np.ndarray, *, cmap: str, label: str, zeros: str) -> None:
+    """``values`` as an image with a colour bar; exact zeros hatched in red, apart from the low values."""
+    from matplotlib import patches
+
+    plt = pyplot()
+    masked = np.ma.masked_equal(values, 0)
+    colours = plt.get_cmap(cmap).with_extremes(bad="#fecaca")
+    image = ax.imshow(masked, cmap=colours, interpolation="nearest")
+    ys, xs = np.nonzero(values == 0)
+    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
+        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, hatch="////", ec="#dc2626", lw=0))
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+    if len(ys):
+        hole = patches.Patch(fc="#fecaca", ec="#dc2626", hatch="////", label=f"{zeros} ({len(ys)})")
+        ax.legend(handles=[hole], loc="upper right", fontsize=7, framealpha=0.9)
 
 
 def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
     """The effective receptive field as a heat map, with the theoretical field's square around its centre."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.imshow(erf.grad, cmap="inferno")
+    _heatmap(ax, erf.grad, cmap="inferno", label="mean |input gradient| (max = 1)", zeros="exactly zero")
     if erf.theoretical:
         h, w = erf.grad.shape
         (th, tw), (cy, cx) = erf.theoretical, erf.center
@@ -80,10 +111,31 @@ def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
 
 
 def plot_gridding(grid: GriddingMap, path: str | Path) -> Path:
-    """The paths from each input pixel to the centre output of a dilated stack; holes are black."""
+    """The paths from each input pixel to the centre output of a dilated stack; holes hatched in red."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.imshow(grid.window, cmap="viridis", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(5.6, 5))
+    _heatmap(ax, grid.window, cmap="viridis", label="paths to the centre output", zeros="holes: no path")
     rates = ", ".join(map(str, grid.rates))
     ax.set_title(f"rates [{rates}]: field {grid.field}, {grid.holes} holes of {grid.field**2}")
+    return save_figure(fig, path, dpi=DPI)
+
+
+def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
+    """The receptive field (and the jump) after each operation in graph order, the top-level blocks marked,
+    and the input's size: above it, the field counts the zero padding around the image."""
+    plt = pyplot()
+    rows = [(i, r) for i, r in enumerate(report.layers) if r.rf is not None]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.plot([i for i, _ in rows], [r.rf[0] for _, r in rows], color="tab:red", lw=1.5, label="receptive field")
+    ax.plot([i for i, _ in rows], [r.jump[0] for _, r in rows], color="tab:blue", lw=1, ls="--", label="jump")
+    ax.axhline(report.input_size[1], color="black", lw=0.8, ls=":", label=f"input {report.input_size[1]} px")
+    starts: dict[str, int] = {}
+    for i, r in enumerate(report.layers):
+        starts.setdefault(r.path.split(".")[0], i)
+    ax.set_xticks(list(starts.values()), list(starts), rotation=60, ha="right", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("pixels (log scale)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{report.model}: receptive field {report.rf_label} px at the last feature map")
     return save_figure(fig, path, dpi=DPI)

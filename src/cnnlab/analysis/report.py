@@ -73,6 +73,9 @@ class ModelReport:
     macs_by_op: dict[str, int]
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     macs_note: str = MACS_NOTE
+    auxiliary: list[LayerReport] = field(default_factory=list)  # modules the eval graph never runs (aux heads)
+    taps: dict[str, list[str]] = field(default_factory=dict)  # auxiliary path -> modules whose output it reads
+    module_kinds: dict[str, str] = field(default_factory=dict, repr=False)  # module path -> class name
 
     @property
     def gmacs(self) -> float:
@@ -89,36 +92,44 @@ class ModelReport:
                 return row
         raise AnalysisError(f"no layer {path!r} in the report of {self.model}")
 
+    @property
+    def rf_exceeds_input(self) -> bool:
+        """True when the receptive field is wider than the input (ResNet-50's 427 at 224)."""
+        rf = self.receptive_field
+        return rf is not None and (rf[0] > self.input_size[1] or rf[1] > self.input_size[2])
+
     def grouped(self, depth: int | None = None) -> list[LayerReport]:
-        """Rows merged to module paths of at most ``depth`` components (None: every operation): parameters,
-        MACs and activation memory summed; the shape, field and jump of the group's last operation."""
+        """Rows merged to module paths of at most ``depth`` components (None: every operation), each named by
+        its module's class (``Bottleneck``, ``InceptionV1``): parameters, MACs and activation memory summed; the
+        shape, field and jump of the group's last operation. The :attr:`auxiliary` modules (the training-only
+        heads, outside the eval graph) follow as rows of their own."""
         if depth is None:
-            return list(self.layers)
+            return [*self.layers, *self.auxiliary]
         groups: dict[str, list[LayerReport]] = {}
         for row in self.layers:
-            groups.setdefault(".".join(row.path.split(".")[: max(depth, 1)]), []).append(row)
-        out = []
-        for path, rows in groups.items():
-            last = rows[-1]
-            kind = rows[0].kind if len(rows) == 1 else "group"
-            out.append(
-                LayerReport(
-                    path=path,
-                    kind=kind,
-                    output_shape=last.output_shape,
-                    params=sum(r.params for r in rows),
-                    trainable_params=sum(r.trainable_params for r in rows),
-                    macs=sum(r.macs for r in rows),
-                    rf=last.rf,
-                    jump=last.jump,
-                    activation_bytes=sum(r.activation_bytes for r in rows),
-                )
-            )
-        return out
+            groups.setdefault(group_path(row.path, depth), []).append(row)
+        return [self.merged(path, rows) for path, rows in groups.items()] + list(self.auxiliary)
+
+    def merged(self, path: str, rows: Sequence[LayerReport]) -> LayerReport:
+        """One row for the operations ``rows`` of the module at ``path``: sums, and the last one's shape and field."""
+        last = rows[-1]
+        return LayerReport(
+            path=path,
+            kind=rows[0].kind if len(rows) == 1 else self.module_kinds.get(path, "group"),
+            output_shape=last.output_shape,
+            params=sum(r.params for r in rows),
+            trainable_params=sum(r.trainable_params for r in rows),
+            macs=sum(r.macs for r in rows),
+            rf=last.rf,
+            jump=last.jump,
+            activation_bytes=sum(r.activation_bytes for r in rows),
+        )
 
     # -- export -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        del d["module_kinds"]
+        return d
 
     def to_json(self, *, depth: int | None = None, indent: int | None = 2) -> str:
         d = self.to_dict()
@@ -134,7 +145,7 @@ class ModelReport:
             [
                 r.path,
                 r.kind,
-                "x".join(map(str, r.output_shape[1:])),
+                shape_label(r.output_shape),
                 r.params,
                 r.macs,
                 r.rf_label,
@@ -152,20 +163,57 @@ class ModelReport:
         lines = [
             f"model             {self.model}  input {'x'.join(map(str, self.input_size))}",
             f"params            {self.params:,} ({self.trainable_params:,} trainable)",
-            f"MACs              {self.macs:,} ({self.gmacs:.3f} GMACs)",
+            f"MACs              {self.macs:,} ({format_macs(self.macs)})",
             f"receptive field   {self.rf_label} px, jump {_pair_label(self.jump)} (last feature map)",
             f"depth             {self.depth} layers with weights on the longest path",
             f"activations       {self.activation_bytes / 2**20:.2f} MiB (outputs of every operation, batch 1)",
             f"counted ops       {ops}",
             f"note              {self.macs_note}",
         ]
+        if self.rf_exceeds_input:
+            lines.insert(4, f"                  {self.rf_note()}")
+        if self.auxiliary:
+            names = ", ".join(r.path for r in self.auxiliary)
+            lines.append(f"auxiliary         {names}: run in training only; their params are in the total")
         for op, paths in self.unsupported.items():
             lines.append(f"unsupported       {op!r} at {', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}")
         return lines
 
+    def rf_note(self) -> str:
+        """Why a receptive field can be wider than the image."""
+        return (
+            f"wider than the {self.input_size[1]}x{self.input_size[2]} input: the field counts every position a "
+            "unit's windows span, the zero padding outside the image included"
+        )
+
     def render(self, fmt: OutputFormat, *, depth: int | None = None) -> str:
         """The report as ``table``, ``json`` or ``csv``."""
         return {"table": self.table, "json": self.to_json, "csv": self.to_csv}[fmt](depth=depth)
+
+
+def group_path(path: str, depth: int) -> str:
+    """``path`` cut to its first ``depth`` components: ``group_path("layer3.2.conv1.conv", 2) == "layer3.2"``."""
+    return ".".join(path.split(".")[: max(depth, 1)])
+
+
+def shape_label(shape: Sequence[int]) -> str:
+    """An output shape without the batch: ``(1, 256, 56, 56)`` -> ``"256x56x56"`` (``"-"`` for none)."""
+    return "x".join(map(str, shape[1:])) or "-"
+
+
+def format_macs(macs: float) -> str:
+    """The one way cnnlab prints a MAC count: GMACs from a billion, MMACs below (LeNet-5's 0.416 MMACs, not
+    0.000 GMACs), three decimals."""
+    if macs == 0:
+        return "0 MACs"
+    return f"{macs / 1e9:.3f} GMACs" if macs >= 1e9 else f"{macs / 1e6:.3f} MMACs"
+
+
+def format_count(n: float) -> str:
+    """A count in a few characters: ``25557032`` -> ``"25.56M"``, ``75008`` -> ``"75.0K"``, ``64`` -> ``"64"``."""
+    if abs(n) >= 1e6:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e3:.1f}K" if abs(n) >= 1e3 else f"{n:g}"
 
 
 def _row_dict(r: LayerReport) -> dict[str, Any]:

@@ -30,7 +30,8 @@ class Figure:
     """One number of one trick: the formula's value beside the measured one.
 
     ``rel_tol`` is 0 where the two must be equal (exact counts and ratios); a paper's rounded figure gets a
-    relative tolerance.
+    relative tolerance. ``role`` marks the two costs that a trick compares: ``"before"`` (without the trick)
+    and ``"after"`` (with it); ``cnnlab tricks --plot`` draws them side by side.
     """
 
     trick: str
@@ -39,6 +40,7 @@ class Figure:
     expected: float
     measured: float
     rel_tol: float = 0.0
+    role: str = ""
 
     @property
     def agrees(self) -> bool:
@@ -69,9 +71,14 @@ def stacked_small_kernels(*, big: int, chs: int = 64, size: int = 56) -> list[Fi
     one, many = analyze(single, (chs, size, size)), analyze(stack, (chs, size, size))
     return [
         Figure(
-            trick, f"weights {big}x{big}", f"{big * big} C^2 (C={chs})", big * big * chs * chs, _conv_weights(single)
+            trick,
+            f"weights {big}x{big}",
+            f"{big * big} C^2 (C={chs})",
+            big * big * chs * chs,
+            _conv_weights(single),
+            role="before",
         ),
-        Figure(trick, f"weights {n} x 3x3", f"{9 * n} C^2", 9 * n * chs * chs, _conv_weights(stack)),
+        Figure(trick, f"weights {n} x 3x3", f"{9 * n} C^2", 9 * n * chs * chs, _conv_weights(stack), role="after"),
         Figure(trick, "MACs ratio stack / single", f"{9 * n}/{big * big}", 9 * n / big**2, many.macs / one.macs),
         Figure(trick, f"receptive field {big}x{big}", f"{big}", big, _field(one)),
         Figure(trick, f"receptive field {n} x 3x3", f"1 + 2 x {n}", 1 + 2 * n, _field(many)),
@@ -86,8 +93,8 @@ def bottleneck_weights(*, chs: int = 256, planes: int = 64) -> list[Figure]:
     formula = chs * planes + 9 * planes * planes + planes * chs
     measured_dense, measured_block = _conv_weights(dense), _conv_weights(block)
     return [
-        Figure(trick, "weights 3x3 256->256", "256 x 3 x 3 x 256", 9 * chs * chs, measured_dense),
-        Figure(trick, "weights bottleneck convs", "256x64 + 3x3x64x64 + 64x256", formula, measured_block),
+        Figure(trick, "weights 3x3 256->256", "256 x 3 x 3 x 256", 9 * chs * chs, measured_dense, role="before"),
+        Figure(trick, "weights bottleneck convs", "256x64 + 3x3x64x64 + 64x256", formula, measured_block, role="after"),
         Figure(trick, "saving (x fewer)", "589,824 / 69,632", 9 * chs * chs / formula, measured_dense / measured_block),
     ]
 
@@ -99,13 +106,16 @@ def inception_reduction(*, size: int = 28, in_chs: int = 192, out_chs: int = 32,
     reduced = analyze(nn.Sequential(ConvBnAct(in_chs, reduce, 1), ConvBnAct(reduce, out_chs, 5)), (in_chs, size, size))
     hw = size * size
     return [
-        Figure(trick, "MACs 5x5 192->32", "28x28 x 32 x 5x5x192", hw * out_chs * 25 * in_chs, direct.macs),
+        Figure(
+            trick, "MACs 5x5 192->32", "28x28 x 32 x 5x5x192", hw * out_chs * 25 * in_chs, direct.macs, role="before"
+        ),
         Figure(
             trick,
             "MACs 1x1 192->16, 5x5 16->32",
             "28x28 x (16x192 + 32x5x5x16)",
             hw * (reduce * in_chs + out_chs * 25 * reduce),
             reduced.macs,
+            role="after",
         ),
     ]
 
@@ -118,7 +128,14 @@ def depthwise_separable(*, in_chs: int = 128, out_chs: int = 256, k: int = 3, si
     quantity, text = f"MACs ratio ({in_chs}->{out_chs}, {k}x{k})", f"1/{out_chs} + 1/{k}^2"
     standard = analyze(nn.Conv2d(in_chs, out_chs, k, padding=k // 2, bias=False), (in_chs, size, size))
     separable = analyze(DepthwiseSeparableConv(in_chs, out_chs, kernel_size=k), (in_chs, size, size))
-    return [Figure(trick, quantity, text, formula, _conv_macs(separable) / _conv_macs(standard))]
+    hw = size * size
+    return [
+        Figure(trick, "MACs standard", f"{size}x{size} x {out_chs} x {k}x{k}x{in_chs}", hw * out_chs * k * k * in_chs,
+               _conv_macs(standard), role="before"),
+        Figure(trick, "MACs separable", f"{size}x{size} x {in_chs} x ({k}x{k} + {out_chs})",
+               hw * in_chs * (k * k + out_chs), _conv_macs(separable), role="after"),
+        Figure(trick, quantity, text, formula, _conv_macs(separable) / _conv_macs(standard)),
+    ]  # fmt: skip
 
 
 def group_conv(*, chs: int = 256, groups: int = 32, size: int = 28) -> list[Figure]:
@@ -126,7 +143,12 @@ def group_conv(*, chs: int = 256, groups: int = 32, size: int = 28) -> list[Figu
     trick = f"group conv g={groups}"
     dense, grouped = ConvBnAct(chs, chs, 3), ConvBnAct(chs, chs, 3, groups=groups)
     dense_report, grouped_report = analyze(dense, (chs, size, size)), analyze(grouped, (chs, size, size))
+    dense_macs = size * size * chs * 9 * chs
     return [
+        Figure(trick, "MACs dense", f"{size}x{size} x {chs} x 3x3x{chs}", dense_macs, dense_report.macs, role="before"),
+        Figure(
+            trick, f"MACs {groups} groups", f"dense / {groups}", dense_macs / groups, grouped_report.macs, role="after"
+        ),
         Figure(trick, "weights ratio", f"1/{groups}", 1 / groups, _conv_weights(grouped) / _conv_weights(dense)),
         Figure(trick, "MACs ratio", f"1/{groups}", 1 / groups, grouped_report.macs / dense_report.macs),
     ]
@@ -146,9 +168,12 @@ def se_overhead(*, chs: int = 256, reduction: int = 16) -> list[Figure]:
     with torch.device("meta"):
         se50 = create_model("se_resnet50")
         plain50 = create_model("se_resnet50", attn_layer=None)  # the same net (stride on 1x1, Caffe pool), no SE
-    params = sum(p.numel() for p in se50.parameters()) - sum(p.numel() for p in plain50.parameters())
+    se_params, plain_params = (sum(p.numel() for p in m.parameters()) for m in (se50, plain50))
+    params = se_params - plain_params
     macs = count_macs(se50) - count_macs(plain50)
     return [
+        Figure(trick, "params ResNet-50", "REFERENCE.md", 25_557_032, plain_params, role="before"),
+        Figure(trick, "params SE-ResNet-50", "REFERENCE.md", 28_088_024, se_params, role="after"),
         Figure(trick, f"params per block (C={c})", "2C^2/r + C + C/r", _se_params(c, r), se.params),
         Figure(trick, f"MACs per block (C={c})", "2C^2/r", 2 * c * (c // r), se.macs),
         Figure(
@@ -180,9 +205,16 @@ def inception_modules(*, size: int = 28) -> list[Figure]:
     naive = analyze(InceptionV1(c, w, naive=True), (c, size, size))
     reduced = analyze(InceptionV1(c, w), (c, size, size))
     return [
-        Figure(trick, "MACs naive", "28x28 x 192 x (c1 + 9 c3 + 25 c5)", hw * naive_w, _conv_macs(naive)),
         Figure(
-            trick, "MACs reduced", "28x28 x (reductions + 3x3 + 5x5 + pool proj)", hw * reduced_w, _conv_macs(reduced)
+            trick, "MACs naive", "28x28 x 192 x (c1 + 9 c3 + 25 c5)", hw * naive_w, _conv_macs(naive), role="before"
+        ),
+        Figure(
+            trick,
+            "MACs reduced",
+            "28x28 x (reductions + 3x3 + 5x5 + pool proj)",
+            hw * reduced_w,
+            _conv_macs(reduced),
+            role="after",
         ),
         Figure(
             trick,
@@ -213,8 +245,8 @@ def vgg_vs_resnet() -> list[Figure]:
         resnet50 = count_macs(create_model("resnet50", stride_in="1x1")) / 1e9
         vgg19 = count_macs(create_model("vgg19")) / 1e9
     return [
-        Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01),
-        Figure(trick, "GMACs ResNet-34", "paper Fig. 3", 3.6, resnet34, rel_tol=0.02),
+        Figure(trick, "GMACs VGG-19", "paper Fig. 3", 19.6, vgg19, rel_tol=0.01, role="before"),
+        Figure(trick, "GMACs ResNet-34", "paper Fig. 3", 3.6, resnet34, rel_tol=0.02, role="after"),
         Figure(
             trick,
             "ResNet-34 / VGG-19",
@@ -243,6 +275,26 @@ TRICKS: dict[str, Callable[[], list[Figure]]] = {
 """Every trick by a short name (``cnnlab tricks --only se``)."""
 
 
+FAMILY_TRICKS: dict[str, tuple[str, ...]] = {
+    "resnet": ("bottleneck", "se", "group", "vgg"),
+    "classic": ("5x5", "7x7", "vgg"),
+    "googlenet": ("reduction", "inception"),
+    "inception": ("5x5", "7x7", "reduction"),
+    "mobilenet": ("depthwise",),
+    "shufflenet": ("group", "depthwise"),
+}
+"""The tricks that concern each model family (the report of a model shows their rows)."""
+
+
+def before_after(figures: list[Figure]) -> list[tuple[Figure, Figure]]:
+    """Each trick's two compared costs, (without, with)."""
+    pairs: dict[str, dict[str, Figure]] = {}
+    for f in figures:
+        if f.role:
+            pairs.setdefault(f.trick, {})[f.role] = f
+    return [(p["before"], p["after"]) for p in pairs.values() if {"before", "after"} <= set(p)]
+
+
 def tricks_report(names: list[str] | None = None) -> list[Figure]:
     """The figures of the tricks ``names`` (default: all), measured now."""
     figures = []
@@ -253,7 +305,8 @@ def tricks_report(names: list[str] | None = None) -> list[Figure]:
     return figures
 
 
-def _value(v: float) -> str:
+def value_label(v: float) -> str:
+    """A figure as the table prints it: an integer with separators, else four significant digits."""
     if float(v).is_integer() and abs(v) >= 1:
         return f"{int(v):,}"
     return f"{v:.4g}"
@@ -265,8 +318,8 @@ def figures_table(figures: list[Figure]) -> str:
             f.trick,
             f.quantity,
             f.formula,
-            _value(f.expected),
-            _value(f.measured),
+            value_label(f.expected),
+            value_label(f.measured),
             "yes" if f.agrees else "NO",
         ]
         for f in figures

@@ -3,8 +3,8 @@
 Text typed by a person becomes values here: sizes, configs, and model arguments as plain data, which
 :func:`cnnlab.registry.build_model` turns into models (named layers into classes) for every command alike.
 
-May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.registry,
-cnnlab.train.
+May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.pages,
+cnnlab.registry, cnnlab.train.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from cnnlab.cli import (
     bench_cmd,
     compare_cmd,
+    diagram_cmd,
     dilation_cmd,
     erf_cmd,
     eval_cmd,
     experiment_cmd,
     models_cmd,
+    report_cmd,
     summary_cmd,
     train_cmd,
     tricks_cmd,
@@ -33,6 +35,7 @@ COMMANDS = (
     models_cmd,
     summary_cmd,
     compare_cmd,
+    diagram_cmd,
     tricks_cmd,
     dilation_cmd,
     erf_cmd,
@@ -40,6 +43,7 @@ COMMANDS = (
     eval_cmd,
     experiment_cmd,
     bench_cmd,
+    report_cmd,
 )
 
 

@@ -7,7 +7,7 @@ import json
 
 from cnnlab.analysis import analyze, parse_input_size
 from cnnlab.analysis.latency import measure_latency
-from cnnlab.analysis.report import format_table, rows_to_csv
+from cnnlab.analysis.report import format_macs, format_table, rows_to_csv
 from cnnlab.cli.common import add_model_kwargs_arg, add_output_args, meta_model, positive_int
 from cnnlab.registry import build_model
 
@@ -42,8 +42,8 @@ def run_compare(args: argparse.Namespace) -> int:
             "depth": r.depth,
             "receptive_field": r.rf_label,
             "jump": r.jump[0] if r.jump else None,
-            "cpu_latency_ms": None if t is None else round(t, 2),
         }
+        | ({} if args.no_latency else {"cpu_latency_ms": round(t, 2)})
         for r, t in zip(reports, latencies, strict=True)
     ]
     if args.format == "json":
@@ -51,11 +51,13 @@ def run_compare(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         print(rows_to_csv(rows), end="")
     else:
-        headers = ["model", "input", "params", "GMACs", "depth", "RF", "jump", "CPU ms (median)"]
-        print(format_table([list(r.values()) for r in rows], headers))
-        print(
-            "\nGMACs: FlopCounterMode FLOPs / 2; depth: layers with weights on the longest path; RF: last feature map"
-        )
+        headers = ["model", "input", "params", "MACs", "depth", "RF", "jump", "CPU ms (median)"][: len(rows[0])]
+        table = [
+            [v if k != "gmacs" else format_macs(r.macs) for k, v in row.items()]
+            for r, row in zip(reports, rows, strict=True)
+        ]
+        print(format_table(table, headers, right_aligned=[k not in ("model", "input") for k in rows[0]]))
+        print("\nMACs: FlopCounterMode FLOPs / 2; depth: layers with weights on the longest path; RF: last feature map")
     if args.plot:
         from cnnlab.analysis.plots import plot_compare
 

@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from cnnlab.analysis import count_macs, parse_input_size
+from cnnlab.analysis.report import format_macs
 from cnnlab.cli.common import (
     add_model_kwargs_arg,
     count_params,
@@ -39,12 +40,13 @@ def run_models(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern):
         model = meta_model(name)  # no weights allocated: params and MACs from shapes alone
         try:
-            gmacs: float | str = count_macs(model) / 1e9
+            macs = format_macs(count_macs(model))
         except CnnlabError as e:  # one model that cannot be counted does not hide the others
-            gmacs = f"? ({e})"
-        rows.append([name, model_entry(name).family, count_params(model), gmacs, model_entry(name).doc])
-    print(format_table(rows, ["model", "family", "params", "GMACs", "description"]))
-    print("\nGMACs at each model's default input size (FlopCounterMode FLOPs / 2)")
+            macs = f"? ({e})"
+        rows.append([name, model_entry(name).family, count_params(model), macs, model_entry(name).doc])
+    headers = ["model", "family", "params", "MACs", "description"]
+    print(format_table(rows, headers, right_aligned=[False, False, True, True, False]))
+    print("\nMACs at each model's default input size (FlopCounterMode FLOPs / 2), in GMACs or, below a billion, MMACs")
     return 0
 
 

@@ -77,11 +77,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from cnnlab.pages import report_after_training
     from cnnlab.train.trainer import fit
 
     config = resolve_config(args)
     try:
-        fit(config)
+        report_after_training(fit(config).run_dir)  # RUN/report.html; a failure there is a warning
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

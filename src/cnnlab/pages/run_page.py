@@ -1,0 +1,150 @@
+"""The report of one training run, read from its folder: the config, the curves, the test results of the final
+and the best-on-validation weights, the confusion matrix and per-class accuracy of the best checkpoint, the test
+images it gets wrong, and the timings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from cnnlab.data import load_dataset, make_loader
+from cnnlab.errors import CnnlabError
+from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
+from cnnlab.train.engine import confusion_matrix
+from cnnlab.train.plots import plot_confusion, plot_curves
+from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+from cnnlab.train.runlog import EpochMetrics
+
+MAX_WRONG = 48  # misclassified test images shown
+
+
+def is_run_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.yaml").exists() and (path / "metrics.csv").exists()
+
+
+def read_history(run_dir: Path) -> list[EpochMetrics]:
+    """``metrics.csv`` as :class:`EpochMetrics` (empty cells: no validation that epoch)."""
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    hints = EpochMetrics.__annotations__
+    return [
+        EpochMetrics(**{k: None if v == "" else int(v) if hints[k] == "int" else float(v) for k, v in row.items()})
+        for row in rows
+    ]
+
+
+def run_page(run_dir: str | Path, *, data_dir: str | None = None, batch_size: int = 256) -> Page:
+    run_dir = Path(run_dir)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    results_path = run_dir / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    history = read_history(run_dir)
+    model, data = config.get("model", "?"), results.get("data", config.get("data", "?"))
+    best = (results.get("test") or {}).get("best") or (results.get("test") or {}).get("final")
+    acc = f"; test accuracy {best['test_acc']:.4f} (best on validation)" if best else ""
+    page = Page(f"run {run_dir.name}: {model} on {data}", f"{len(history)} epochs{acc}; {run_dir.resolve()}")
+    page.add("Test results", _test_table(results), note=_test_note(results))
+    if history:
+        curves = plot_img(lambda p: plot_curves(history, p), "training curves")
+        page.add("Curves", curves, note="From metrics.csv: loss and accuracy on the training and validation splits.")
+    page.add("Best checkpoint on the test split", _evaluation(run_dir, data_dir, batch_size))
+    if history:
+        page.add("Timings", _timings(history, results))
+    page.add("Config", table(["key", "value"], [[k, json.dumps(v) if not isinstance(v, str) else v]
+                                               for k, v in config.items()]))  # fmt: skip
+    return page
+
+
+def _test_table(results: dict[str, Any]) -> str:
+    test = results.get("test") or {}
+    if not test:
+        return '<p class="note">no results.json test entry (the run did not finish, or its data has no test split)</p>'
+    rows = [[name, t["epoch"], t.get("val_acc"), t["test_acc"], t["test_loss"]] for name, t in test.items()]
+    headers = ["weights", "epoch", "val acc", "test acc", "test loss"]
+    return table(headers, rows, numeric=[False, True, True, True, True])
+
+
+def _test_note(results: dict[str, Any]) -> str:
+    if not results:
+        return ""
+    splits = ", ".join(f"{k} {v:,}" for k, v in results.get("splits", {}).items())
+    return (
+        f"From results.json: the test split ({splits}) evaluated once after training, for the final weights and "
+        f"for the best on validation (epoch {results.get('best_epoch')}); wall time {results.get('wall_s', 0):.1f} s."
+    )
+
+
+def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
+    try:
+        model, meta = model_from_checkpoint(run_dir)
+        data = load_dataset(meta["data"], data_dir=data_dir or meta.get("data_dir", "data"),
+                            val_fraction=meta["val_fraction"])  # fmt: skip
+        pipeline = input_pipeline(meta)
+        loader = make_loader(data, "test", pipeline, batch_size=batch_size)
+    except (CnnlabError, OSError, KeyError) as e:
+        return f'<p class="note">not evaluated: {type(e).__name__}: {e}</p>'
+    preds, labels = [], []
+    wrong: dict[int, list[tuple[torch.Tensor, int, int, float]]] = {}  # by true class, each up to MAX_WRONG
+    with torch.no_grad():
+        for x, y in loader.batches():
+            conf, pred = model(x).softmax(1).max(1)
+            for i in torch.nonzero(pred != y).flatten().tolist():
+                seen = wrong.setdefault(int(y[i]), [])
+                if len(seen) < MAX_WRONG:
+                    seen.append((x[i], int(y[i]), int(pred[i]), float(conf[i])))
+            preds.append(pred)
+            labels.append(y)
+    pred, y = torch.cat(preds), torch.cat(labels)
+    classes = meta["classes"]
+    matrix = confusion_matrix(pred, y, len(classes))
+    per_class = matrix.diag().double() / matrix.sum(1).clamp(min=1)
+    acc = float((pred == y).double().mean())
+    title = f"{meta['model']} on {data.name}: best checkpoint, test split"
+    confusion = plot_img(lambda p: plot_confusion(matrix, classes, p, title=title), "confusion matrix", css="square")
+    rows = [[c, int(matrix[i].sum()), int(matrix[i, i]), float(per_class[i])] for i, c in enumerate(classes)]
+    per_class_table = table(["class", "images", "correct", "accuracy"], rows, numeric=[False, True, True, True])
+    shown = [w for group in itertools.zip_longest(*wrong.values()) for w in group if w is not None][:MAX_WRONG]
+    grid = "".join(
+        f"<figure>{png_img(_image_png(img, pipeline), f'true {classes[t]}, predicted {classes[p]}', css='')}"
+        f"<figcaption>true {escape(classes[t])}<br>pred {escape(classes[p])} ({c:.2f})</figcaption></figure>"
+        for img, t, p, c in shown
+    )
+    count = f"{len(shown)} of {int((pred != y).sum())}, taking the classes in turn" if shown else "none"
+    return (
+        f"<p>{escape(str(meta['path']))}: test accuracy {acc:.4f} on {len(y):,} images; shown as they were read, "
+        f'before normalisation.</p><div class="row">{confusion}{per_class_table}</div>'
+        f'<h3>Misclassified test images ({count})</h3><div class="grid">{grid}</div>'
+    )
+
+
+def _image_png(x: torch.Tensor, pipeline: Any) -> bytes:
+    """A network input shown as the image it was: un-normalised with the pipeline's mean and std."""
+    from PIL import Image
+
+    mean = torch.tensor(pipeline.mean).view(-1, 1, 1)
+    std = torch.tensor(pipeline.std).view(-1, 1, 1)
+    pixels = ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else np.ascontiguousarray(pixels[..., :3]))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _timings(history: list[EpochMetrics], results: dict[str, Any]) -> str:
+    rows = [[m.epoch, number_cell(round(m.epoch_s, 2)), number_cell(round(m.images_per_s, 1)), m.lr] for m in history]
+    total = sum(m.epoch_s for m in history)
+    mean_rate = sum(m.images_per_s for m in history) / len(history)
+    summary = (
+        f"<p>{len(history)} epochs in {total:.1f} s ({total / len(history):.1f} s each); {mean_rate:,.0f} training "
+        f"images/s on average; wall time {results.get('wall_s', total):.1f} s with data loading and testing.</p>"
+    )
+    return summary + table(["epoch", "epoch s", "images/s", "lr"], rows, numeric=[True, True, True, True])
