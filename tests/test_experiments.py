@@ -265,22 +265,43 @@ def test_an_interrupted_experiment_reruns_only_what_did_not_finish(
     assert "1 run(s) already done, kept" in logged and logged.count(": ok") == 1
 
 
-def test_the_ledger_lists_the_committed_claims_with_verdicts_from_their_numbers(
-    capsys: pytest.CaptureFixture[str],
+def _recomputed(saved: dict) -> None:
+    """Each comparison of a results.json, recomputed from the per-seed values its runs measured (scipy)."""
+    for c in saved["comparisons"]:
+        a = saved["summary"][c["better"]][c["metric"]]["values"]
+        b = saved["summary"][c["worse"]][c["metric"]]["values"]
+        p = sps.ttest_ind(a, b, equal_var=False, alternative="less" if c["direction"] == "lower" else "greater")
+        assert c["p_expected"] == pytest.approx(p.pvalue)
+        assert c["verdict"] == ("holds" if p.pvalue < 0.05 else "contradicted" if 1 - p.pvalue < 0.05 else "not shown")
+
+
+def test_the_ledger_lists_each_claim_with_the_verdict_of_its_results(
+    mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import yaml
+
+    obj = tiny(mnist_dir, name="shortcut", claim="Shortcuts help.", source={"paper": "He et al. 2016", "figures": "x"},
+               variants=[{"label": "a", "model": "cifar_resnet20", "model_kwargs": TINY},
+                         {"label": "b", "model": "cifar_plain20", "model_kwargs": TINY}],
+               expect=[{"better": "a", "worse": "b", "metric": "train_error"}])  # fmt: skip
+    (tmp_path / "shortcut.yaml").write_text(yaml.safe_dump(obj))
+    (tmp_path / "unrun.yaml").write_text(yaml.safe_dump(obj | {"name": "unrun"}))
+    assert main(["claims", "--experiments", str(tmp_path), "--run", "shortcut", "--jobs", "1", "--format", "json"]) == 0
+    listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)}  # the run's log went to stderr
+    saved = json.loads((tmp_path / "results" / "shortcut" / "results.json").read_text())
+    _recomputed(saved)
+    assert listed["shortcut"]["verdict"] == saved["verdict"] and listed["unrun"]["verdict"] == "not run"
+    assert main(["claims", "--experiments", str(tmp_path), "--run", "shotcut"]) == 2
+    assert "Did you mean: shortcut" in capsys.readouterr().err
+
+
+def test_the_committed_verdicts_follow_from_their_numbers() -> None:
     rows = {e.name: e for e in entries(REPO / "experiments")}
     assert {"degradation", "shortcuts", "se"} <= set(rows)
-    for name in ("degradation", "shortcuts", "se"):
+    committed = [n for n in ("degradation", "shortcuts", "se") if (REPO / "experiments" / "results" / n).is_dir()]
+    if not committed:
+        pytest.skip("no committed experiment results in this checkout (experiments/results/)")
+    for name in committed:
         saved = json.loads((REPO / "experiments" / "results" / name / "results.json").read_text())
         assert rows[name].verdict == saved["verdict"] in ("holds", "contradicted", "not shown")
-        for c in saved["comparisons"]:  # each verdict recomputed from the per-seed values the runs measured
-            a = saved["summary"][c["better"]][c["metric"]]["values"]
-            b = saved["summary"][c["worse"]][c["metric"]]["values"]
-            p = sps.ttest_ind(a, b, equal_var=False, alternative="less" if c["direction"] == "lower" else "greater")
-            assert c["p_expected"] == pytest.approx(p.pvalue)
-            assert c["verdict"] == (
-                "holds" if p.pvalue < 0.05 else "contradicted" if 1 - p.pvalue < 0.05 else "not shown"
-            )
-    assert main(["claims", "--experiments", str(REPO / "experiments"), "--format", "json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert {e["name"]: e["verdict"] for e in listed} == {k: v.verdict for k, v in rows.items()}
+        _recomputed(saved)

@@ -21,11 +21,30 @@ from cnnlab.pages import REPORT, report_after_training, write_report
 from cnnlab.registry import create_model
 from tests.train_fixtures import TINY, write_mnist
 
-EXPERIMENT = Path(__file__).parents[1] / "experiments" / "results" / "degradation"
 BROWSER_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--virtual-time-budget=5000",
 ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment's results folder: two tiny nets, two seeds, one epoch, gradient norms recorded."""
+    from cnnlab.experiments.experiment import run_experiment
+    from cnnlab.experiments.spec import spec_from_dict
+
+    root = tmp_path_factory.mktemp("experiment")
+    write_mnist(root / "data")
+    recipe = {"data_dir": str(root / "data"), "epochs": 1, "batch_size": 16, "record_grad_norms": True}
+    kw = TINY["model_kwargs"]
+    spec = spec_from_dict({
+        "name": "tiny", "claim": "Shortcuts help.", "data": "mnist", "seeds": [0, 1], "recipe": recipe,
+        "variants": [{"label": "resnet-8", "model": "cifar_resnet20", "model_kwargs": kw},
+                     {"label": "plain-8", "model": "cifar_plain20", "model_kwargs": kw}],
+        "expect": [{"better": "resnet-8", "worse": "plain-8", "metric": "train_error"}],
+    })  # fmt: skip
+    run_experiment(spec, root / "results", jobs=1, log=lambda _s: None)
+    return root / "results"
 
 
 @pytest.fixture(scope="module")
@@ -67,17 +86,17 @@ def test_train_writes_a_run_report(run_dir: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err.startswith(f"warning: no report for {run_dir.parent / 'broken'}")
 
 
-def test_model_and_experiment_reports_are_self_contained(model_report: Path, tmp_path: Path) -> None:
+def test_model_and_experiment_reports_are_self_contained(model_report: Path, experiment: Path, tmp_path: Path) -> None:
     page = model_report.read_text()
     self_contained(page)
     for part in ("<svg", 'data-tree="1"', "Receptive field", "Effective receptive field", "256-d bottleneck",
                  "Deep Residual Learning"):  # fmt: skip
         assert part in page, part
     assert "zero padding outside the image" in page  # 427 px at 224
-    out = write_report(EXPERIMENT, tmp_path / "exp.html")
+    out = write_report(experiment, tmp_path / "exp.html")
     page = out.read_text()
     self_contained(page)
-    assert "plain-56" in page and page.count("data:image/png;base64") == 2  # summary.md's table and both plots
+    assert "plain-8" in page and page.count("data:image/png;base64") == 2  # summary.md's table and both plots
 
 
 def test_report_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,9 +145,9 @@ def test_the_model_report_renders_with_one_node_per_block_and_sorts(model_report
     assert check["images"] == 2  # the receptive-field plot and the ERF map
 
 
-def test_the_run_and_experiment_reports_render(run_dir: Path, tmp_path: Path) -> None:
+def test_the_run_and_experiment_reports_render(run_dir: Path, experiment: Path, tmp_path: Path) -> None:
     check = open_page(run_dir / REPORT, tmp_path, screenshot=tmp_path / "run.png")
     assert check["errors"] == [] and check["images"] >= 3  # curves, confusion matrix, misclassified digits
-    out = write_report(EXPERIMENT, tmp_path / "exp.html")
+    out = write_report(experiment, tmp_path / "exp.html")
     check = open_page(out, tmp_path)
     assert check["errors"] == [] and check["images"] == 2

@@ -105,7 +105,8 @@ def claims_cmd(args: argparse.Namespace) -> int:
         if args.run not in files:
             raise ConfigError(f"no experiment named {args.run!r} in {args.experiments}.{suggest(args.run, files)}")
         spec = load_spec(files[args.run])
-        run_experiment(spec, results_dir(args.experiments, spec), jobs=args.jobs, command=_command())
+        log = print if args.format == "table" else (lambda s: print(s, file=sys.stderr))  # stdout stays parseable
+        run_experiment(spec, results_dir(args.experiments, spec), jobs=args.jobs, command=_command(), log=log)
     rows = entries(args.experiments)
     if args.format == "json":
         print(json.dumps([dataclasses.asdict(e) for e in rows], indent=2))
