@@ -277,12 +277,14 @@ def test_select_keeps_some_classes_relabelled_and_n_training_images_each(tmp_pat
     upper = select(data, classes=[5, 6, 7, 8, 9], train_per_class=10)
     assert upper.classes == ["5", "6", "7", "8", "9"] and upper.sizes() == "50 train / 200 val / 500 test"
     assert torch.bincount(upper.train.y).tolist() == [10] * 5
-    fives = data.train.x[data.train.y == 5][:10]  # the first ten fives of the fixed split, now class 0
-    assert torch.equal(upper.train.x[upper.train.y == 0], fives)
+    five_idx = torch.nonzero(data.train.y == 5).flatten().numpy()
+    sample = np.sort(np.random.default_rng([2, 5]).permutation(five_idx)[:10])  # the documented sample, by hand
+    assert torch.equal(upper.train.x[upper.train.y == 0], data.train.x[sample])
+    assert _rows(select(data, classes=[5], train_per_class=4).train.x) <= _rows(upper.train.x[upper.train.y == 0])
     assert torch.equal(upper.test.x[upper.test.y == 4], data.test.x[data.test.y == 9])
     with pytest.raises(DataError, match=r"distinct class indices of mnist5k \(0..9\)"):
         select(data, classes=[3, 10])
-    with pytest.raises(DataError, match="fewer than 400 training images"):
+    with pytest.raises(DataError, match="360 training images of class '0', fewer than train_per_class=400"):
         select(data, train_per_class=400)
     write_image_folder(tmp_path, per_class=10)
     folder = select(load_dataset(f"imagefolder:{tmp_path}"), classes=[2, 0])

@@ -16,6 +16,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from cnnlab.cli.common import format_table, positive_int
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = kinds.add_parser("collect", help="results and verdicts from run folders trained anywhere")
     _file_args(c)
     c.add_argument("--runs", type=Path, required=True, help="the folder that holds the run folders")
+    c.add_argument("--partial", action="store_true", help="judge the runs that have finished (default: all must)")
     c.set_defaults(func=collect_cmd)
 
     q = sub.add_parser("claims", help="the ledger: each claim, its paper's figures, our measurement, the verdict")
@@ -46,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _file_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="FILE", help="an experiment file such as experiments/shortcuts.yaml")
-    p.add_argument("--out", type=Path, default=None, help="results folder (default: experiments/results/NAME)")
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help="results folder (default: experiments/results/NAME; runs/experiments/NAME with --epochs or --seeds)",
+    )  # fmt: skip
     p.add_argument("--epochs", type=positive_int, default=None, help="override the recipe's epochs (quick tries)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the file's seeds")
 
@@ -56,17 +61,15 @@ def _command() -> str:
 
 
 def _spec(args: argparse.Namespace):
-    from cnnlab.errors import ConfigError
     from cnnlab.experiments.spec import load_spec
 
     spec = load_spec(args.config)
     if args.epochs is not None:
         spec = spec.with_recipe(epochs=args.epochs)
     if args.seeds is not None:
-        if len(args.seeds) < 2:
-            raise ConfigError(f"--seeds needs at least two seeds for a spread, got {args.seeds}")
-        spec = dataclasses.replace(spec, seeds=tuple(args.seeds))
-    return spec, args.out or Path("experiments/results") / spec.name
+        spec = spec.with_seeds(args.seeds)
+    changed = args.epochs is not None or args.seeds is not None  # a quick try: never into the committed results
+    return spec, args.out or Path("runs/experiments" if changed else "experiments/results") / spec.name
 
 
 def run_experiment_cmd(args: argparse.Namespace) -> int:
@@ -81,8 +84,9 @@ def run_experiment_cmd(args: argparse.Namespace) -> int:
     if args.runs is None:
         run_experiment(spec, out, jobs=args.jobs, command=_command())
     else:
-        run_local(spec, runs, jobs=args.jobs)
-        collect_into(spec, runs, out, command=_command())
+        t0 = time.perf_counter()
+        trained = run_local(spec, runs, jobs=args.jobs)
+        collect_into(spec, runs, out, command=_command(), trained_s=time.perf_counter() - t0 if trained else 0.0)
     return 0
 
 
@@ -90,7 +94,7 @@ def collect_cmd(args: argparse.Namespace) -> int:
     from cnnlab.experiments.experiment import collect_into
 
     spec, out = _spec(args)
-    collect_into(spec, args.runs, out, command=_command())
+    collect_into(spec, args.runs, out, command=_command(), partial=args.partial)
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from cnnlab.cli.common import json_object
 from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.runfolder import AUTO
 
 _HELP = {
     "model": "a registered model name (`cnnlab models` lists them)",
@@ -22,7 +23,7 @@ _HELP = {
     "pretrained": "a cnnlab checkpoint or state_dict file, or 'torchvision'/'timm' (online machines)",
     "model_kwargs": "extra model arguments as JSON, e.g. '{\"drop_rate\": 0.2}'",
     "resume": "a run folder (or checkpoint) to continue; it keeps its recipe (only flags such as --workers, "
-    "--device, --progress may change)",
+    "--device, --progress may change); 'auto': continue --run-name if it has a checkpoint, else start it",
     "overwrite": "start --run-name again when its folder holds a run (deletes that run's files)",
 }
 _CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
@@ -56,7 +57,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
     flags = {k: v for k, v in vars(args).items() if k in FIELDS}
     config = TrainConfig()
-    if "resume" in flags:
+    if "resume" in flags and flags["resume"] != AUTO:  # auto: the flags give the whole recipe (fit resolves it)
         from cnnlab.train.checkpoint import load_checkpoint
 
         recorded = load_checkpoint(flags["resume"])["config"]

@@ -40,7 +40,7 @@ from torch import Tensor
 from cnnlab.data import stats as S
 from cnnlab.data import synthetic
 from cnnlab.data.images import open_image
-from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
+from cnnlab.data.splits import DEFAULT_VAL_FRACTION, SUBSET_SEED, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
 from cnnlab.data.transforms import AugmentSpec, InputPipeline, Kind
 from cnnlab.errors import DataError, suggest
 
@@ -178,9 +178,9 @@ class Dataset:
 
 def select(data: Dataset, *, classes: Sequence[int] | None = None, train_per_class: int | None = None) -> Dataset:
     """A smaller problem from ``data``: only ``classes`` (relabelled 0, 1, ... in the order given) in every split,
-    and the first ``train_per_class`` training images of each class (the training split is already shuffled per
-    class by its fixed split, so the first N are a fixed random sample); validation and test splits keep all
-    their images of those classes."""
+    and ``train_per_class`` training images of each class, a fixed random sample (class c's images shuffled by
+    ``numpy.random.default_rng([SUBSET_SEED, c])``; a smaller N is a subset of a larger one); validation and test
+    splits keep all their images of those classes."""
     keep = list(range(data.num_classes)) if classes is None else [int(c) for c in classes]
     bad = [c for c in keep if not 0 <= c < data.num_classes]
     if bad or len(set(keep)) != len(keep) or not keep:
@@ -194,15 +194,16 @@ def select(data: Dataset, *, classes: Sequence[int] | None = None, train_per_cla
     def part(split: Split | None, limit: int | None) -> Split | None:
         if split is None:
             return None
-        labels, chosen, seen = _labels(split), [], dict.fromkeys(keep, 0)
-        for i, c in enumerate(labels.tolist()):
-            if c in relabel and (limit is None or seen[c] < limit):
-                chosen.append(i)
-                seen[c] += 1
-        if limit is not None and min(seen.values()) < limit:
-            short = {data.classes[c]: n for c, n in seen.items() if n < limit}
-            raise DataError(f"{data.name} has fewer than {limit} training images in classes {short}")
-        return split.subset(np.asarray(chosen, dtype=np.int64)).relabel(relabel)
+        labels, chosen = _labels(split), []
+        for c in keep:
+            idx = np.flatnonzero(labels == c)
+            if limit is not None:
+                if len(idx) < limit:
+                    raise DataError(f"{data.name} has {len(idx)} training images of class {data.classes[c]!r}, "
+                                    f"fewer than train_per_class={limit}")  # fmt: skip
+                idx = np.random.default_rng([SUBSET_SEED, c]).permutation(idx)[:limit]
+            chosen.append(idx)
+        return split.subset(np.sort(np.concatenate(chosen))).relabel(relabel)
 
     train = part(data.train, train_per_class)
     assert train is not None

@@ -14,6 +14,7 @@ from cnnlab.errors import DataError
 
 TEST_SPLIT_SEED = 0  # the train/test split of data sets that ship without one (mnist5k, a flat image folder)
 VAL_SPLIT_SEED = 1  # the validation part carved from the training split
+SUBSET_SEED = 2  # the N training images per class that a small-data run keeps (cnnlab.data.select)
 DEFAULT_VAL_FRACTION = 0.1  # 10% of the training split: 400 of mnist5k's 4,000; 5,000 of CIFAR's 50,000 (He et al.)
 
 

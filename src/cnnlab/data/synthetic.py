@@ -7,7 +7,8 @@
   Sec. 4.1): each digit at a random position of a 60x60 canvas, with four 8x8 fragments cut at random from other
   digits and placed at random positions (the paper's 60x60 setting; it used 8 on its 100x100 canvas). Pixels
   combine by their maximum. Fragments come from the same side of the test split as the digit, so no test digit's
-  ink appears in a training image.
+  ink appears in a training image (fragments of validation digits may appear in training images: the
+  validation split chooses epochs, it is not the held-out estimate).
 
 Both draw every random number from ``numpy.random.default_rng(SEED)`` in a fixed order, so the same 5,000
 images come out on every machine; the splits are mnist5k's (the same digits in train, validation and test).

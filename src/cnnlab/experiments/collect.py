@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from cnnlab.data import make_loader
+from cnnlab.errors import ConfigError
 from cnnlab.experiments import stats
 from cnnlab.experiments.probes import lesion_errors
 from cnnlab.experiments.runner import RESULTS, Run, plan
@@ -82,20 +83,31 @@ def _error(model: torch.nn.Module, loader: Any) -> float:
     return 1.0 - totals.correct / totals.count
 
 
+ERRORS = ("train_error", "val_error", "best_val_error", "test_error", "best_test_error")
+
+
 def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     """The metrics of one run from its folder (``status="missing"`` when it has not finished)."""
     record = RunRecord(run.label, run.seed, str(run.folder), "missing")
-    path = run.folder / RESULTS
-    if not path.is_file():
+    if not run.done():  # a ConfigError if the folder holds a run of another recipe
         return record
-    saved = json.loads(path.read_text())
+    saved = json.loads((run.folder / RESULTS).read_text())
     record.status = saved.get("status", "ok")
     record.wall_s = saved.get("wall_s")
     record.grad_norms = saved.get("grad_norms") or {}
     if (run.folder / "metrics.csv").is_file():
         record.history = [{k: _number(v) for k, v in row.items()} for row in read_metrics(run.folder)]
-    if record.status == "diverged":
-        record.metrics = {"diverged": 1.0}
+    config = run.config
+    data = load_data(config)
+    steps = saved.get("steps_per_epoch") or -(-len(data.train) // config.batch_size)
+    never = float((config.epochs + 1) * steps)  # a run that never reached the target: censored past its end
+    if record.status == "diverged":  # no trained model: it is counted as no better than chance
+        chance = 1.0 - 1.0 / data.num_classes
+        record.metrics = {"diverged": 1.0, **dict.fromkeys(ERRORS, chance)}
+        if spec.target is not None:
+            record.metrics["steps_to_target"] = never
+        if spec.lesion is not None:
+            record.metrics["lesion_error"] = chance
         return record
     m: dict[str, float | None] = {"diverged": 0.0}
     m["val_error"] = _complement(record.history[-1].get("val_acc")) if record.history else None
@@ -104,24 +116,27 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     m["test_error"] = _complement(test.get("final", {}).get("test_acc"))
     m["best_test_error"] = _complement(test.get("best", {}).get("test_acc"))
     if spec.target is not None:
-        steps = -(-saved["splits"]["train"] // run.config.batch_size)
         reached = [int(r["epoch"]) for r in record.history if (r.get("val_acc") or 0) >= spec.target]
-        m["steps_to_target"] = float((reached[0] if reached else len(record.history) + 1) * steps)
+        m["steps_to_target"] = float(reached[0] * steps) if reached else never
     model, meta = model_from_checkpoint(run.folder, prefer=LAST)
     m["params"] = float(sum(p.numel() for p in model.parameters()))
-    config = run.config
-    data = load_data(config)
     pipeline = input_pipeline(meta)
     m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))
-    if spec.lesion is not None and data.val is not None:
+    if spec.lesion is not None:
         val = make_loader(data, "val", pipeline, batch_size=500)
         record.lesion = lesion_errors(
             model, lambda net: _error(net, val), random_k=spec.lesion.random_k, samples=spec.lesion.samples,
             seed=run.seed,
         )  # fmt: skip
-        m["lesion_error"] = record.lesion["mean"]
     record.metrics = m
     return record
+
+
+def common_lesions(records: Sequence[RunRecord]) -> list[str]:
+    """The blocks that every probed run could lose (a plain net keeps fewer than its residual twin): the
+    variants' ``lesion_error`` is their mean over these, so that it compares the same removals."""
+    sets = [list(r.lesion["blocks"]) for r in records if r.lesion]
+    return [b for b in sets[0] if all(b in s for s in sets)] if sets else []
 
 
 def _number(v: str) -> float | None:
@@ -147,20 +162,33 @@ def summarize(records: Sequence[RunRecord], labels: Sequence[str]) -> dict[str, 
     return out
 
 
-def collect(spec: ExperimentSpec, runs_dir: str | Path) -> ExperimentResult:
-    """Measure every variant run of ``spec`` under ``runs_dir``, summarise, and decide each expectation."""
+def collect(spec: ExperimentSpec, runs_dir: str | Path, *, partial: bool = False) -> ExperimentResult:
+    """Measure every variant run of ``spec`` under ``runs_dir``, summarise, and decide each expectation. Unless
+    ``partial``, every run must have finished (a verdict from some of the seeds is a ConfigError)."""
     records = [measure(r, spec) for r in plan(spec, runs_dir) if r.phase == "variant"]
+    missing = [r for r in records if r.status == "missing"]
+    if missing and not partial:
+        names = ", ".join(f"{r.label} seed {r.seed}" for r in missing)
+        raise ConfigError(
+            f"{len(missing)} of {len(records)} runs under {runs_dir} have not finished ({names}); train them "
+            "(cnnlab experiment run, or the printed commands), or judge what has finished with --partial"
+        )
+    common = common_lesions(records)
+    for r in records:
+        if r.lesion and r.status == "ok":
+            r.metrics["lesion_error"] = statistics.fmean(r.lesion["blocks"][b] for b in common) if common else None
     summary = summarize(records, [v.label for v in spec.variants])
     comparisons = []
     for e in spec.expect:
         better, worse = summary[e.better].get(e.metric), summary[e.worse].get(e.metric)
         a, b = (better.values if better else []), (worse.values if worse else [])
         if len(a) >= 2 and len(b) >= 2:
-            comparisons.append(stats.compare(e.better, a, e.worse, b, metric=e.metric, direction=e.direction))
+            test = stats.compare_counts if e.metric == "diverged" else stats.compare
+            comparisons.append(test(e.better, a, e.worse, b, metric=e.metric, direction=e.direction))
     verdict = None
     if spec.expect:
-        decided = [c.verdict for c in comparisons]
-        verdict = stats.overall(decided) if len(decided) == len(spec.expect) else "not shown"
+        decided = {(c.better, c.worse, c.metric): c.verdict for c in comparisons}
+        verdict = stats.overall([decided.get((e.better, e.worse, e.metric)) for e in spec.expect])
     return ExperimentResult(spec, records, summary, comparisons, verdict)
 
 
@@ -172,6 +200,7 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         "claim": s.claim,
         "source": asdict(s.source) if s.source else None,
         "expect": [asdict(e) for e in s.expect],
+        "fingerprint": s.fingerprint(),
         "verdict": result.verdict,
         "comparisons": [asdict(c) for c in result.comparisons],
         "summary": {v: {m: asdict(x) for m, x in ms.items()} for v, ms in result.summary.items()},

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,17 +19,33 @@ from cnnlab.experiments.spec import ExperimentSpec
 from cnnlab.machine import machine_summary
 
 
+def _previous_wall_s(out_dir: Path, spec: ExperimentSpec) -> float:
+    """The training time already recorded in ``out_dir`` for this very experiment (0 for another or none)."""
+    saved = out_dir / "results.json"
+    if not saved.is_file():
+        return 0.0
+    old = json.loads(saved.read_text())
+    same = old.get("fingerprint") == json.loads(json.dumps(spec.fingerprint()))
+    return float(old.get("meta", {}).get("wall_s") or 0.0) if same else 0.0
+
+
 def collect_into(
     spec: ExperimentSpec,
     runs_dir: Path,
     out_dir: Path,
     *,
     command: str = "",
-    wall_s: float | None = None,
+    trained_s: float | None = None,
+    partial: bool = False,
     log: Callable[[str], None] = print,
 ) -> ExperimentResult:
-    """Collect the runs under ``runs_dir`` and write ``out_dir``'s results, summary and plots."""
-    result = collect(spec, runs_dir)
+    """Collect the runs under ``runs_dir`` and write ``out_dir``'s results, summary and plots.
+
+    ``trained_s``: the wall time this invocation spent training; the experiment's ``wall_s`` adds it to what the
+    folder already recorded for the same experiment (an interrupted experiment started again). Collected from
+    elsewhere (``None``), the wall time is the sum of the runs' own.
+    """
+    result = collect(spec, runs_dir, partial=partial)
     if result.missing():
         names = ", ".join(f"{r.label} seed {r.seed}" for r in result.missing())
         log(f"note: {len(result.missing())} run(s) have not finished and are left out: {names}")
@@ -36,8 +53,8 @@ def collect_into(
     meta = {
         "command": command,
         "machine": machine_summary(),
-        "wall_s": wall_s if wall_s is not None else sum(walls),
-        "runs_wall_s": sum(walls),
+        "wall_s": _previous_wall_s(out_dir, spec) + trained_s if trained_s is not None else sum(walls),
+        "runs_wall_s": sum(walls),  # each run's training time, summed (runs in parallel overlap)
         "runs": str(runs_dir),
     }
     path = report.write(result, out_dir, meta=meta)
@@ -63,5 +80,6 @@ def run_experiment(
         f"experiment {spec.name}: {len(spec.variants)} variants x seeds {list(spec.seeds)} ({n} runs), {jobs} at a time"
     )
     t0 = time.perf_counter()
-    run_local(spec, runs_dir, jobs=jobs, log=log)
-    return collect_into(spec, runs_dir, out_dir, command=command, wall_s=time.perf_counter() - t0, log=log)
+    trained = run_local(spec, runs_dir, jobs=jobs, log=log)
+    elapsed = time.perf_counter() - t0 if trained else 0.0
+    return collect_into(spec, runs_dir, out_dir, command=command, trained_s=elapsed, log=log)

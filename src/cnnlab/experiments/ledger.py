@@ -1,8 +1,9 @@
 """The ledger: every committed claim, its source's figures, what we measured, and the verdict.
 
 It reads the experiment files (``experiments/*.yaml``) and their committed results
-(``experiments/results/NAME/results.json``); nothing is retrained to print it. A claim whose results are missing
-or older than its file's expectations is listed as "not run".
+(``experiments/results/NAME/results.json``); nothing is retrained to print it. A claim whose results are missing,
+or were made from another version of its file (another recipe, seeds, variants or expectations), is listed as
+"not run".
 """
 
 from __future__ import annotations
@@ -53,9 +54,7 @@ def entries(experiments: str | Path = "experiments") -> list[Entry]:
         folder = results_dir(root, spec)
         saved = folder / "results.json"
         results = json.loads(saved.read_text()) if saved.is_file() else {}
-        current = results.get("expect") == [
-            {"better": e.better, "worse": e.worse, "metric": e.metric, "direction": e.direction} for e in spec.expect
-        ]
+        current = results.get("fingerprint") == json.loads(json.dumps(spec.fingerprint()))  # as JSON reads it back
         out.append(
             Entry(
                 name=spec.name,

@@ -101,18 +101,19 @@ def comparison_table(result: ExperimentResult) -> str:
     for e in result.spec.expect:
         c = decided.get((e.better, e.worse, e.metric))
         if c is None:
-            rows.append([e.text(), "-", "-", "-", "-", "not shown (fewer than two finished seeds)"])
+            rows.append([e.text(), "-", "-", "-", "-", "not shown (fewer than two measured seeds)"])
             continue
         scale = 100 if e.metric.endswith("error") else 1
+        ci = f" [{scale * c.ci90[0]:+.3g}, {scale * c.ci90[1]:+.3g}]" if c.ci90 else ""
         rows.append([
             e.text(),
             f"{scale * c.better_mean:.4g} vs {scale * c.worse_mean:.4g}",
-            f"{scale * c.effect:+.3g} [{scale * c.ci95[0]:+.3g}, {scale * c.ci95[1]:+.3g}]",
-            f"{c.cohens_d:.2f}" if math.isfinite(c.cohens_d) else str(c.cohens_d),
-            f"{c.p_expected:.3g}",
+            f"{scale * c.effect:+.3g}{ci}",
+            f"{c.cohens_d:.2f}" if c.cohens_d is not None else "-",
+            f"{c.p_expected:.3g} ({'Welch' if c.test == 'welch' else 'Fisher'})",
             f"**{c.verdict}**",
         ])  # fmt: skip
-    headers = ["expected", "means", "effect [95% CI]", "Cohen's d", "p (one-sided Welch)", "verdict"]
+    headers = ["expected", "means", "effect [90% CI]", "Cohen's d", "p (one-sided)", "verdict"]
     return markdown_table(rows, headers)
 
 
@@ -232,7 +233,9 @@ def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> P
         "",
         "Errors are mean ± sample standard deviation over the seeds, in percent. The training error is measured "
         "after training, in eval mode, on the un-augmented training images; the test split was evaluated once per "
-        "run, after training.",
+        "run, after training. A diverged run counts as chance error. Each expectation is a one-sided test over the "
+        "seeds (Welch's t-test; Fisher's exact test for divergence); the effect is positive when the claim is right, "
+        "and its 90% interval excludes 0 exactly when the test gives p < 0.05.",
         "",
         variant_table(result, arch),
         "",

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from cnnlab.errors import DivergedError
+from cnnlab.errors import ConfigError, DivergedError
 from cnnlab.experiments.spec import ExperimentSpec, Variant
-from cnnlab.train.config import FIELDS, TrainConfig, config_from_dict
+from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.runfolder import AUTO
 
 Phase = Literal["pretrain", "variant"]
 RESULTS = "results.json"  # what a finished run leaves in its folder (cnnlab.train.fit)
@@ -49,14 +50,34 @@ class Run:
         return Path(self.config.out_dir) / str(self.config.run_name)
 
     def done(self) -> bool:
+        """Whether the run has finished (its folder holds ``results.json``); a ConfigError when the folder holds a
+        run of another recipe (a quick try, an edited file), which would otherwise pass for this one."""
+        self.check_recipe()
         return (self.folder / RESULTS).is_file()
 
+    def check_recipe(self) -> None:
+        saved = self.folder / "config.yaml"
+        if not saved.is_file():
+            return
+        recorded, planned = _recipe(config_from_dict(load_yaml(saved))), _recipe(self.config)
+        if recorded != planned:
+            diff = ", ".join(
+                f"{k} {recorded[k]!r} (the file says {planned[k]!r})" for k in planned if recorded[k] != planned[k]
+            )
+            raise ConfigError(
+                f"the run folder {self.folder} holds a run of another recipe: {diff}. Give the experiment another "
+                "--out (or --runs), or delete that folder to train it again"
+            )
+
     def restart(self) -> TrainConfig:
-        """The config that finishes this run: a resume from its last checkpoint when an interrupted attempt left
-        one (exact, as if it had never stopped), a fresh start over whatever else it left."""
-        if (self.folder / "last.pt").is_file():
-            return self.config.replace(resume=str(self.folder))
-        return self.config.replace(overwrite=self.folder.exists())
+        """The config that finishes this run from wherever an interrupted attempt left it: ``--resume auto``."""
+        return self.config.replace(resume=AUTO)
+
+
+def _recipe(config: TrainConfig) -> dict[str, Any]:
+    """What a run computes: every field but where it runs and how it is written (RESUME_FREE, folders)."""
+    ignored = {*RESUME_FREE, "out_dir", "run_name", "resume", "overwrite"}
+    return {k: v for k, v in config.to_dict().items() if k not in ignored}
 
 
 def plan(spec: ExperimentSpec, runs_dir: str | Path) -> list[Run]:
@@ -70,7 +91,8 @@ def plan(spec: ExperimentSpec, runs_dir: str | Path) -> list[Run]:
 
 
 def command(config: TrainConfig) -> str:
-    """The ``cnnlab train`` command line of ``config``: every field that differs from the default."""
+    """The ``cnnlab train`` command line of ``config``: every field that differs from the default (read back by
+    ``cnnlab train`` as the same config)."""
     default, args = TrainConfig().to_dict(), ["cnnlab", "train"]
     for name, value in config.to_dict().items():
         if value == default[name]:
@@ -80,6 +102,8 @@ def command(config: TrainConfig) -> str:
             args.append(flag if value else f"--no-{name.replace('_', '-')}")
         elif name == "model_kwargs":
             args += [flag, json.dumps(value, separators=(",", ":"))]
+        elif isinstance(value, list):  # classes: "5,6,7"
+            args += [flag, ",".join(map(str, value))]
         elif value is not None:
             args += [flag, str(value)]
     return shlex.join(args)
@@ -88,7 +112,7 @@ def command(config: TrainConfig) -> str:
 def commands(spec: ExperimentSpec, runs_dir: str | Path) -> list[str]:
     """One ``cnnlab train`` line per run; the pretraining lines (if any) must finish before the others start."""
     runs = plan(spec, runs_dir)
-    lines = [command(r.config) for r in runs]
+    lines = [command(r.restart()) for r in runs]  # --resume auto: the same line finishes a run wherever it stopped
     if spec.pretrain:
         n = len(spec.seeds)
         return ["# phase 1: pretraining (run these first)", *lines[:n], "# phase 2: the variants", *lines[n:]]
@@ -101,11 +125,14 @@ def _train(config: dict[str, Any], threads: int) -> tuple[str, str]:
 
     from cnnlab.train.trainer import fit
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         fit(config_from_dict(config), log=lambda _s: None)
     except DivergedError as e:  # a loss that became NaN: the run is a result (its results.json says so)
         return "diverged", str(e)
+    finally:
+        torch.set_num_threads(before)
     return "ok", ""
 
 
@@ -113,17 +140,25 @@ def run_local(
     spec: ExperimentSpec, runs_dir: str | Path, *, jobs: int = 2, log: Callable[[str], None] = print
 ) -> list[Run]:
     """Train every run of ``spec`` that is not done, ``jobs`` at a time (``jobs=1``: in this process), pretraining
-    before the variants. Returns the plan."""
+    before the variants. Returns the runs it trained."""
     runs = plan(spec, runs_dir)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     t0 = time.perf_counter()
+    trained = []
     for phase in ("pretrain", "variant"):
         todo = [r for r in runs if r.phase == phase and not r.done()]
         skipped = sum(1 for r in runs if r.phase == phase) - len(todo)
         if skipped:
             log(f"{phase}: {skipped} run(s) already done, kept")
         _execute(todo, jobs, threads, log, t0)
-    return runs
+        trained += todo
+    return trained
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _execute(todo: Sequence[Run], jobs: int, threads: int, log: Callable[[str], None], t0: float) -> None:
@@ -133,7 +168,7 @@ def _execute(todo: Sequence[Run], jobs: int, threads: int, log: Callable[[str], 
 
     if jobs <= 1 or len(todo) <= 1:
         for i, run in enumerate(todo, 1):
-            done(i, run, *_train(run.restart().to_dict(), threads if jobs > 1 else (os.cpu_count() or 1)))
+            done(i, run, *_train(run.restart().to_dict(), threads if jobs > 1 else torch_threads()))
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +127,6 @@ class ExperimentSpec:
     lesion: Lesion | None = None
     target: float | None = None  # validation accuracy for steps_to_target
 
-    def variant(self, label: str) -> Variant:
-        return next(v for v in (*self.variants, *((self.pretrain,) if self.pretrain else ())) if v.label == label)
-
     def config(self, variant: Variant, seed: int, runs_dir: str | Path) -> TrainConfig:
         """The TrainConfig of one run: the shared recipe, the variant's changes, its model, seed and folder."""
         changes = dict(self.recipe) | dict(variant.recipe)
@@ -141,10 +138,34 @@ class ExperimentSpec:
         )  # fmt: skip
 
     def with_recipe(self, **changes: Any) -> ExperimentSpec:
-        from dataclasses import replace
-
+        """The same experiment with ``changes`` to every run's recipe, the variants' own settings included (a
+        quick try with ``epochs=1`` shortens every run)."""
         config_from_dict(dict(self.recipe) | changes)  # checked
-        return replace(self, recipe=dict(self.recipe) | changes)
+
+        def changed(v: Variant) -> Variant:
+            return replace(v, recipe={k: x for k, x in v.recipe.items() if k not in changes})
+
+        pre = changed(self.pretrain) if self.pretrain else None
+        return replace(
+            self, recipe=dict(self.recipe) | changes, variants=tuple(map(changed, self.variants)), pretrain=pre
+        )
+
+    def with_seeds(self, seeds: Sequence[int]) -> ExperimentSpec:
+        spec = replace(self, seeds=_seeds(list(seeds), "--seeds"))
+        _check(spec, "--seeds")
+        return spec
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the experiment's numbers, as plain data: a results folder made from another one is stale."""
+        return {
+            "recipe": dict(self.recipe),
+            "seeds": list(self.seeds),
+            "variants": [asdict(v) for v in self.variants],
+            "pretrain": asdict(self.pretrain) if self.pretrain else None,
+            "lesion": asdict(self.lesion) if self.lesion else None,
+            "target": self.target,
+            "expect": [asdict(e) for e in self.expect],
+        }
 
 
 def run_name(label: str, seed: int) -> str:
@@ -215,8 +236,29 @@ def _grid_variants(obj: Mapping[str, Any], source: str) -> list[Variant]:
     ]
 
 
+def _seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    ints = isinstance(seeds, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+    if not ints or len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise ConfigError(
+            f"{where}: 'seeds' must be a list of at least two distinct integers >= 0 (three or more for a verdict), "
+            f"got {seeds!r}"
+        )
+    return tuple(seeds)
+
+
+def _positive_ints(value: Any, where: str) -> tuple[int, ...]:
+    ok = isinstance(value, list | tuple) and all(
+        isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in value
+    )
+    if not ok:
+        raise ConfigError(f"{where} must be a list of integers >= 1, got {value!r}")
+    return tuple(value)
+
+
 def _expectation(obj: Any, labels: Sequence[str], where: str) -> Expectation:
     d = _keys(obj, EXPECT_KEYS, where)
+    if d.get("better") == d.get("worse"):
+        raise ConfigError(f"{where}: better and worse name the same variant {d.get('better')!r}")
     for side in ("better", "worse"):
         if d.get(side) not in labels:
             raise ConfigError(f"{where}: {side} {d.get(side)!r} is not a variant.{suggest(str(d.get(side)), labels)}")
@@ -245,33 +287,32 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
     labels = [v.label for v in variants]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"{source}: variant labels must be distinct, got {labels}")
-    seeds = obj.get("seeds", list(DEFAULT_SEEDS))
-    if (
-        not isinstance(seeds, list)
-        or len(seeds) < 2
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        raise ConfigError(
-            f"{source}: 'seeds' must be a list of at least two integers (three or more for a verdict), got {seeds!r}"
-        )
+    seeds = _seeds(obj.get("seeds", list(DEFAULT_SEEDS)), source)
+    if "pretrain" in labels:
+        raise ConfigError(f"{source}: 'pretrain' is the label of the pretraining phase; give the variant another one")
     recipe = _recipe(obj.get("recipe"), f"{source}: recipe")
     if "data" in obj:
+        if "data" in recipe:
+            raise ConfigError(f"{source}: the data set is given twice ('data' and 'recipe: data'); keep one")
         recipe["data"] = obj["data"]
     src = obj.get("source")
+    if src is not None and not (isinstance(src, Mapping) and isinstance(src.get("paper"), str) and src["paper"]):
+        raise ConfigError(f"{source}: 'source' needs at least 'paper' (and 'where', 'figures'), got {src!r}")
     pretrain = _variant(obj["pretrain"], f"{source}: pretrain", label="pretrain") if obj.get("pretrain") else None
     probe = _keys(obj.get("probe") or {}, ("lesion",), f"{source}: probe")
     lesion = None
     if "lesion" in probe:
         d = _keys(probe["lesion"] or {}, LESION_KEYS, f"{source}: probe lesion")
-        lesion = Lesion(tuple(int(k) for k in d.get("random_k", ())), int(d.get("samples", 10)))
+        (samples,) = _positive_ints([d.get("samples", 10)], f"{source}: probe lesion samples")
+        lesion = Lesion(_positive_ints(d.get("random_k", []), f"{source}: probe lesion random_k"), samples)
     target = obj.get("target")
-    if target is not None and not (isinstance(target, int | float) and 0 < target <= 1):
+    if target is not None and (isinstance(target, bool) or not (isinstance(target, int | float) and 0 < target <= 1)):
         raise ConfigError(f"{source}: 'target' is a validation accuracy in (0, 1], got {target!r}")
     spec = ExperimentSpec(
         name=str(obj.get("name") or Path(source).stem),
         variants=tuple(variants),
         recipe=recipe,
-        seeds=tuple(seeds),
+        seeds=seeds,
         claim=str(obj.get("claim") or ""),
         source=Source(**_keys(src, SOURCE_KEYS, f"{source}: source")) if src else None,
         description=str(obj.get("description") or ""),
@@ -293,13 +334,21 @@ def _check(spec: ExperimentSpec, source: str) -> None:
         raise ConfigError(f"{source}: the metric lesion_error needs 'probe: {{lesion: {{}}}}'")
     if "steps_to_target" in metrics and spec.target is None:
         raise ConfigError(f"{source}: the metric steps_to_target needs a 'target' validation accuracy")
+    folders: dict[str, str] = {}
     for v in (*((spec.pretrain,) if spec.pretrain else ()), *spec.variants):
         try:
-            spec.config(v, spec.seeds[0], "runs")
+            config = spec.config(v, spec.seeds[0], "runs")
             with torch.device("meta"):
                 build_model(v.model, v.model_kwargs)
         except CnnlabError as e:
             raise ConfigError(f"{source}: variant {v.label!r}: {e}") from e
+        if spec.lesion is not None and config.val_fraction == 0:
+            raise ConfigError(f"{source}: variant {v.label!r}: the lesion probe measures the validation split; "
+                              "val_fraction must be > 0")  # fmt: skip
+        other = folders.setdefault(str(config.run_name), v.label)
+        if other != v.label:
+            raise ConfigError(f"{source}: variants {other!r} and {v.label!r} would share run folders "
+                              f"({config.run_name}); give them labels that differ in letters or digits")  # fmt: skip
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:

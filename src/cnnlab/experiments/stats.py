@@ -1,16 +1,18 @@
-"""Statistics behind a verdict: one-sided Welch t-tests between two variants' per-seed measurements.
+"""Statistics behind a verdict: one-sided tests between two variants' per-seed measurements.
 
 A claim says which variant should do better on which metric ("ResNet-56 reaches a lower training error than
-plain-56"). With the per-seed values of the two variants, Welch's t-test (unequal variances; Welch 1947) gives
-the one-sided p-value in the expected direction and in the other; the verdict is
+plain-56"). For a measured quantity (an error, a number of steps) Welch's t-test (unequal variances; Welch 1947)
+over the seeds gives the one-sided p-value in the expected direction and in the other; for an outcome that each
+run has or has not (whether it diverged), Fisher's exact test on the 2 x 2 table of counts does. The verdict is
 
 * **holds** when p < ``alpha`` in the expected direction,
 * **contradicted** when p < ``alpha`` in the other direction,
 * **not shown** otherwise (the seeds' spread is too large for the difference, or there is none).
 
-The effect size is the difference of the means (in the metric's unit, expected direction positive when the claim
-is right), with its Welch 95% confidence interval, and Cohen's d on the pooled standard deviation. No verdict is
-written by hand: :func:`compare` computes it from the numbers.
+The effect is the difference of the means in the metric's unit, positive when the claim is right, with its
+Welch 90% confidence interval: its lower end is the one-sided 95% bound, so it excludes 0 exactly when the
+expected direction holds. Cohen's d divides the effect by the pooled standard deviation. No verdict is written by
+hand: :func:`compare` computes it from the numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Literal
 
 Verdict = Literal["holds", "contradicted", "not shown"]
 Direction = Literal["lower", "higher"]
+Test = Literal["welch", "fisher"]
 ALPHA = 0.05  # the significance level of every verdict
 
 
@@ -34,37 +37,40 @@ class Comparison:
     worse: str
     metric: str
     direction: Direction
+    test: Test
     better_mean: float
     worse_mean: float
     better_std: float
     worse_std: float
     n_better: int
     n_worse: int
-    effect: (
-        float  # worse_mean - better_mean for "lower", better_mean - worse_mean for "higher": > 0 if the claim is right
-    )
-    ci95: tuple[float, float]  # Welch 95% interval of ``effect``
-    cohens_d: float  # effect / pooled standard deviation (inf when both spreads are 0 and the means differ)
+    effect: float  # the difference of the means, signed so that > 0 means the claim is right
+    ci90: tuple[float, float] | None  # Welch 90% interval of the effect (None for Fisher's test)
+    cohens_d: float | None  # effect / pooled standard deviation (None when both spreads are 0, or for Fisher)
     p_expected: float  # one-sided p-value of the expected direction
     p_other: float  # one-sided p-value of the other direction
     verdict: Verdict
 
     def sentence(self) -> str:
-        """``"resnet-56 < plain-56 in train_error: 0.48 vs 4.09 (d = 12.3, p = 0.001): holds"``."""
+        """``"resnet-56 < plain-56 in train_error: 0.0048 vs 0.0409 (effect +0.036, ...; p = 0.001): holds"``."""
         sign = "<" if self.direction == "lower" else ">"
+        ci = f", 90% CI [{self.ci90[0]:+.4g}, {self.ci90[1]:+.4g}]" if self.ci90 else ""
+        d = f", d = {self.cohens_d:.2f}" if self.cohens_d is not None else ""
         return (
             f"{self.better} {sign} {self.worse} in {self.metric}: {self.better_mean:.4g} vs {self.worse_mean:.4g} "
-            f"(effect {self.effect:+.4g}, 95% CI [{self.ci95[0]:+.4g}, {self.ci95[1]:+.4g}], d = {self.cohens_d:.2f}, "
-            f"p = {self.p_expected:.3g}): {self.verdict}"
+            f"(effect {self.effect:+.4g}{ci}{d}; {self.test} p = {self.p_expected:.3g}): {self.verdict}"
         )
 
 
-def _welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
-    """(mean(a) - mean(b), its standard error, Welch-Satterthwaite degrees of freedom)."""
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else math.inf
-    return statistics.fmean(a) - statistics.fmean(b), se, df
+def _verdict(p_expected: float, p_other: float, alpha: float) -> Verdict:
+    return "holds" if p_expected < alpha else "contradicted" if p_other < alpha else "not shown"
+
+
+def _check(better_values: Sequence[float], worse_values: Sequence[float]) -> None:
+    if len(better_values) < 2 or len(worse_values) < 2:
+        raise ValueError(
+            f"a verdict needs at least two seeds per variant; got {len(better_values)} and {len(worse_values)}"
+        )
 
 
 def compare(
@@ -84,47 +90,65 @@ def compare(
     """
     from scipy import stats
 
-    if len(better_values) < 2 or len(worse_values) < 2:
-        raise ValueError(
-            f"a verdict needs at least two seeds per variant; got {len(better_values)} and {len(worse_values)}"
-        )
+    _check(better_values, worse_values)
     sign = 1.0 if direction == "higher" else -1.0
-    diff, se, df = _welch(better_values, worse_values)
-    effect = sign * diff
+    nb, nw = len(better_values), len(worse_values)
+    mb, mw = statistics.fmean(better_values), statistics.fmean(worse_values)
+    sb, sw = statistics.stdev(better_values), statistics.stdev(worse_values)
+    vb, vw = sb**2 / nb, sw**2 / nw
+    se = math.sqrt(vb + vw)
+    effect = sign * (mb - mw)
     if se == 0:
         p_expected, p_other = (0.0, 1.0) if effect > 0 else (1.0, 0.0) if effect < 0 else (1.0, 1.0)
-        half = 0.0
+        ci = (effect, effect)
     else:
+        df = (vb + vw) ** 2 / (vb**2 / (nb - 1) + vw**2 / (nw - 1))  # Welch-Satterthwaite
         t = effect / se
         p_expected, p_other = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
-        half = float(stats.t.ppf(0.975, df)) * se
-    sb, sw = statistics.stdev(better_values), statistics.stdev(worse_values)
-    pooled = math.sqrt(((len(better_values) - 1) * sb**2 + (len(worse_values) - 1) * sw**2)
-                       / (len(better_values) + len(worse_values) - 2))  # fmt: skip
-    d = effect / pooled if pooled > 0 else (math.copysign(math.inf, effect) if effect else 0.0)
-    verdict: Verdict = "holds" if p_expected < alpha else "contradicted" if p_other < alpha else "not shown"
+        half = float(stats.t.ppf(1 - alpha, df)) * se
+        ci = (effect - half, effect + half)
+    pooled = math.sqrt(((nb - 1) * sb**2 + (nw - 1) * sw**2) / (nb + nw - 2))
     return Comparison(
-        better=better,
-        worse=worse,
-        metric=metric,
-        direction=direction,
-        better_mean=statistics.fmean(better_values),
-        worse_mean=statistics.fmean(worse_values),
-        better_std=sb,
-        worse_std=sw,
-        n_better=len(better_values),
-        n_worse=len(worse_values),
-        effect=effect,
-        ci95=(effect - half, effect + half),
-        cohens_d=d,
-        p_expected=p_expected,
-        p_other=p_other,
-        verdict=verdict,
-    )
+        better, worse, metric, direction, "welch", mb, mw, sb, sw, nb, nw, effect, ci,
+        effect / pooled if pooled > 0 else None, p_expected, p_other, _verdict(p_expected, p_other, alpha),
+    )  # fmt: skip
 
 
-def overall(verdicts: Sequence[Verdict]) -> Verdict:
-    """A claim with several expected comparisons holds when all hold, is contradicted when any is, else not shown."""
-    if verdicts and all(v == "holds" for v in verdicts):
-        return "holds"
-    return "contradicted" if "contradicted" in verdicts else "not shown"
+def compare_counts(
+    better: str,
+    better_values: Sequence[float],
+    worse: str,
+    worse_values: Sequence[float],
+    *,
+    metric: str,
+    direction: Direction,
+    alpha: float = ALPHA,
+) -> Comparison:
+    """The one-sided Fisher exact test for 0/1 outcomes (1: the run diverged): ``better`` should have a
+    ``direction`` rate than ``worse``. With three seeds each, 0 of 3 against 3 of 3 gives p = 0.05: not below it."""
+    from scipy import stats
+
+    _check(better_values, worse_values)
+    if any(v not in (0, 1) for v in (*better_values, *worse_values)):
+        raise ValueError(
+            f"{metric}: Fisher's test counts 0/1 outcomes, got {list(better_values)}, {list(worse_values)}"
+        )
+    kb, kw, nb, nw = sum(better_values), sum(worse_values), len(better_values), len(worse_values)
+    table = [[kb, nb - kb], [kw, nw - kw]]
+    fewer, more = (stats.fisher_exact(table, alternative=a)[1] for a in ("less", "greater"))  # better's odds vs worse's
+    p_expected, p_other = (fewer, more) if direction == "lower" else (more, fewer)
+    sign = 1.0 if direction == "higher" else -1.0
+    mb, mw = kb / nb, kw / nw
+    return Comparison(
+        better, worse, metric, direction, "fisher", mb, mw, statistics.stdev(better_values),
+        statistics.stdev(worse_values), nb, nw, sign * (mb - mw), None, None, float(p_expected), float(p_other),
+        _verdict(p_expected, p_other, alpha),
+    )  # fmt: skip
+
+
+def overall(verdicts: Sequence[Verdict | None]) -> Verdict:
+    """A claim is contradicted when any of its comparisons is, holds when every one does, else is not shown
+    (``None``: a comparison that could not be made, too few finished seeds)."""
+    if "contradicted" in verdicts:
+        return "contradicted"
+    return "holds" if verdicts and all(v == "holds" for v in verdicts) else "not shown"

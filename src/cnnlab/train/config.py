@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cnnlab.data.splits import DEFAULT_VAL_FRACTION
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.layers.named import plain_model_kwargs
 
@@ -36,7 +37,7 @@ class TrainConfig:
     data: str = "mnist5k"  # embedded, no download (others: cnnlab.data.DATASETS)
     data_dir: str = "data"  # where torchvision datasets live (or are downloaded to with --download)
     download: bool = False  # never touch the network unless asked
-    val_fraction: float = 0.1  # of each class of the training split, held out to choose the best epoch (0: none)
+    val_fraction: float = DEFAULT_VAL_FRACTION  # of each class's training images, held out to choose (0: none)
     classes: tuple[int, ...] | None = None  # only these classes, relabelled 0, 1, ... (None: all; "5,6,7,8,9")
     train_per_class: int | None = None  # only the first N training images of each class (None: all of them)
     image_size: int | None = None  # input size (None: the data's own, padded up to the model's minimum;
@@ -66,7 +67,7 @@ class TrainConfig:
     # where results go
     out_dir: str = "runs"  # each run gets out_dir/run_name/
     run_name: str | None = None  # None: MODEL-DATA-YYYYmmdd-HHMMSS
-    resume: str | None = None  # a run folder or checkpoint to continue (see RESUME_FREE for what may change)
+    resume: str | None = None  # a run folder or checkpoint to continue (see RESUME_FREE); "auto": if it can
     overwrite: bool = False  # start run_name again if it holds a run (never by accident: that deletes its files)
     progress: bool = True  # a progress bar on stderr
     eval_every: int = 1  # evaluate on the validation split every N epochs (and always after the last)

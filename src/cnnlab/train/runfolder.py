@@ -28,6 +28,7 @@ from typing import Any
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.train.atomic import full_disk_is_an_error, remove_temporaries
 from cnnlab.train.checkpoint import BEST, LAST
+from cnnlab.train.config import TrainConfig
 
 LOCK = ".lock"
 RUN_FILES = (LAST, BEST, "metrics.csv", "config.yaml", "results.json", "curves.png", "tb")  # what a run writes
@@ -59,6 +60,23 @@ def check_run_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
             f"the run folder {str(folder)!r} already holds a run ({', '.join(found)}); continue it with "
             f"--resume {folder}, start it again with --overwrite (deletes those files), or give another --run-name"
         )
+
+
+AUTO = "auto"  # --resume auto: continue the run named by --out-dir and --run-name if it can, else start it
+
+
+def resolve_resume(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``resume="auto"`` made concrete: the run folder ``out_dir/run_name`` when it holds a last
+    checkpoint (the run continues exactly), else a fresh start over what a run killed before its first checkpoint
+    left. So the same command line, run again after any interruption, finishes the run."""
+    if config.resume != AUTO:
+        return config
+    if not config.run_name:
+        raise ConfigError("--resume auto needs --run-name: it continues the run of that name when there is one")
+    folder = Path(config.out_dir) / config.run_name
+    if (folder / LAST).is_file():
+        return config.replace(resume=str(folder))
+    return config.replace(resume=None, overwrite=folder.is_dir() and bool(run_files(folder)))
 
 
 def _holder() -> dict[str, Any]:

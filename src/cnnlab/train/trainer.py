@@ -58,7 +58,7 @@ from cnnlab.train.engine import (
     train_one_epoch,
 )
 from cnnlab.train.optim import build_optimizer, build_scheduler
-from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder
+from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, resolve_resume
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
 
@@ -235,6 +235,7 @@ def fit(
     process group, and only rank 0 logs and writes files. ``data`` is ``config.data`` already loaded by the
     caller (:func:`cnnlab.data.load_dataset`), so that a caller who needs it too loads it once.
     """
+    config = resolve_resume(config)  # --resume auto: continue the named run if it has a checkpoint, else start it
     info, device = D.init_distributed(config.device)
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
@@ -395,7 +396,7 @@ def _fit(
                     norms = recorder and recorder.norms
                     path = run_dir / "results.json"
                     _write_results(path, config, data, history, best, {}, wall, False, status="diverged", error=str(e),
-                                   grad_norms=norms)  # fmt: skip
+                                   grad_norms=norms, steps_per_epoch=steps_per_epoch)  # fmt: skip
                 raise
             except StopRequested:  # every rank stops after the same step (a second Ctrl-C stops at once, unsaved)
                 bar.close()
@@ -453,7 +454,7 @@ def _fit(
         with full_disk_is_an_error(run_dir, "curves.png"):
             plot_curves(history, run_dir / "curves.png")
         _write_results(run_dir / "results.json", config, data, history, best, test, wall, stopped_early,
-                       grad_norms=recorder and recorder.norms)  # fmt: skip
+                       grad_norms=recorder and recorder.norms, steps_per_epoch=steps_per_epoch)  # fmt: skip
     D.barrier(info)  # every rank returns once the run folder is complete
     log(f"done in {wall:.1f} s; {run_dir}")
     return RunResult(
@@ -524,6 +525,7 @@ def _write_results(
     status: str = "ok",
     error: str | None = None,
     grad_norms: dict[str, dict[str, float]] | None = None,
+    steps_per_epoch: int | None = None,
 ) -> None:
     """``results.json``: the split sizes, the best epoch on validation, the test results, and the wall time;
     ``status`` "diverged" (with the ``error``) for a run whose loss became NaN, and the per-block gradient norms
@@ -537,6 +539,7 @@ def _write_results(
         "data": data.name,
         "splits": {n: len(p) for n, p in (("train", data.train), ("val", data.val), ("test", data.test)) if p},
         "epochs_run": len(history) and history[-1].epoch,
+        "steps_per_epoch": steps_per_epoch,  # optimizer steps per epoch on this rank (what an epoch count means)
         "stopped_early": stopped_early,
         "best_epoch": best.epoch if best else None,
         "best_val_acc": best.val_acc if best else None,
