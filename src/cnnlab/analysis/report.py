@@ -54,7 +54,8 @@ def _pair_label(v: tuple[int, int] | None) -> str:
 class ModelReport:
     """What :func:`cnnlab.analyze` returns: per-layer rows and the totals of one model at one input size.
 
-    ``receptive_field`` and ``jump`` are those of the last spatial feature map (before a global pooling);
+    ``receptive_field`` and ``jump`` are those of the last spatial feature map (before a global pooling), or
+    of the output units when the model returns a map (a dense prediction, such as segmentation);
     ``depth`` counts the layers with weights on the longest path (50 for ResNet-50, as the paper counts);
     ``macs_by_op`` is what the flop counter counted, by aten op; ``unsupported`` names every operation whose
     effect on the receptive field is unknown and where it occurs.
