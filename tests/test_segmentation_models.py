@@ -182,6 +182,7 @@ def test_the_analyzer_on_every_segmentation_model(name: str) -> None:
     assert report.params == count_params(model) and report.macs > 0 and not report.unsupported
     assert report.jump == (1, 1) and report.layers[-1].output_shape == (1, model.num_classes, 64, 64)
     assert [a.path for a in report.auxiliary] == (["aux_head"] if model.aux_head is not None else [])
+    assert report.dense_output and "(output pixels)" in "\n".join(report.totals_lines())
     if name in ANALYZED:
         assert report.receptive_field == (ANALYZED[name],) * 2
 
@@ -202,3 +203,12 @@ def test_resnet_backbone_of_the_segmentation_models_loads_imagenet_weights() -> 
     assert isinstance(backbone, ResNet)
     report = cnnlab.load_pretrained(backbone, torchvision.models.resnet50())
     assert report.loaded == len(backbone.state_dict())
+
+
+def test_effective_receptive_field_of_the_output_pixels() -> None:
+    """The ERF of a dense-output model is measured on its output's centre pixel, whose theoretical field the
+    analyzer gives (183 for the FCN digit net at 64x64): the gradient stays inside it."""
+    from cnnlab.analysis.erf import effective_receptive_field
+
+    erf = effective_receptive_field(cnnlab.create_model("fcn_cifar_resnet20"), (1, 64, 64), samples=2)
+    assert erf.theoretical == (183, 183) and erf.grad.shape == (64, 64) and erf.grad[32, 32] > 0

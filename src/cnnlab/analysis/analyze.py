@@ -192,6 +192,7 @@ def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk, sid
         auxiliary=[_side_row(m) for m in side],
         taps={m.path: list(m.taps) for m in side},
         module_kinds={path: type(m).__name__ for path, m in model.named_modules() if path},
+        dense_output=result.dense_output,
     )
 
 

@@ -77,6 +77,7 @@ class ModelReport:
     auxiliary: list[LayerReport] = field(default_factory=list)  # modules the eval graph never runs (aux heads)
     taps: dict[str, list[str]] = field(default_factory=dict)  # auxiliary path -> modules whose output it reads
     module_kinds: dict[str, str] = field(default_factory=dict, repr=False)  # module path -> class name
+    dense_output: bool = False  # the model returns a map: the field is its output pixels'
 
     @property
     def gmacs(self) -> float:
@@ -159,13 +160,18 @@ class ModelReport:
         lines = [format_table(rows, headers), "", *self.totals_lines()]
         return "\n".join(lines)
 
+    @property
+    def rf_of(self) -> str:
+        """Whose receptive field :attr:`receptive_field` is."""
+        return "output pixels" if self.dense_output else "last feature map"
+
     def totals_lines(self) -> list[str]:
         ops = ", ".join(f"{op} {m:,}" for op, m in self.macs_by_op.items()) or "none"
         lines = [
             f"model             {self.model}  input {'x'.join(map(str, self.input_size))}",
             f"params            {self.params:,} ({self.trainable_params:,} trainable)",
             f"MACs              {self.macs:,} ({format_macs(self.macs)})",
-            f"receptive field   {self.rf_label} px, jump {_pair_label(self.jump)} (last feature map)",
+            f"receptive field   {self.rf_label} px, jump {_pair_label(self.jump)} ({self.rf_of})",
             f"depth             {self.depth} layers with weights on the longest path",
             f"activations       {self.activation_bytes / 2**20:.2f} MiB (outputs of every operation, batch 1)",
             f"counted ops       {ops}",
