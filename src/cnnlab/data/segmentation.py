@@ -138,8 +138,8 @@ class SegmentationDataset:
         return " / ".join(f"{k:,} {n}" for k, n in parts)
 
     def pipeline(self, *, min_size: int = 1, default_size: int = 224, size: int | None = None) -> InputPipeline:
-        """How the images become a model's input (see :meth:`InputPipeline.plan`); masks follow the same
-        geometry (nearest-neighbour where images are resized)."""
+        """How the images become a model's input (see :meth:`InputPipeline.plan`); a loader must move the masks
+        and size maps with them (nearest-neighbour where images are resized)."""
         return InputPipeline.plan(
             kind=self.kind, in_chans=self.in_chans, native_size=self.image_size, stats=self.stats,
             min_size=min_size, default_size=default_size, size=size,
