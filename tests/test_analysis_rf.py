@@ -123,11 +123,11 @@ def test_cifar_option_a_strided_slice_and_pad() -> None:
 
 
 def test_unsupported_layer_is_named_never_1x1() -> None:
-    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(3, 3, 3, padding=1))
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.PixelUnshuffle(2), nn.Conv2d(12, 3, 3, padding=1))
     report = analyze(net, (3, 8, 8))
-    assert report.unsupported == {"Upsample": ["1"]}
+    assert report.unsupported == {"PixelUnshuffle": ["1"]}
     assert [r.rf for r in report.layers] == [(3, 3), None, None]
-    assert "unsupported       'Upsample' at 1" in report.table()
+    assert "unsupported       'PixelUnshuffle' at 1" in report.table()
     assert report.layers[-1].rf_label == "?"
 
 
@@ -192,3 +192,48 @@ def test_registered_families_match_published_fields_and_depths(name: str, rf: in
         assert report.receptive_field == (rf, rf)
     if depth is not None:
         assert report.depth == depth
+
+
+class Upsampled(nn.Module):
+    """A 2x2/2 conv, then interpolation back to the input's size (a segmentation net's last step)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.conv, self.mode = nn.Conv2d(1, 1, 2, stride=2), mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.interpolate(self.conv(x), size=x.shape[-2:], mode=self.mode)
+
+
+def support_width(net: nn.Module, size: int, at: int) -> int:
+    """Width of the input pixels whose gradient reaches output unit (at, at), through the real layers."""
+    for p in net.parameters():
+        nn.init.constant_(p, 1.0)
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    net(x)[0, 0, at, at].backward()
+    cols = x.grad[0, 0].abs().sum(0).nonzero()  # type: ignore[union-attr]
+    return int(cols.max() - cols.min() + 1)
+
+
+@pytest.mark.parametrize(("mode", "rf"), [("bilinear", 4), ("nearest", 2), ("bicubic", 8)])
+def test_interpolation_widens_the_field_by_its_taps(mode: str, rf: int) -> None:
+    """Bilinear upsampling reads two neighbouring units per axis (one jump more: 2 + 2), nearest one, bicubic four
+    (2 + 3 * 2); the output units are one input pixel apart. An interior output unit's gradient agrees."""
+    net = Upsampled(mode)
+    report = analyze(net, (1, 16, 16))
+    assert report.receptive_field == (rf, rf) and report.jump == (1, 1) and not report.unsupported
+    assert support_width(net, 16, 7) == rf
+    module = nn.Sequential(nn.Conv2d(1, 1, 2, stride=2), nn.Upsample(scale_factor=2, mode=mode))  # the module form
+    assert analyze(module, (1, 16, 16)).receptive_field == (rf, rf)
+
+
+def test_a_dense_output_reports_the_field_of_its_units() -> None:
+    """A map-valued model with a global pooling inside (ASPP's image pooling) reports its output units' field,
+    the whole map; a classifier reports the field of the map its last global pooling reads."""
+    from cnnlab.layers import ASPP
+
+    dense = analyze(nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), ASPP(4, 4, rates=(1,))), (3, 16, 16))
+    # the conv: 3 at jump 2; the 3x3 branch: 3 + 2 * 2 = 7; image pooling: a kernel of the 8-unit map, 3 + 7 * 2
+    assert dense.receptive_field == (17, 17) and dense.jump == (2, 2)
+    classifier = analyze(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 8)
+    assert classifier.receptive_field == (3, 3)

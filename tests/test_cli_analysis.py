@@ -75,6 +75,15 @@ def test_dilation_map(capsys: pytest.CaptureFixture[str], tmp_path: Path, rates:
     assert data["holes"] == holes and len(data["paths"]) == data["receptive_field"]
 
 
+def test_dilation_applies_the_hdc_rule_per_group(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(capsys, "dilation", "1", "2", "5", "1", "2", "5")
+    assert "0 holes" in out and "cycle [1, 2, 5] x 2: ok (" in out and "FAILS" not in out
+    data = json.loads(run(capsys, "dilation", "1", "2", "5", "1", "2", "5", "--group", "2", "--format", "json"))
+    assert data["hdc"]["groups"] == [[1, 2], [5, 1], [2, 5]] and data["hdc"]["groups_ok"] == [True, False, False]
+    assert not data["hdc"]["rule_ok"] and data["hdc"]["exact_ok"] and data["holes"] == 0
+    assert "group 2 [5, 1]: the first rate is 5, not 1" in data["hdc"]["rule"]
+
+
 def test_erf_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     npy, png = tmp_path / "erf.npy", tmp_path / "erf.png"
     out = run(capsys, "erf", "cifar_resnet20", "--samples", "2", "--save", str(npy), "--plot", str(png))

@@ -30,6 +30,7 @@ from cnnlab.layers import (
     hdc_check,
     make_divisible,
 )
+from cnnlab.layers.dilated import find_cycle, hdc_max_distances
 from tests.helpers import count_params
 
 # ---------------------------------------------------------------------------------------------- depthwise
@@ -179,6 +180,53 @@ def test_hdc_rule_is_sufficient_but_stricter_than_needed() -> None:
         if report.exact.ok and not report.paper.ok:
             stricter.append(rates)
     assert (1, 3, 1) in stricter and (1, 2, 5) not in stricter
+
+
+@pytest.mark.parametrize(
+    ("rates", "cycle"),
+    [([1, 2, 5, 1, 2, 5], 3), ([1, 2, 5], 3), ([2, 2, 2], 3), ([1, 2, 1, 2, 1, 2], 2), ([1, 2, 5, 1, 2], 5), ([4], 1)],
+)
+def test_find_cycle(rates: list[int], cycle: int) -> None:
+    assert find_cycle(rates) == cycle
+
+
+def test_hdc_rule_applies_to_each_group_of_the_cycle() -> None:
+    """Wang et al. state the rule for one group and repeat it ([1, 2, 5, 1, 2, 5]); over the whole sequence the
+    recursion gives M_2 = 5 > 3, which once made this stack fail while it has no hole."""
+    assert hdc_max_distances([1, 2, 5, 1, 2, 5])[1] == 5
+    report = hdc_check([1, 2, 5, 1, 2, 5])
+    assert report.groups == ((1, 2, 5), (1, 2, 5)) and all(v.ok for v in report.group_verdicts)
+    assert report.paper.ok and report.exact.ok
+    assert "M_2 = 2 <= K = 3" in report.paper.reason and "cycle [1, 2, 5] x 2" in str(report)
+    assert "no holes, as the rule guarantees" in str(report)
+
+
+def test_hdc_names_the_group_that_fails() -> None:
+    report = hdc_check([1, 2, 5, 2, 4, 8], group=3)
+    assert report.groups == ((1, 2, 5), (2, 4, 8)) and [v.ok for v in report.group_verdicts] == [True, False]
+    assert not report.paper.ok and report.exact.ok  # the exact answer stays beside it
+    expected = "group 2 [2, 4, 8]: the first rate is 2, not 1; the rates share the factor 2; M_2 = 4 > K = 3"
+    assert report.paper.reason == expected
+    assert "sufficient, not necessary" in report.conclusion
+    shorter = hdc_check([1, 2, 5, 1, 2], group=3)  # the last group may be shorter
+    assert shorter.groups == ((1, 2, 5), (1, 2)) and shorter.paper.ok
+    with pytest.raises(ModelArgumentError, match="group must be an integer from 1 to the 3 rates, got 4"):
+        hdc_check([1, 2, 5], group=4)
+
+
+@pytest.mark.parametrize(
+    ("rates", "rule", "exact", "conclusion"),
+    [
+        ([2, 2, 2], False, False, "holes, as the rule warns"),
+        ([1, 2, 3], True, True, "no holes, as the rule guarantees"),  # M_2 = 2: the paper's own example
+        ([1, 3, 1], False, True, "the rule is sufficient, not necessary"),  # M_2 = 5, yet every offset is reached
+    ],
+)
+def test_hdc_conclusions(rates: list[int], rule: bool, exact: bool, conclusion: str) -> None:
+    report = hdc_check(rates)
+    assert report.groups == (tuple(rates),) and report.grouping == "on the whole stack"
+    assert (report.paper.ok, report.exact.ok) == (rule, exact)
+    assert conclusion in report.conclusion and f"so: {report.conclusion}" in str(report)
 
 
 def test_hdc_check_rejects_bad_arguments() -> None:

@@ -1,5 +1,7 @@
 """The model contract, checked the same way for every registered model: structure on the meta device, real
-forward passes on small CPU inputs."""
+forward passes on small CPU inputs. A dense-output model (the segmentation family) returns a map of logits at
+the input's size where a classifier returns one row per image, and its ``forward_head`` returns that map at the
+feature resolution, which ``forward`` upsamples (:func:`output_shape`, :func:`as_forward_returns`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import cnnlab
+from cnnlab.layers import upsample
 from cnnlab.models import shufflenet
 from cnnlab.models.features import FeatureListNet
 from tests.helpers import LARGEST, calibrate_norms, params_of
@@ -28,6 +31,17 @@ REAL = params_of(MODELS)
 def small_size(model: cnnlab.CnnlabModel) -> int:
     """A small input that every stage can take: the model's minimum, at least 32, rounded up to 32."""
     return max(32, -(-model.min_input_size // 32) * 32)
+
+
+def output_shape(model: cnnlab.CnnlabModel, n: int, width: int, s: int) -> tuple[int, ...]:
+    """What ``forward`` returns for ``n`` images of ``s`` x ``s``: ``width`` values per image, per pixel for a
+    dense-output model."""
+    return (n, width, s, s) if model.dense_output else (n, width)
+
+
+def as_forward_returns(model: cnnlab.CnnlabModel, head_out: Tensor, s: int) -> Tensor:
+    """``forward_head``'s output as ``forward`` returns it: a dense-output model upsamples it to the input."""
+    return upsample(head_out, (s, s)) if model.dense_output else head_out
 
 
 def meta_model(name: str, **kwargs: typing.Any) -> cnnlab.CnnlabModel:
@@ -80,13 +94,15 @@ FAMILIES = {
     "mobilenet": ["mobilenet_v1", "mobilenet_v2"],
     "shufflenet": [f"shufflenet_v1_g{g}_x{w}" for g in (1, 2, 3, 4, 8) for w in ("0_5", "1_0", "2_0")]
     + [f"shufflenet_v2_x{w}" for w in ("0_5", "1_0", "1_5", "2_0")],
+    "segmentation": ["fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
+                     "fcn_cifar_resnet20", "deeplabv3_cifar_resnet20", "duc_cifar_resnet20"],
 }  # fmt: skip
 
 
 def test_registry_holds_the_readmes_table_of_models() -> None:
     registered = {f: sorted(n for n in MODELS if cnnlab.model_entry(n).family == f) for f in FAMILIES}
     assert registered == {f: sorted(names) for f, names in FAMILIES.items()}
-    assert len(MODELS) == sum(map(len, FAMILIES.values())) == 71
+    assert len(MODELS) == sum(map(len, FAMILIES.values())) == 78
     assert all(isinstance(cnnlab.model_entry(n).doc, str) and cnnlab.model_entry(n).doc for n in MODELS)
 
 
@@ -108,8 +124,9 @@ def test_forward_backward(name: str) -> None:
     model.train()
     out = model(torch.randn(2, 1, s, s))
     logits = out.logits if isinstance(out, cnnlab.LogitsWithAux) else out
-    assert logits.shape == (2, 7)
+    assert logits.shape == output_shape(model, 2, 7, s)
     assert torch.isfinite(logits).all()
+    assert all(a.shape == logits.shape for a in getattr(out, "aux", ()))
     loss = logits.square().mean() + sum(a.square().mean() for a in getattr(out, "aux", ()))
     loss.backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -118,29 +135,30 @@ def test_forward_backward(name: str) -> None:
     model.eval()
     with torch.no_grad():
         eval_out = model(torch.randn(3, 1, s, s))
-    assert isinstance(eval_out, torch.Tensor) and eval_out.shape == (3, 7)
+    assert isinstance(eval_out, torch.Tensor) and eval_out.shape == output_shape(model, 3, 7, s)
 
 
 @pytest.mark.parametrize("name", REAL)
 def test_features_head_and_reset(name: str) -> None:
-    """num_classes=0 gives pooled features; forward == forward_head(forward_features); reset_classifier."""
+    """num_classes=0 gives pooled features (a dense-output model: the features per pixel); forward ==
+    forward_head(forward_features) (upsampled to the input for a dense-output model); reset_classifier."""
     model = cnnlab.create_model(name, num_classes=0)
     s = small_size(model)
     x = torch.randn(2, model.in_chans, s, s)
     calibrate_norms(model, x)
     with torch.no_grad():
         pooled = model(x)
-        assert pooled.shape == (2, model.num_features)
+        assert pooled.shape == output_shape(model, 2, model.num_features, s)
         assert torch.isfinite(pooled).all()
         feats = model.forward_features(x)
         assert feats.shape[:2] == (2, model.num_features)
-        torch.testing.assert_close(model.forward_head(feats, pre_logits=True), pooled)
+        torch.testing.assert_close(as_forward_returns(model, model.forward_head(feats, pre_logits=True), s), pooled)
 
         model.reset_classifier(5)
         assert model.num_classes == 5
         logits = model(x)
-        assert logits.shape == (2, 5)
-        torch.testing.assert_close(model.forward_head(model.forward_features(x)), logits)
+        assert logits.shape == output_shape(model, 2, 5, s)
+        torch.testing.assert_close(as_forward_returns(model, model.forward_head(model.forward_features(x)), s), logits)
         model.reset_classifier(0)
         torch.testing.assert_close(model(x), pooled)
 
@@ -148,14 +166,17 @@ def test_features_head_and_reset(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_head_hidden_size_is_the_width_of_the_pre_logits(name: str) -> None:
     """forward_head(x, pre_logits=True) is head_hidden_size wide: fc7's 4096 for AlexNet and VGG with a
-    classifier, num_features for every other model and for every model without one."""
+    classifier, num_features for every other classifier and for every model without one (a dense head's hidden
+    convs are checked per head in tests/test_segmentation_models.py)."""
     model = meta_model(name).eval()
     s = small_size(model)
     features = model.forward_features(torch.empty(2, model.in_chans, s, s, device="meta"))
-    assert model.forward_head(features, pre_logits=True).shape == (2, model.head_hidden_size)
-    assert model.head_hidden_size == (4096 if name.startswith(("alexnet", "vgg")) else model.num_features)
+    pre_logits = model.forward_head(features, pre_logits=True)
+    assert pre_logits.shape[:2] == (2, model.head_hidden_size) and pre_logits.ndim == (4 if model.dense_output else 2)
+    if not model.dense_output:
+        assert model.head_hidden_size == (4096 if name.startswith(("alexnet", "vgg")) else model.num_features)
     model.reset_classifier(0)
-    assert model.forward_head(features, pre_logits=True).shape == (2, model.head_hidden_size)
+    assert model.forward_head(features, pre_logits=True).shape[:2] == (2, model.head_hidden_size)
     assert model.head_hidden_size == model.num_features
 
 

@@ -84,6 +84,36 @@ def test_cifar_stage_sizes_and_matlab_names() -> None:
     assert count_params(model) == count_params(cnnlab.create_model("cifar_resnet56", shortcut="B"))
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "reductions", "rates"),
+    [
+        ({}, [1, 1, 2, 4], [1, 1, 1]),
+        ({"stem_stride": 2}, [2, 2, 4, 8], [1, 1, 1]),
+        ({"stem_stride": 2, "output_stride": 4}, [2, 2, 4, 4], [1, 1, 2]),  # S3 dilated by 2 instead of strided
+        ({"output_stride": 1}, [1, 1, 1, 1], [1, 2, 4]),
+        ({"output_stride": 2, "stage_dilations": ((1,) * 3, (1, 2, 3), (1, 2, 5))}, [1, 1, 2, 2], [1, 1, 1]),
+    ],
+)
+def test_cifar_resnet_for_dense_prediction(kwargs: dict, reductions: list[int], rates: list[int]) -> None:
+    """A stride-2 stem and an output stride below 4 x stem_stride (dilating S3, then S2) keep the weights:
+    ResNet-20's 269,722 whatever the layout; the default dilation is the constant rate that keeps the field."""
+    model = cnnlab.create_model("cifar_resnet20", **kwargs)
+    assert [f.reduction for f in model.feature_info] == reductions and count_params(model) == 269_722
+    assert model.forward_features(torch.randn(1, 3, 64, 64)).shape[-1] == 64 // reductions[-1]
+    given = kwargs.get("stage_dilations")
+    first = [getattr(model, f"S{j}")[0].conv1.conv.dilation[0] for j in (1, 2, 3)]
+    assert first == ([r[0] for r in given] if given else rates)
+
+
+def test_cifar_resnet_dense_arguments_are_checked() -> None:
+    with pytest.raises(cnnlab.ModelArgumentError, match="stem_stride must be 1 or 2, got 3"):
+        cnnlab.create_model("cifar_resnet20", stem_stride=3)
+    with pytest.raises(cnnlab.ModelArgumentError, match=r"output_stride must be one of \(2, 4, 8\) with stem_stride=2"):
+        cnnlab.create_model("cifar_resnet20", stem_stride=2, output_stride=1)
+    with pytest.raises(cnnlab.ModelArgumentError, match="3 stages"):
+        cnnlab.create_model("cifar_resnet20", stage_dilations=((1,) * 3,))
+
+
 def test_paper_stride_placement_costs_fewer_macs() -> None:
     """ResNet-50 v1 (stride on the first 1x1) against v1.5 (on the 3x3): same parameters, the paper's 3.8
     GMACs against torchvision's 4.09 (REFERENCE.md), counted here by PyTorch's FLOP counter."""

@@ -102,6 +102,10 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
         lambda w: ["train", "--model-kwargs", '{"num_classes": 5}', "--out-dir", str(w.out)],
         "num_classes comes from the data (10 classes of mnist5k); remove it from model_kwargs",
     ),
+    "a segmentation model": (
+        lambda w: ["train", "--model", "fcn_cifar_resnet20", "--out-dir", str(w.out)],
+        "fcn_cifar_resnet20 predicts a label per pixel (segmentation); cnnlab train trains classifiers only for now",
+    ),
     "in_chans in model_kwargs": (
         lambda w: ["train", "--model-kwargs", '{"in_chans": 3}', "--out-dir", str(w.out)],
         "in_chans comes from the data (1-channel images of mnist5k); remove it from model_kwargs",

@@ -172,7 +172,10 @@ def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk, sid
     ]
     pools = [r for r in result.records if r.global_op]  # the last one pools the last feature map
     spatial = [r for r in result.records if len(r.output_shape) >= 4]
-    last = pools[-1].input_field if pools else spatial[-1].field if spatial else result.output_field
+    if result.dense_output:  # a dense prediction: its output units' field, global pools inside it included
+        last = result.output_field
+    else:
+        last = pools[-1].input_field if pools else spatial[-1].field if spatial else result.output_field
     return ModelReport(
         model=getattr(model, "model_name", type(model).__name__),
         input_size=size,
@@ -189,6 +192,7 @@ def _report(model: nn.Module, size: tuple[int, int, int], result: GraphWalk, sid
         auxiliary=[_side_row(m) for m in side],
         taps={m.path: list(m.taps) for m in side},
         module_kinds={path: type(m).__name__ for path, m in model.named_modules() if path},
+        dense_output=result.dense_output,
     )
 
 

@@ -1,8 +1,9 @@
 """The effective receptive field (Luo, Li, Urtasun and Zemel, "Understanding the Effective Receptive Field in
 Deep Convolutional Neural Networks", NIPS 2016): how much each input pixel actually moves one output unit.
 
-The gradient of the centre unit of the last feature map (summed over its channels, Sec. 2) with respect to
-the input, in absolute value, summed over input channels and averaged over random inputs. The paper finds it
+The gradient of the centre unit of the last feature map (summed over its channels, Sec. 2; of a dense-output
+model, the centre pixel of its output) with respect to the input, in absolute value, summed over input channels
+and averaged over random inputs. The paper finds it
 Gaussian-like and much smaller than the theoretical field; here it is measured on the real model in eval mode.
 """
 
@@ -50,7 +51,8 @@ class EffectiveField:
 
 
 def _features(model: nn.Module, x: Tensor) -> Tensor:
-    out = model.forward_features(x) if hasattr(model, "forward_features") else model(x)
+    dense = getattr(model, "dense_output", False)  # a segmentation net: its output pixels, as the analyzer's field
+    out = model.forward_features(x) if hasattr(model, "forward_features") and not dense else model(x)
     if not isinstance(out, Tensor) or out.ndim != 4:
         got = getattr(out, "shape", type(out).__name__)
         raise AnalysisError(

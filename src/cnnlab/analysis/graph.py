@@ -6,7 +6,9 @@ inside one :class:`torch.utils.flop_counter.FlopCounterMode`; the MACs of a node
 while it ran, halved (the counter reports FLOPs = 2 x MACs). Receptive fields follow the rules of
 :mod:`cnnlab.analysis.receptive_field`: windows (convs, pooling, strided slices) grow the field, pointwise
 operations (norms, activations, additions, concatenations, channel shuffles) take the largest field of their
-inputs, and global pooling or flattening a spatial map covers the whole map. Any other operation is
+inputs, global pooling or flattening a spatial map covers the whole map, and resizing (interpolation, a pixel
+shuffle) changes the jump by the ratio of the sizes and widens the field by the taps it reads (bilinear: two
+neighbouring units per axis, so one input jump more). Any other operation is
 *unsupported*: its field and every field that depends on it are unknown (``None``) and it is named in
 :attr:`GraphWalk.unsupported`, never counted as 1x1.
 """
@@ -99,6 +101,14 @@ class GraphWalk:
     total_macs: int
     macs_by_op: dict[str, int]  # aten op name -> MACs
     unsupported: dict[str, list[str]] = field(default_factory=dict)  # operation -> paths where it occurs
+    output_shape: tuple[int, ...] | None = None  # None unless the model returns one tensor
+
+    @property
+    def dense_output(self) -> bool:
+        """Whether the model returns a spatial map (N x C x H x W, not 1x1): a dense prediction, whose receptive
+        field is that of its output units (a classifier's is that of the map it pools)."""
+        shape = self.output_shape
+        return shape is not None and len(shape) >= 4 and tuple(shape[-2:]) != (1, 1)
 
 
 def _name_of(target: Any) -> str:
@@ -245,6 +255,9 @@ def _module_field(module: nn.Module, kind: str, here: Field, x: Tensor | None, o
         return _adaptive(here, x, out)
     if isinstance(module, nn.Flatten):
         return _flatten(here, x, module.start_dim)
+    if isinstance(module, nn.PixelShuffle | nn.Upsample) and x is not None:
+        mode = module.mode if isinstance(module, nn.Upsample) else "nearest"  # a pixel shuffle moves, never mixes
+        return _resized(here, x, out, mode)
     raise _Unsupported(kind)
 
 
@@ -291,7 +304,35 @@ def _function_field(
         return _adaptive(here, x, out)
     if kind in ("max_pool2d", "avg_pool2d"):
         return _functional_pool(here, args, kwargs)
+    if kind in ("interpolate", "upsample", "pixel_shuffle") and x is not None:
+        if kwargs.get("antialias"):
+            raise _Unsupported("interpolate with antialias")
+        mode = kwargs.get("mode", args[3] if len(args) > 3 else "nearest") if kind != "pixel_shuffle" else "nearest"
+        return _resized(here, x, out, mode)
     raise _Unsupported(kind)
+
+
+INTERPOLATION_TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
+"""Input units per axis that one output unit of an interpolation reads."""
+
+
+def _resized(here: Field, x: Tensor, out: Tensor, mode: str) -> Field:
+    """The field after resizing a map of ``x``'s size to ``out``'s: each output unit reads ``taps`` neighbouring
+    input units per axis (a field one jump wider per extra tap), and units are ``jump * in / out`` input pixels
+    apart (rounded; exact when the output size divides it, as at any input size that is a multiple of the output
+    stride). A 1x1 map broadcast to a larger one (an image-pooling branch) keeps its field and jump."""
+    if mode not in INTERPOLATION_TAPS:
+        raise _Unsupported(f"interpolate in {mode!r} mode")
+    taps = INTERPOLATION_TAPS[mode]
+    size, jump = [], []
+    for r, j, n, m in zip(here.size, here.jump, _spatial(x), _spatial(out), strict=True):
+        if n == 1 or n == m:  # a broadcast, or the same size: the identity (align_corners=False)
+            size.append(r)
+            jump.append(j)
+        else:
+            size.append(r + (taps - 1) * j)
+            jump.append(max(1, round(j * n / m)))
+    return Field((size[0], size[1]), (jump[0], jump[1]))
 
 
 def _functional_pool(here: Field, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Field:
@@ -336,6 +377,7 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
     out_inputs = out_node.all_input_nodes
     out_fields = [walker.fields.get(a) for a in out_inputs]
     output_field = None if any(f is None for f in out_fields) else merge(out_fields)  # type: ignore[arg-type]
+    output_shape = tuple(result.shape) if isinstance(result, Tensor) else None
     del result
     macs_by_op = {str(op): c // 2 for op, c in counter.get_flop_counts().get("Global", {}).items() if c}
     return GraphWalk(
@@ -345,4 +387,5 @@ def walk(model: nn.Module, x: Tensor) -> GraphWalk:
         total_macs=counter.get_total_flops() // 2,
         macs_by_op=macs_by_op,
         unsupported=walker.unsupported,
+        output_shape=output_shape,
     )

@@ -21,7 +21,7 @@ from torch import nn
 
 from cnnlab.analysis.receptive_field import stack_field
 from cnnlab.errors import AnalysisError, CnnlabWarning
-from cnnlab.layers.dilated import DilatedConvStack, check_rates, hdc_check
+from cnnlab.layers.dilated import DilatedConvStack, HdcReport, check_rates, hdc_check
 
 MAX_MEASURED = 2**23
 """The most layer-pixels (layers x map side^2) that :func:`gridding_map` measures: its float64 backward pass
@@ -33,8 +33,8 @@ class GriddingMap:
     """Paths from each input pixel to the centre output of a dilated stack (``paths``: field x field + margin).
 
     ``field`` is the theoretical receptive field ``1 + (k - 1) * sum(rates)``; ``holes`` counts the pixels
-    inside it that no path reaches; ``layers`` says which layers were measured; ``verdicts`` is
-    :func:`cnnlab.layers.dilated.hdc_check`'s answer.
+    inside it that no path reaches; ``layers`` says which layers were measured; ``hdc`` is
+    :func:`cnnlab.layers.dilated.hdc_check`'s answer (``verdicts`` in words).
     """
 
     rates: tuple[int, ...]
@@ -42,7 +42,11 @@ class GriddingMap:
     field: int
     paths: np.ndarray
     layers: str
-    verdicts: str
+    hdc: HdcReport
+
+    @property
+    def verdicts(self) -> str:
+        return str(self.hdc)
 
     @property
     def window(self) -> np.ndarray:
@@ -74,10 +78,6 @@ def dilated_stack(rates: Sequence[int], *, kernel_size: int = 3, chs: int = 1) -
         return DilatedConvStack(chs, list(rates), kernel_size=kernel_size), "cnnlab.layers.dilated.DilatedConvStack"
 
 
-def hdc_verdicts(rates: Sequence[int], kernel_size: int = 3) -> str:
-    return str(hdc_check(list(rates), kernel_size=kernel_size))
-
-
 def path_counts(stack: nn.Module, *, size: int, in_chans: int) -> np.ndarray:
     """Paths from every input pixel to the centre output unit: the input gradient with every weight one."""
     ones = copy.deepcopy(stack).eval()
@@ -94,9 +94,12 @@ def path_counts(stack: nn.Module, *, size: int, in_chans: int) -> np.ndarray:
     return x.grad[0].sum(0).numpy()  # type: ignore[union-attr]
 
 
-def gridding_map(rates: Sequence[int], *, kernel_size: int = 3, margin: int = 2) -> GriddingMap:
+def gridding_map(
+    rates: Sequence[int], *, kernel_size: int = 3, margin: int = 2, group: int | None = None
+) -> GriddingMap:
     """Measure which input pixels reach the centre output of a 3x3 stack dilated by ``rates``; the stack may
-    hold at most :data:`MAX_MEASURED` layer-pixels."""
+    hold at most :data:`MAX_MEASURED` layer-pixels. ``group`` goes to :func:`~cnnlab.layers.dilated.hdc_check`
+    (default: the rule per group of the repeated cycle)."""
     rates = check_rates(rates, kernel_size)
     field = stack_field([kernel_size] * len(rates), dilations=list(rates))
     side = field + 2 * margin
@@ -109,4 +112,4 @@ def gridding_map(rates: Sequence[int], *, kernel_size: int = 3, margin: int = 2)
     stack, layers = dilated_stack(rates, kernel_size=kernel_size)
     first = next(m for m in stack.modules() if isinstance(m, nn.Conv2d))
     paths = path_counts(stack, size=side, in_chans=first.in_channels)
-    return GriddingMap(rates, kernel_size, field, paths, layers, hdc_verdicts(rates, kernel_size))
+    return GriddingMap(rates, kernel_size, field, paths, layers, hdc_check(rates, kernel_size, group=group))

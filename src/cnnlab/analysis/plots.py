@@ -137,5 +137,5 @@ def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
     ax.set_ylabel("pixels (log scale)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{report.model}: receptive field {report.rf_label} px at the last feature map")
+    ax.set_title(f"{report.model}: receptive field {report.rf_label} px ({report.rf_of})")
     return save_figure(fig, path, dpi=DPI)

@@ -54,7 +54,8 @@ def _pair_label(v: tuple[int, int] | None) -> str:
 class ModelReport:
     """What :func:`cnnlab.analyze` returns: per-layer rows and the totals of one model at one input size.
 
-    ``receptive_field`` and ``jump`` are those of the last spatial feature map (before a global pooling);
+    ``receptive_field`` and ``jump`` are those of the last spatial feature map (before a global pooling), or
+    of the output units when the model returns a map (a dense prediction, such as segmentation);
     ``depth`` counts the layers with weights on the longest path (50 for ResNet-50, as the paper counts);
     ``macs_by_op`` is what the flop counter counted, by aten op; ``unsupported`` names every operation whose
     effect on the receptive field is unknown and where it occurs.
@@ -76,6 +77,7 @@ class ModelReport:
     auxiliary: list[LayerReport] = field(default_factory=list)  # modules the eval graph never runs (aux heads)
     taps: dict[str, list[str]] = field(default_factory=dict)  # auxiliary path -> modules whose output it reads
     module_kinds: dict[str, str] = field(default_factory=dict, repr=False)  # module path -> class name
+    dense_output: bool = False  # the model returns a map: the field is its output pixels'
 
     @property
     def gmacs(self) -> float:
@@ -158,13 +160,18 @@ class ModelReport:
         lines = [format_table(rows, headers), "", *self.totals_lines()]
         return "\n".join(lines)
 
+    @property
+    def rf_of(self) -> str:
+        """Whose receptive field :attr:`receptive_field` is."""
+        return "output pixels" if self.dense_output else "last feature map"
+
     def totals_lines(self) -> list[str]:
         ops = ", ".join(f"{op} {m:,}" for op, m in self.macs_by_op.items()) or "none"
         lines = [
             f"model             {self.model}  input {'x'.join(map(str, self.input_size))}",
             f"params            {self.params:,} ({self.trainable_params:,} trainable)",
             f"MACs              {self.macs:,} ({format_macs(self.macs)})",
-            f"receptive field   {self.rf_label} px, jump {_pair_label(self.jump)} (last feature map)",
+            f"receptive field   {self.rf_label} px, jump {_pair_label(self.jump)} ({self.rf_of})",
             f"depth             {self.depth} layers with weights on the longest path",
             f"activations       {self.activation_bytes / 2**20:.2f} MiB (outputs of every operation, batch 1)",
             f"counted ops       {ops}",

@@ -13,12 +13,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dilation", help="the gridding map of a stack of dilated convs, from the real layers")
     p.add_argument("rates", nargs="+", type=positive_int, metavar="RATE", help="dilation rates, e.g. 1 2 5")
     p.add_argument("--kernel-size", type=positive_int, default=3, help="odd (default: 3)")
+    p.add_argument(
+        "--group", type=positive_int, metavar="N",
+        help="apply the HDC rule to consecutive groups of N rates (default: to each repeat of the cycle it finds)",
+    )  # fmt: skip
     add_output_args(p, plot_default="dilation.png")
     p.set_defaults(func=run_dilation)
 
 
 def run_dilation(args: argparse.Namespace) -> int:
-    grid = gridding_map(args.rates, kernel_size=args.kernel_size)
+    grid = gridding_map(args.rates, kernel_size=args.kernel_size, group=args.group)
+    hdc = grid.hdc
     summary = {
         "rates": list(grid.rates),
         "kernel_size": grid.kernel_size,
@@ -27,6 +32,16 @@ def run_dilation(args: argparse.Namespace) -> int:
         "holes": grid.holes,
         "layers": grid.layers,
         "verdicts": grid.verdicts,
+        "hdc": {
+            "groups": [list(g) for g in hdc.groups],
+            "grouping": hdc.grouping,
+            "groups_ok": [v.ok for v in hdc.group_verdicts],
+            "rule_ok": hdc.paper.ok,
+            "rule": hdc.paper.reason,
+            "exact_ok": hdc.exact.ok,
+            "exact": hdc.exact.reason,
+            "conclusion": hdc.conclusion,
+        },
     }
     if args.format == "json":
         print(json.dumps(summary | {"paths": grid.window.astype(int).tolist()}, indent=2))

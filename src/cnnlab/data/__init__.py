@@ -1,10 +1,12 @@
 """Data: data sets with fixed train / validation / test splits, harder digits built from the embedded ones
-(``mnist5k-rts``, ``mnist5k-cluttered``), class and size subsets, transforms, input pipelines and batch loaders.
+(``mnist5k-rts``, ``mnist5k-cluttered``), class and size subsets, transforms, input pipelines and batch loaders;
+segmentation data (``mnist5k-seg`` digit canvases, ``segfolder:PATH``) and its scores (:mod:`.metrics`).
 
 >>> from cnnlab.data import load_dataset, make_loader
 >>> data = load_dataset("mnist5k")  # 3,600 train / 400 val / 1,000 test embedded digits
 >>> pipe = data.pipeline(min_size=32)  # LeNet-5's 32x32 input: the 28x28 digits centred on a 32x32 canvas
 >>> x, y = next(make_loader(data, "val", pipe, batch_size=100).batches())
+>>> seg = load_segmentation("mnist5k-seg")  # 64x64 canvases, labels and size buckets per pixel
 
 This package imports nothing from ``cnnlab.models``, ``cnnlab.train`` or ``cnnlab.cli`` (only torch, numpy,
 torchvision, PIL and :mod:`cnnlab.errors`): models, the trainer and the commands import it.
@@ -25,6 +27,22 @@ from cnnlab.data.datasets import (
 )
 from cnnlab.data.images import load_images, open_image
 from cnnlab.data.loaders import FolderLoader, TensorLoader, make_loader
+from cnnlab.data.metrics import (
+    IGNORE_INDEX,
+    bucket_matrices,
+    class_iou,
+    confusion_matrix,
+    mean_iou,
+    pixel_accuracy,
+    segmentation_scores,
+)
+from cnnlab.data.segmentation import (
+    SEGMENTATION_DATASETS,
+    MaskFolderSplit,
+    MaskSplit,
+    SegmentationDataset,
+    load_segmentation,
+)
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, stratified_split
 from cnnlab.data.stats import IMAGENET, ChannelStats
 from cnnlab.data.transforms import AugmentSpec, InputPipeline, random_crop_flip
@@ -33,7 +51,9 @@ __all__ = [
     "AUGMENT",
     "DATASETS",
     "DEFAULT_VAL_FRACTION",
+    "IGNORE_INDEX",
     "IMAGENET",
+    "SEGMENTATION_DATASETS",
     "STATS",
     "AugmentSpec",
     "ChannelStats",
@@ -41,14 +61,24 @@ __all__ = [
     "FolderLoader",
     "FolderSplit",
     "InputPipeline",
+    "MaskFolderSplit",
+    "MaskSplit",
+    "SegmentationDataset",
     "Split",
     "TensorLoader",
     "TensorSplit",
+    "bucket_matrices",
+    "class_iou",
+    "confusion_matrix",
     "load_dataset",
     "load_images",
+    "load_segmentation",
     "make_loader",
+    "mean_iou",
     "open_image",
+    "pixel_accuracy",
     "random_crop_flip",
+    "segmentation_scores",
     "select",
     "stratified_split",
 ]

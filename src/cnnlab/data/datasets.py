@@ -357,6 +357,12 @@ def _imagefolder(path: Path, val_fraction: float) -> Dataset:
     return Dataset(f"imagefolder:{path}", classes, 3, None, "folder", train, val, test)
 
 
+def _is_segmentation(name: str) -> bool:
+    from cnnlab.data.segmentation import SEGMENTATION_DATASETS  # it builds on this module
+
+    return name.split(":", 1)[0] in {n.split(":", 1)[0] for n in SEGMENTATION_DATASETS}
+
+
 def load_dataset(
     name: str,
     *,
@@ -375,6 +381,11 @@ def load_dataset(
         data = _torchvision(name, Path(data_dir), download, val_fraction)
     elif name.startswith("imagefolder:"):
         data = _imagefolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
+    elif _is_segmentation(name):
+        raise DataError(
+            f"{name} is a segmentation data set (a label per pixel): cnnlab.data.load_segmentation({name!r}) reads "
+            "it; cnnlab train does not train segmentation yet"
+        )
     else:
         raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
     if classes is None and train_per_class is None:

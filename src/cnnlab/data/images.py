@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (Image.MAX_IMAGE_PIXELS), refused here as an error
 
 
-def open_image(path: str | os.PathLike[str], *, mode: str) -> Any:
-    """A PIL image in ``mode`` ("L" or "RGB"); a DataError when the file is missing, not an image, or larger
-    than :data:`MAX_PIXELS` (a decompression bomb would take gigabytes to decode)."""
+def open_image(path: str | os.PathLike[str], *, mode: str | None) -> Any:
+    """A PIL image in ``mode`` ("L" or "RGB"; None: as stored, for a mask's class indices); a DataError when the
+    file is missing, not an image, or larger than :data:`MAX_PIXELS` (a decompression bomb would take gigabytes
+    to decode)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -32,6 +33,9 @@ def open_image(path: str | os.PathLike[str], *, mode: str) -> Any:
                         f"{str(path)!r} is {img.width} x {img.height} pixels, more than the {MAX_PIXELS:,} "
                         f"cnnlab reads; resize it first"
                     )
+                if mode is None:
+                    img.load()
+                    return img.copy()
                 return img.convert(mode)
     except DataError:
         raise

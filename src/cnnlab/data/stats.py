@@ -21,3 +21,4 @@ CIFAR10 = ChannelStats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))  # ov
 CIFAR100 = ChannelStats((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))  # over the 50,000 training images
 MNIST5K_RTS = ChannelStats((0.0537,), (0.1959,))  # over its 3,600 training images (cnnlab.data.synthetic)
 MNIST5K_CLUTTERED = ChannelStats((0.0429,), (0.1871,))  # over its 3,600 training images
+MNIST5K_SEG = ChannelStats((0.1477,), (0.3019,))  # over its 3,600 training canvases (cnnlab.data.segmentation)

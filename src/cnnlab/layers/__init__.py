@@ -3,16 +3,20 @@
 May import: cnnlab.errors.
 """
 
+from cnnlab.layers.aspp import ASPP, DeepLabHead, ImagePooling
 from cnnlab.layers.aux_classifier import AuxClassifier, AuxClassifierV3
 from cnnlab.layers.branches import Concat, conv_chain
 from cnnlab.layers.channel_shuffle import ChannelShuffle, channel_shuffle
 from cnnlab.layers.classifier import ClassifierHead, make_fc
+from cnnlab.layers.context_module import CONTEXT_RATES, ContextModule
 from cnnlab.layers.conv_bn_act import ConvBnAct, create_act, same_padding
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.dense import DenseBlock, DenseLayer, Transition
 from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
-from cnnlab.layers.dilated import DilatedConvStack, HdcReport, Verdict, hdc_check
+from cnnlab.layers.dilated import DilatedConvStack, HdcReport, Verdict, find_cycle, hdc_check
+from cnnlab.layers.duc import DUC, DUCHead
 from cnnlab.layers.factorized import asymmetric, expanded_asymmetric, stacked_3x3
+from cnnlab.layers.fcn_head import FCNHead, make_conv_fc, upsample
 from cnnlab.layers.grid_reduction import GridReduction
 from cnnlab.layers.inception_resnet import InceptionResNetBlock
 from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1, InceptionV1Widths
@@ -27,6 +31,9 @@ from cnnlab.layers.squeeze_excite import SqueezeExcite
 from cnnlab.layers.types import LayerFactory, make_divisible, pair
 
 __all__ = [
+    "ASPP",
+    "CONTEXT_RATES",
+    "DUC",
     "GOOGLENET_3A",
     "SHORTCUT_OPTIONS",
     "AuxClassifier",
@@ -37,14 +44,19 @@ __all__ = [
     "ChannelShuffle",
     "ClassifierHead",
     "Concat",
+    "ContextModule",
     "ConvBnAct",
+    "DUCHead",
+    "DeepLabHead",
     "DeformConv2d",
     "DenseBlock",
     "DenseLayer",
     "DepthwiseSeparableConv",
     "DilatedConvStack",
+    "FCNHead",
     "GridReduction",
     "HdcReport",
+    "ImagePooling",
     "InceptionResNetBlock",
     "InceptionV1",
     "InceptionV1Widths",
@@ -73,11 +85,14 @@ __all__ = [
     "conv_chain",
     "create_act",
     "expanded_asymmetric",
+    "find_cycle",
     "hdc_check",
+    "make_conv_fc",
     "make_divisible",
     "make_fc",
     "make_shortcut",
     "pair",
     "same_padding",
     "stacked_3x3",
+    "upsample",
 ]

@@ -16,8 +16,11 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import ConfigError, suggest
+from cnnlab.layers.aspp import DeepLabHead
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.depthwise_separable import SeparableConv2d
+from cnnlab.layers.duc import DUCHead
+from cnnlab.layers.fcn_head import FCNHead
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
 NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
@@ -36,6 +39,10 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "conv": nn.Conv2d,
     "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
     "separable": SeparableConv2d,  # depthwise then pointwise (Howard et al. 2017; Chollet 2017)
+    # dense prediction heads (head_layer, aux_layer of the segmentation models; null: no auxiliary head)
+    "fcn": FCNHead,  # Long et al. 2015, torchvision's FCNHead; hidden, drop_rate as extra keys
+    "deeplab": DeepLabHead,  # Chen et al. 2017, ASPP; rates, chs, refine, image_pooling as extra keys
+    "duc": DUCHead,  # Wang et al. 2018, dense upsampling convolution; scale as an extra key
 }
 """The layers a config, a flag or a checkpoint may name (for model arguments ending in ``_layer``)."""
 

@@ -14,6 +14,9 @@
   ``feature_info`` describes exactly those maps. It holds no head, and no stage after the last selected one.
 * A model with auxiliary classifiers returns :class:`LogitsWithAux` in training mode (and plain logits in
   eval mode); training code adds ``aux_loss_weight`` times each auxiliary loss.
+* A dense-prediction model (``dense_output = True``: the segmentation family) returns logits per pixel,
+  N x num_classes x H x W at the input's size, and ``forward_head`` returns them at the feature map's
+  resolution (see :mod:`cnnlab.models.segmentation` for what else departs).
 * An input that is not a floating-point tensor, or has the wrong rank, channels or size, raises
   :class:`~cnnlab.errors.InputShapeError` before any layer runs. The check is a forward pre-hook, so
   ``forward`` stays straight-line and ``torch.fx`` traces it.
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import InputShapeError, check_count
 from cnnlab.layers.branches import output_channels
+from cnnlab.layers.context_module import ContextModule
 from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.weights import KeyMap
 
@@ -89,6 +93,8 @@ class CnnlabModel(nn.Module):
     """The smallest height and width the network can take."""
     head_modules: ClassVar[tuple[str, ...]] = ("head",)
     """Modules outside the stages: classifiers, trained even when every stage is frozen."""
+    dense_output: ClassVar[bool] = False
+    """True where ``forward`` returns a map of logits (N x num_classes x H x W) rather than one row per image."""
     aux_loss_weight: ClassVar[float] = 0.3
     """Weight of each auxiliary classifier's loss, for models that return :class:`LogitsWithAux` in training
     (GoogLeNet, Sec. 6: "their loss was added to the total loss with a discount weight (0.3)")."""
@@ -160,7 +166,8 @@ class CnnlabModel(nn.Module):
 def init_weights(model: nn.Module) -> None:
     """He (Kaiming) normal init for convs, fan-out mode (He et al. 2015, "Delving Deep into Rectifiers");
     norms start as the identity (weight 1, bias 0); linear layers keep PyTorch's default. A deformable conv's
-    offset (and mask) convs are zeroed again afterwards, so that it starts as the plain conv (Dai et al. 2017)."""
+    offset (and mask) convs are zeroed again afterwards, so that it starts as the plain conv (Dai et al. 2017),
+    and a context module built with its identity initialisation gets it back (Yu & Koltun 2016)."""
     if any(p.is_meta for p in model.parameters()):
         return  # built on the meta device (structure and counts only): there are no values to initialise
     for m in model.modules():
@@ -174,6 +181,8 @@ def init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, DeformConv2d):
             m.zero_offsets()
+        elif isinstance(m, ContextModule) and m.identity_init:
+            m.init_identity()
 
 
 @torch.no_grad()

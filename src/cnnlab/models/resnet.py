@@ -195,6 +195,11 @@ class CifarResNet(CnnlabModel):
     Unit k of stage j is ``model.get_submodule(f"S{j}.S{j}U{k}")``, after MATLAB's naming, so the same
     class is also MATLAB's configurable residual network (:func:`cifar_residual_net`).
     With a pre-activation block the stem is a bare conv and the last stage ends with BN-ReLU.
+
+    For dense prediction on larger images (not in the paper): ``stem_stride=2`` halves the input in the stem
+    (the last map is then 1/8 of the input); ``output_stride`` below ``4 * stem_stride`` removes the stride of
+    S3, or of S2 and S3, and ``stage_dilations`` gives each block's 3x3 dilation per stage (default: the
+    constant rate that keeps the receptive field, as in :class:`ResNet`).
     """
 
     default_image_size = 32
@@ -214,13 +219,28 @@ class CifarResNet(CnnlabModel):
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
         stage_conv_layers: Sequence[LayerFactory] = (nn.Conv2d,) * 3,  # per stage, the 3x3 conv class
+        stem_stride: int = 1,  # 2: the stem halves the input (dense prediction on 64x64 canvases)
+        output_stride: int | None = None,  # None: 4 * stem_stride; smaller: dilate S3 (and S2) instead
+        stage_dilations: Sequence[Sequence[int]] | None = None,  # per stage, each block's 3x3 dilation
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        if len(layers) != 3 or len(widths) != 3 or len(stage_conv_layers) != 3:
+        if len(layers) != 3 or len(widths) != 3 or len(stage_conv_layers) != 3 or len(stage_dilations or layers) != 3:
             raise ModelArgumentError(
                 f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}, "
-                f"{len(stage_conv_layers)} conv layers"
+                f"{len(stage_conv_layers)} conv layers, stage_dilations={stage_dilations}"
             )
+        if stem_stride not in (1, 2):
+            raise ModelArgumentError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        strides_allowed = (stem_stride, 2 * stem_stride, 4 * stem_stride)
+        output_stride = 4 * stem_stride if output_stride is None else output_stride
+        if output_stride not in strides_allowed:
+            raise ModelArgumentError(
+                f"output_stride must be one of {strides_allowed} with stem_stride={stem_stride}, got {output_stride!r}"
+            )
+        # each stage's reduction, and the constant dilation that keeps its receptive field where a stride is gone
+        reductions = [min(stem_stride * 2**j, output_stride) for j in range(3)]
+        rates = [stem_stride * 2**j // r for j, r in enumerate(reductions)]
+        dilations = stage_dilations or [[r] * n for r, n in zip(rates, layers, strict=True)]
         pre = block.pre_activation
         stage = partial(
             make_stage,
@@ -235,18 +255,28 @@ class CifarResNet(CnnlabModel):
             in_chans,
             widths[0],
             3,
+            stride=stem_stride,
             norm_layer=None if pre else norm_layer,
             act_layer=None if pre else act_layer,
             bias=False,
         )
         chs = widths[0]
-        self.feature_info = [FeatureInfo("stem", chs, 1)]
+        self.feature_info = [FeatureInfo("stem", chs, stem_stride)]
+        previous = stem_stride
         for j, (n, planes) in enumerate(zip(layers, widths, strict=True), start=1):
             names = [f"S{j}U{k}" for k in range(1, n + 1)]
-            units = stage(chs, planes, n, stride=1 if j == 1 else 2, names=names, conv_layer=stage_conv_layers[j - 1])
-            chs = units[-1].out_chs
+            units = stage(
+                chs,
+                planes,
+                n,
+                stride=reductions[j - 1] // previous,
+                names=names,
+                dilations=dilations[j - 1],
+                conv_layer=stage_conv_layers[j - 1],
+            )
+            chs, previous = units[-1].out_chs, reductions[j - 1]
             self.add_module(f"S{j}", units)
-            self.feature_info.append(FeatureInfo(f"S{j}", chs, 2 ** (j - 1)))
+            self.feature_info.append(FeatureInfo(f"S{j}", chs, reductions[j - 1]))
         if pre:  # the pre-activation net's last BN-ReLU, kept in the last stage
             norm = [norm_layer(chs)] if norm_layer is not None else []
             self.S3.add_module("post_norm", nn.Sequential(*norm, create_act(act_layer)))
@@ -255,10 +285,10 @@ class CifarResNet(CnnlabModel):
         init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)  # N x 16 x 32 x 32
+        x = self.stem(x)  # N x 16 x 32 x 32 (at a 32x32 input, stem_stride 1)
         x = self.S1(x)
         x = self.S2(x)  # N x 32 x 16 x 16
-        return self.S3(x)  # N x 64 x 8 x 8
+        return self.S3(x)  # N x 64 x 8 x 8 (H / output_stride)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.data.metrics import confusion_matrix as confusion_matrix  # re-exported: eval and the run page use it
 from cnnlab.errors import CnnlabError, DivergedError, TrainingError
 from cnnlab.models.base import LogitsWithAux
 from cnnlab.train.distributed import unwrap
@@ -260,11 +261,6 @@ def evaluate(
 def topk_accuracy(logits: Tensor, y: Tensor, k: int) -> float:
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices
     return float((top == y[:, None]).any(1).float().mean())
-
-
-def confusion_matrix(pred: Tensor, y: Tensor, num_classes: int) -> Tensor:
-    """``m[i, j]``: images of true class i predicted as j."""
-    return torch.bincount(y * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
 
 
 class Throughput:

@@ -32,7 +32,7 @@ from torch import nn
 
 from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, TrainingError
-from cnnlab.registry import build_model
+from cnnlab.registry import build_model, model_entry
 from cnnlab.train import distributed as D
 from cnnlab.train.atomic import full_disk_is_an_error, write_atomic
 from cnnlab.train.checkpoint import (
@@ -122,7 +122,12 @@ def _check_inputs(config: TrainConfig, state: dict[str, Any] | None, info: D.Dis
 
 
 def _check_model_kwargs(config: TrainConfig, data: Dataset) -> None:
-    """num_classes and in_chans are the data's, never model arguments."""
+    """num_classes and in_chans are the data's, never model arguments; the model is a classifier."""
+    if getattr(model_entry(config.model).model_cls, "dense_output", False):
+        raise ConfigError(
+            f"{config.model} predicts a label per pixel (segmentation); cnnlab train trains classifiers only for now "
+            "(the segmentation data: cnnlab.data.load_segmentation)"
+        )
     from_data = {"num_classes": f"{data.num_classes} classes", "in_chans": f"{data.in_chans}-channel images"}
     for key, what in from_data.items():
         if key in config.model_kwargs:
