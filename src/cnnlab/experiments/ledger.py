@@ -39,7 +39,8 @@ def _measured(results: dict) -> str:
         unit = "%" if scale == 100 else ""
         sign = "<" if c["direction"] == "lower" else ">"
         better, worse = f"{c['better_mean'] * scale:.3g}{unit}", f"{c['worse_mean'] * scale:.3g}{unit}"
-        parts.append(f"{c['better']} {better} {sign} {c['worse']} {worse} ({c['metric']}, p = {c['p_expected']:.2g})")
+        expected = f"expected {sign}: p = {c['p_expected']:.2g}"
+        parts.append(f"{c['better']} {better} vs {c['worse']} {worse} ({c['metric']}, {expected})")
     return "; ".join(parts) or "-"
 
 
