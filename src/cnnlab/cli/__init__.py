@@ -48,7 +48,11 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnlab", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="The classic ideas of convolutional network design: build, analyse, draw, train and compare "
+        "networks, and rerun the papers' claims. `cnnlab COMMAND --help` says more.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
