@@ -123,43 +123,31 @@ class FolderSplit:
 Split = TensorSplit | FolderSplit
 
 
-@dataclass
-class Dataset:
-    """Train, validation and test splits with what a model needs to know about them."""
+class SplitSet:
+    """What every data set of train / validation / test splits answers, from its fields ``name``, ``classes``,
+    ``in_chans``, ``image_size``, ``kind``, ``train``, ``val``, ``test`` and its ``stats``."""
 
     name: str
     classes: list[str]
     in_chans: int
-    image_size: int | None  # native height and width of tensor data; None for image files
+    image_size: int | None
     kind: Kind
-    train: Split
-    val: Split | None  # None when val_fraction is 0
-    test: Split | None  # None for an image folder without test/
+    train: Any
+    val: Any
+    test: Any
+    stats: S.ChannelStats
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    @property
-    def family(self) -> str:
-        """The key of :data:`STATS` and :data:`AUGMENT` ("imagefolder" for any folder)."""
-        return self.name.split(":", 1)[0]
-
-    @property
-    def stats(self) -> S.ChannelStats:
-        return STATS[self.family]
-
-    @property
-    def augment(self) -> AugmentSpec:
-        return AUGMENT[self.family]
-
-    def split(self, name: str) -> Split:
+    def split(self, name: str) -> Any:
         """``"train"``, ``"val"`` or ``"test"``; a DataError when this data set has no such split."""
         if name not in ("train", "val", "test"):
             raise DataError(f"unknown split {name!r}; splits: train, val, test")
         part = getattr(self, name)
         if part is None:
-            why = "val_fraction is 0" if name == "val" else "the folder has no test/ sub-folder"
+            why = "val_fraction is 0" if name == "val" else "the folder has no test part"
             raise DataError(f"{self.name} has no {name} split ({why})")
         return part
 
@@ -174,6 +162,33 @@ class Dataset:
             kind=self.kind, in_chans=self.in_chans, native_size=self.image_size, stats=self.stats,
             min_size=min_size, default_size=default_size, size=size,
         )  # fmt: skip
+
+
+@dataclass
+class Dataset(SplitSet):
+    """Train, validation and test splits with what a model needs to know about them."""
+
+    name: str
+    classes: list[str]
+    in_chans: int
+    image_size: int | None  # native height and width of tensor data; None for image files
+    kind: Kind
+    train: Split
+    val: Split | None  # None when val_fraction is 0
+    test: Split | None  # None for an image folder without test/
+
+    @property
+    def family(self) -> str:
+        """The key of :data:`STATS` and :data:`AUGMENT` ("imagefolder" for any folder)."""
+        return self.name.split(":", 1)[0]
+
+    @property
+    def stats(self) -> S.ChannelStats:
+        return STATS[self.family]
+
+    @property
+    def augment(self) -> AugmentSpec:
+        return AUGMENT[self.family]
 
 
 def select(data: Dataset, *, classes: Sequence[int] | None = None, train_per_class: int | None = None) -> Dataset:

@@ -37,11 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.data import stats as S
-from cnnlab.data.datasets import CLASSES, TensorSplit, load_dataset
+from cnnlab.data.datasets import CLASSES, SplitSet, TensorSplit, load_dataset
 from cnnlab.data.images import open_image
 from cnnlab.data.metrics import IGNORE_INDEX
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
-from cnnlab.data.transforms import InputPipeline, Kind
+from cnnlab.data.transforms import Kind
 from cnnlab.errors import DataError, suggest
 
 SEGMENTATION_DATASETS = ("mnist5k-seg", "segfolder:PATH")
@@ -104,8 +104,10 @@ SegSplit = MaskSplit | MaskFolderSplit
 
 
 @dataclass
-class SegmentationDataset:
-    """Train, validation and test splits of images with a label per pixel, and what a model needs to know."""
+class SegmentationDataset(SplitSet):
+    """Train, validation and test splits of images with a label per pixel, and what a model needs to know. Its
+    :meth:`pipeline` says how the images become a model's input; a loader must move the masks and size maps with
+    them (nearest-neighbour where images are resized)."""
 
     name: str
     classes: list[str]
@@ -118,32 +120,6 @@ class SegmentationDataset:
     stats: S.ChannelStats
     ignore_index: int = IGNORE_INDEX
     size_buckets: tuple[str, ...] = ()  # names of the size map's values 1, 2, ... (empty: no size map)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def split(self, name: str) -> SegSplit:
-        """``"train"``, ``"val"`` or ``"test"``; a DataError when this data set has no such split."""
-        if name not in ("train", "val", "test"):
-            raise DataError(f"unknown split {name!r}; splits: train, val, test")
-        part = getattr(self, name)
-        if part is None:
-            raise DataError(f"{self.name} has no {name} split")
-        return part
-
-    def sizes(self) -> str:
-        """``"3,600 train / 400 val / 1,000 test"``."""
-        parts = [(len(p), n) for p, n in ((self.train, "train"), (self.val, "val"), (self.test, "test")) if p]
-        return " / ".join(f"{k:,} {n}" for k, n in parts)
-
-    def pipeline(self, *, min_size: int = 1, default_size: int = 224, size: int | None = None) -> InputPipeline:
-        """How the images become a model's input (see :meth:`InputPipeline.plan`); a loader must move the masks
-        and size maps with them (nearest-neighbour where images are resized)."""
-        return InputPipeline.plan(
-            kind=self.kind, in_chans=self.in_chans, native_size=self.image_size, stats=self.stats,
-            min_size=min_size, default_size=default_size, size=size,
-        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- mnist5k-seg
