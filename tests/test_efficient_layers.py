@@ -266,6 +266,37 @@ def test_zero_offset_deformable_conv_is_nn_conv2d(stride: int, dilation: int, gr
         )
 
 
+@pytest.mark.parametrize(
+    ("stride", "padding", "dilation", "groups", "offset_groups", "modulated"),
+    [(1, 1, 1, 1, 1, False), (2, 1, 1, 2, 2, True), (1, 2, 2, 1, 4, False), (2, 0, 3, 4, 1, True)],
+)
+def test_deformable_conv_equals_torchvision_at_random_offsets(
+    stride: int, padding: int, dilation: int, groups: int, offset_groups: int, modulated: bool
+) -> None:
+    """Our grid_sample sampling against torchvision.ops.deform_conv2d: fractional offsets of up to +-4 pixels
+    (many land outside the input), outputs and all four gradients."""
+    from cnnlab.layers.deformable import deform_conv2d as ours
+
+    g = torch.Generator().manual_seed(stride + 10 * dilation + groups)
+    x = torch.randn(2, 8, 9, 10, generator=g, requires_grad=True)
+    weight = torch.randn(12, 8 // groups, 3, 3, generator=g, requires_grad=True)
+    bias = torch.randn(weight.shape[0], generator=g, requires_grad=True)
+    out_h = (9 + 2 * padding - dilation * 2 - 1) // stride + 1
+    out_w = (10 + 2 * padding - dilation * 2 - 1) // stride + 1
+    offset = (8 * torch.rand(2, 2 * offset_groups * 9, out_h, out_w, generator=g) - 4).requires_grad_()
+    mask = torch.rand(2, offset_groups * 9, out_h, out_w, generator=g).requires_grad_() if modulated else None
+    geometry = ((stride, stride), (padding, padding), (dilation, dilation))
+    inputs = [t for t in (x, offset, weight, bias, mask) if t is not None]
+    expected = deform_conv2d(x, offset, weight, bias, *geometry, mask=mask)
+    got = ours(x, offset, weight, bias, *geometry, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    upstream = torch.randn(expected.shape, generator=g)
+    for a, b in zip(
+        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
 def test_modulated_deformable_conv_starts_at_half_the_conv() -> None:
     """v2: the zero-initialised mask conv gives sigmoid(0) = 0.5 on every sampled value."""
     deform = DeformConv2d(3, 5, 3, bias=False, modulated=True)

@@ -58,6 +58,19 @@ def test_new_head_for_another_number_of_classes() -> None:
     torch.testing.assert_close(model.layer4[1].conv2.conv.weight, peer.layer4[1].conv2.weight)
 
 
+def test_new_head_for_other_classes_of_the_same_count() -> None:
+    """Digits 0-4 and 5-9 give heads of one shape: ``new_head=True`` keeps the fresh classifier, loads the rest."""
+    source = cnnlab.create_model("cifar_resnet20", num_classes=5)
+    model = cnnlab.create_model("cifar_resnet20", num_classes=5)
+    fresh = model.head.fc.weight.detach().clone()
+    report = cnnlab.load_pretrained(model, source.state_dict(), new_head=True)
+    assert report.new_head == ["head.fc.weight", "head.fc.bias"]
+    assert torch.equal(model.head.fc.weight, fresh) and not torch.equal(fresh, source.head.fc.weight)
+    torch.testing.assert_close(model.S3[2].conv2.conv.weight, source.S3[2].conv2.conv.weight)
+    cnnlab.load_pretrained(model, source.state_dict())  # the default: same shape, same classes, same head
+    assert torch.equal(model.head.fc.weight, source.head.fc.weight)
+
+
 def test_grey_input_adapts_the_first_conv() -> None:
     """A 1-channel model with summed RGB filters sees a grey image as the RGB model sees it replicated."""
     peer = randomize_norm_stats(cnnlab.Peer("torchvision", "resnet18").build()).eval()

@@ -200,11 +200,13 @@ def adapt_input_conv(weight: Tensor, in_chans: int) -> Tensor:
     return torch.cat([weight, extra], dim=1)
 
 
-def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True) -> LoadReport:
+def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True, new_head: bool = False) -> LoadReport:
     """Load weights from ``source`` into ``model`` (in place) and report what was done.
 
     Raises :class:`~cnnlab.errors.WeightsError` when the file is unreadable or the weights belong to
-    another architecture. With ``strict=False`` tensors whose shapes differ are skipped instead.
+    another architecture. With ``strict=False`` tensors whose shapes differ are skipped instead. With
+    ``new_head=True`` the classifier keeps its fresh initialisation even where the shapes match (the source was
+    trained on other classes: digits 0-4 for a 5-9 task have the same head shape and the wrong meaning).
     """
     raw, where = _resolve_source(model, source)
     key_map, sd = _match_keys(model, raw)
@@ -215,6 +217,8 @@ def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True) -> Lo
     mismatched = []
     for key, want in target.items():
         have = sd.get(key)
+        if have is not None and new_head and _is_head(key, model):
+            have = None  # other classes: a new classifier
         if have is None:  # a classifier the source lacks (num_classes=0 there), or a new layer's tensor
             (report.new_layers if key.startswith(new) and not _is_head(key, model) else report.new_head).append(key)
             continue

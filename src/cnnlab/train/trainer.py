@@ -281,9 +281,12 @@ def _fit(
         from cnnlab.weights import load_pretrained
 
         source: Any = config.pretrained
+        other_classes = False
         if has_seal(source):  # a cnnlab checkpoint: its weights are used once they match its checksum
-            source = load_checkpoint(source)["model"]
-        log(f"pretrained {config.pretrained}: {load_pretrained(model, source)}")
+            saved = load_checkpoint(source)
+            source, other_classes = saved["model"], saved["meta"].get("classes") != list(data.classes)
+        report = load_pretrained(model, source, new_head=other_classes)
+        log(f"pretrained {config.pretrained}: {report}" + (" (trained on other classes)" if other_classes else ""))
     frozen = freeze(model, config.freeze)
     params = list(model.parameters())
     trainable, total = sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
