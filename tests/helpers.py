@@ -39,11 +39,13 @@ def count_params(model: nn.Module) -> int:
 
 LARGEST = frozenset(
     {"vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "resnext101_32x8d",
-     "wide_resnet50_2", "se_resnet152", "alexnet", "resnet152", "cifar_resnet1202", "deeplabv3_resnet101"}
+     "wide_resnet50_2", "se_resnet152", "alexnet", "alexnet_paper", "resnet152", "cifar_resnet1202",
+     "deeplabv3_resnet101"}
 )  # fmt: skip
 """The registered models with 60 M weights or more (VGG 133-144 M, ResNeXt-101 32x8d 88.8 M, Wide ResNet-50-2
-68.9 M, SE-ResNet-152 66.8 M, AlexNet 61.1 M, DeepLabV3-ResNet101 61.0 M, ResNet-152 60.2 M) or 1,000 layers or
-more (ResNet-1202): the tests that build them with real weights are marked ``slow``."""
+68.9 M, SE-ResNet-152 66.8 M, AlexNet 61.1 M and the paper's AlexNet 61.0 M, DeepLabV3-ResNet101 61.0 M,
+ResNet-152 60.2 M) or 1,000 layers or more (ResNet-1202): the tests that build them with real weights are marked
+``slow``."""
 
 
 def slow_if_largest(name: str, *values: Any, id: str | None = None) -> Any:

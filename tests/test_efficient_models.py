@@ -18,6 +18,7 @@ from tests.helpers import count_params, randomize_norm_stats
 # torchvision 0.29.1 _meta and the papers, as listed in REFERENCE.md.
 REFERENCE_PARAMS = {
     "alexnet": 61_100_840,
+    "alexnet_paper": 60_965_224,  # Caffe's bvlc_alexnet, with the two towers' groups
     "vgg11": 132_863_336,
     "vgg11_bn": 132_868_840,
     "vgg13": 133_047_848,
@@ -31,6 +32,7 @@ REFERENCE_PARAMS = {
     "densenet169": 14_149_480,
     "densenet201": 20_013_928,
     "densenet_bc_100_12": 769_162,
+    "densenet_bc": 769_162,  # its defaults are L=100, k=12
     "shufflenet_v2_x0_5": 1_366_792,
     "shufflenet_v2_x1_0": 2_278_604,
     "mobilenet_v2": 3_504_872,

@@ -89,8 +89,9 @@ FAMILIES = {
     + ["cifar_preact_resnet110", "cifar_preact_resnet164", "cifar_residual_net", "dilated_resnet50", "deform_resnet50"],
     "googlenet": ["googlenet", "googlenet_paper"],
     "inception": ["inception_v3", "inception_v4", "inception_resnet_v1", "inception_resnet_v2"],
-    "classic": ["lenet5", "alexnet"] + [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")],
-    "densenet": ["densenet121", "densenet161", "densenet169", "densenet201", "densenet_bc_100_12"],
+    "classic": ["lenet5", "alexnet", "alexnet_paper", "cifar_vgg"]
+    + [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")],
+    "densenet": ["densenet121", "densenet161", "densenet169", "densenet201", "densenet_bc", "densenet_bc_100_12"],
     "mobilenet": ["mobilenet_v1", "mobilenet_v2"],
     "shufflenet": [f"shufflenet_v1_g{g}_x{w}" for g in (1, 2, 3, 4, 8) for w in ("0_5", "1_0", "2_0")]
     + [f"shufflenet_v2_x{w}" for w in ("0_5", "1_0", "1_5", "2_0")],
@@ -102,7 +103,7 @@ FAMILIES = {
 def test_registry_holds_the_readmes_table_of_models() -> None:
     registered = {f: sorted(n for n in MODELS if cnnlab.model_entry(n).family == f) for f in FAMILIES}
     assert registered == {f: sorted(names) for f, names in FAMILIES.items()}
-    assert len(MODELS) == sum(map(len, FAMILIES.values())) == 78
+    assert len(MODELS) == sum(map(len, FAMILIES.values())) == 81
     assert all(isinstance(cnnlab.model_entry(n).doc, str) and cnnlab.model_entry(n).doc for n in MODELS)
 
 

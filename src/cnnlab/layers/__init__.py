@@ -23,6 +23,7 @@ from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1, InceptionV1Wid
 from cnnlab.layers.inception_v3 import InceptionV3A, InceptionV3B, InceptionV3C, InceptionV3Stem
 from cnnlab.layers.inception_v4 import InceptionV4A, InceptionV4B, InceptionV4C, InceptionV4Stem
 from cnnlab.layers.inverted_residual import InvertedResidual
+from cnnlab.layers.lrn import local_response_norm
 from cnnlab.layers.preact_residual import BnActConv, PreActBasicBlock, PreActBottleneck
 from cnnlab.layers.residual import BasicBlock, Bottleneck, ResidualBlock
 from cnnlab.layers.shortcut import SHORTCUT_OPTIONS, ShortcutOption, ZeroPadShortcut, make_shortcut
@@ -87,6 +88,7 @@ __all__ = [
     "expanded_asymmetric",
     "find_cycle",
     "hdc_check",
+    "local_response_norm",
     "make_conv_fc",
     "make_divisible",
     "make_fc",

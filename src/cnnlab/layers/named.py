@@ -17,8 +17,9 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.layers.aspp import DeepLabHead
+from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.deformable import DeformConv2d
-from cnnlab.layers.depthwise_separable import SeparableConv2d
+from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv, SeparableConv2d
 from cnnlab.layers.duc import DUCHead
 from cnnlab.layers.fcn_head import FCNHead
 from cnnlab.layers.squeeze_excite import SqueezeExcite
@@ -39,6 +40,9 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "conv": nn.Conv2d,
     "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
     "separable": SeparableConv2d,  # depthwise then pointwise (Howard et al. 2017; Chollet 2017)
+    # blocks (block_layer, called like ConvBnAct(in_chs, out_chs, stride=...))
+    "conv_bn_act": ConvBnAct,  # a full 3x3 conv-BN-ReLU (MobileNet's Table 4 "Conv MobileNet")
+    "depthwise_separable": DepthwiseSeparableConv,  # depthwise 3x3-BN-ReLU, pointwise 1x1-BN-ReLU (Howard et al.)
     # dense prediction heads (head_layer, aux_layer of the segmentation models; null: no auxiliary head)
     "fcn": FCNHead,  # Long et al. 2015, torchvision's FCNHead; hidden, drop_rate as extra keys
     "deeplab": DeepLabHead,  # Chen et al. 2017, ASPP; rates, chs, refine, image_pooling as extra keys

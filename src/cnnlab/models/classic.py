@@ -12,14 +12,15 @@ or 7x7 (VGG) map of the 224 input, so any input from the network's minimum size 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError, check_drop_rate
-from cnnlab.layers import ClassifierHead, ConvBnAct
+from cnnlab.layers import ClassifierHead, ConvBnAct, local_response_norm
 from cnnlab.layers.types import LayerFactory
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
 from cnnlab.registry import Peer, register_model
@@ -207,8 +208,70 @@ class AlexNet(CnnlabModel):
         return self.stage3(x)  # N x 256 x 6 x 6
 
 
+class AlexNetPaper(CnnlabModel):
+    """AlexNet as Krizhevsky et al. 2012 built it (Sec. 3, Fig. 2): convs of 96, 256, 384, 384, 256 channels
+    (11x11/4, 5x5, 3x3, 3x3, 3x3), ReLU after each, local response normalisation after the first two
+    (:func:`~cnnlab.layers.local_response_norm`: k=2, n=5, alpha=1e-4, beta=0.75, Sec. 3.3), overlapping 3x3/2 max
+    pools after the two normalisations and after conv5 (Sec. 3.4), then fc6 and fc7 of 4096 with dropout 0.5 and
+    the 1000-way fc. The two GPUs' towers are grouped convolutions: ``groups=2`` in conv2, conv4 and conv5, whose
+    kernels "are connected only to those kernel maps in the previous layer which reside on the same GPU", while
+    conv3 and the fcs connect across them (Sec. 3.2). ``groups=1`` is the one-tower net of the same widths;
+    ``lrn=False`` leaves the normalisation out.
+
+    60,965,224 params, the count of Caffe's reference ``bvlc_alexnet``, and 0.724 GMACs (62,378,344 and 1.135 with
+    ``groups=1``). The input is 227x227 with an unpadded conv1: the size at which Fig. 2's 55x55 first map
+    follows ((227 - 11) / 4 + 1 = 55; the paper's "224x224" does not divide, and Caffe uses 227 too); torchvision
+    pads conv1 by 2 at 224 instead. The last map is 6x6 at 227 and is pooled to 6x6 for other sizes (:class:`FcHead`).
+    Departures: dropout after fc6's and fc7's ReLU (the same units are dropped as "dropout in the first two
+    fully-connected layers", Sec. 4.2); PyTorch's default initialisation (the paper's: N(0, 0.01) weights, biases
+    1 in conv2, conv4, conv5 and the hidden fcs, 0 elsewhere).
+    """
+
+    default_image_size = 227
+    min_input_size = 67
+
+    def __init__(
+        self,
+        *,
+        groups: int = 2,  # the two GPUs' towers in conv2, conv4, conv5; 1: one tower of the same widths
+        lrn: bool = True,  # False: no response normalisation (Sec. 3.3: it lowered top-1 error by 1.4%)
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        drop_rate: float = 0.5,  # dropout after fc6 and fc7 (Sec. 4.2)
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        conv = {"norm_layer": None}  # no batch norm: ReLU straight after each biased conv
+        norm = local_response_norm if lrn else nn.Identity
+        stage1 = [("conv1", ConvBnAct(in_chans, 96, 11, stride=4, padding=0, **conv)), ("norm1", norm()),
+                  ("pool1", nn.MaxPool2d(3, 2))]  # fmt: skip
+        stage2 = [("conv2", ConvBnAct(96, 256, 5, groups=groups, **conv)), ("norm2", norm()),
+                  ("pool2", nn.MaxPool2d(3, 2))]  # fmt: skip
+        stage3 = [("conv3", ConvBnAct(256, 384, 3, **conv)), ("conv4", ConvBnAct(384, 384, 3, groups=groups, **conv)),
+                  ("conv5", ConvBnAct(384, 256, 3, groups=groups, **conv)), ("pool5", nn.MaxPool2d(3, 2))]  # fmt: skip
+        self.add_stage("stage1", nn.Sequential(OrderedDict(stage1)), 8)
+        self.add_stage("stage2", nn.Sequential(OrderedDict(stage2)), 16)
+        self.num_features = self.add_stage("stage3", nn.Sequential(OrderedDict(stage3)), 32)
+        self.head = FcHead(self.num_features, num_classes, pool_size=6, drop_rate=drop_rate)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stage1(x)  # N x 96 x 27 x 27 (at 227; conv1's map is 55 x 55)
+        x = self.stage2(x)  # N x 256 x 13 x 13
+        return self.stage3(x)  # N x 256 x 6 x 6
+
+
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 """Channels of the five stages of every configuration (Table 1)."""
+
+
+def vgg_stage(in_chs: int, widths: Sequence[int], *, kernel_size: int = 3, **conv: Any) -> nn.Sequential:
+    """One stage of Table 1: a conv-(norm-)ReLU to each of ``widths`` (stride 1, "same" padding), then a 2x2
+    max pool; ``conv`` goes to each :class:`~cnnlab.layers.ConvBnAct`."""
+    stage = nn.Sequential()
+    for j, width in enumerate(widths):
+        stage.add_module(str(j), ConvBnAct(in_chs, width, kernel_size, **conv))
+        in_chs = width
+    stage.add_module("pool", nn.MaxPool2d(2, 2))
+    return stage
 
 
 class VGG(CnnlabModel):
@@ -238,15 +301,9 @@ class VGG(CnnlabModel):
             raise ModelArgumentError(f"a VGG has 5 stages; got layers={tuple(layers)}")
         conv = {"norm_layer": nn.BatchNorm2d if batch_norm else None, "bias": True}
         chs = in_chans
-        self.feature_info = []
         for s, (n, width) in enumerate(zip(layers, VGG_WIDTHS, strict=True), start=1):
-            stage = nn.Sequential()
-            for j in range(check_count("convs per stage", n, minimum=1)):
-                stage.add_module(str(j), ConvBnAct(chs if j == 0 else width, width, 3, **conv))
-            stage.add_module("pool", nn.MaxPool2d(2, 2))
-            self.add_module(f"stage{s}", stage)
-            self.feature_info.append(FeatureInfo(f"stage{s}", width, 2**s))
-            chs = width
+            widths = (width,) * check_count("convs per stage", n, minimum=1)
+            chs = self.add_stage(f"stage{s}", vgg_stage(chs, widths, **conv), 2**s)
         self.num_features = chs
         self.head = FcHead(chs, num_classes, pool_size=7, drop_rate=drop_rate)
         per_conv = ("conv", "bn", "relu") if batch_norm else ("conv", "relu")
@@ -262,6 +319,88 @@ class VGG(CnnlabModel):
         return self.stage5(x)  # N x 512 x H/32 x W/32
 
 
+CIFAR_VGG_STAGES: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32), (64, 64))
+"""``cifar_vgg``'s conv widths per stage: configuration B's pattern (pairs of 3x3) at the widths of the CIFAR
+ResNets (He et al. 2015, Sec. 4.2), so that an epoch of 3,600 images of 42x42 takes about 10 s on two shared CPU
+cores."""
+
+VggHead = Literal["gap", "fc"]
+
+
+class CifarVGG(CnnlabModel):
+    """A small VGG for 28-60 px images (not in the paper): stages of 3x3 convs (stride 1, "same" padding), each
+    ended by a 2x2 max pool as in Table 1, at the widths of ``stages``; then a classifier head. Two of the
+    papers' comparisons are arguments:
+
+    * ``kernel_size=5`` replaces each pair of 3x3 convs of a stage by one 5x5 conv of the pair's output width:
+      the same receptive field with one layer (and one non-linearity) fewer (VGG Sec. 4.1: "a net with single
+      5x5 in place of pairs of 3x3" had a 7% higher top-1 error than net B). A pair a -> b -> b has 9ab + 9b^2
+      weights, the 5x5 25ab: the 5x5 has more where a = b (25 against 18 per channel pair) and fewer where the
+      stage widens at its first conv (a = b / 2: 12.5 b^2 against 13.5 b^2), as every stage does in the paper's
+      net B and here (66,074 against 72,954 params at the defaults). A stage of odd length has no pairs to
+      replace and is refused.
+    * ``head="gap"``: global average pooling and one fc (Lin et al., Network in Network; GoogLeNet Sec. 5);
+      ``head="fc"``: flatten and fully connected layers as in AlexNet and VGG, :class:`FcHead` with fc6 and fc7
+      ``fc_hidden`` wide after an adaptive average pool to ``fc_pool`` x ``fc_pool`` (so any input size works):
+      at the defaults the head holds 82% of the weights (330,762 of 403,066; the GAP head 650 of 72,954).
+
+    ``norm_layer=None`` is the net without batch norm (its convs then have biases). ``drop_rate`` is the dropout
+    before the fc (GAP head) or after fc6 and fc7 (FC head). Each stage halves the input: ``len(stages)`` stages
+    need at least ``2 ** len(stages)`` pixels.
+    """
+
+    default_image_size = 32
+
+    def __init__(
+        self,
+        *,
+        stages: Sequence[Sequence[int]] = CIFAR_VGG_STAGES,  # conv widths, one tuple per stage
+        kernel_size: int = 3,  # 3: the paper's 3x3 convs; 5: one 5x5 in place of each pair of 3x3
+        head: VggHead = "gap",  # "gap": global average pooling + fc; "fc": flatten + fc6, fc7, fc (FcHead)
+        fc_hidden: int = 256,  # width of fc6 and fc7 of the "fc" head (4096 in the paper, for 224 px)
+        fc_pool: int = 4,  # the "fc" head's grid: the last map is pooled to fc_pool x fc_pool, then flattened
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,  # None: no normalisation (the BN ablations)
+        act_layer: LayerFactory = nn.ReLU,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        drop_rate: float = 0.0,  # no dropout by default: the comparisons set it per head
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        if kernel_size not in (3, 5):
+            raise ModelArgumentError(
+                f"cifar_vgg: kernel_size must be 3 or 5 (one 5x5 per pair of 3x3), got {kernel_size!r}"
+            )
+        if not stages:
+            raise ModelArgumentError("cifar_vgg needs at least one stage of conv widths; got stages=()")
+        conv = {"kernel_size": kernel_size, "norm_layer": norm_layer, "act_layer": act_layer}
+        chs = in_chans
+        for s, stage_widths in enumerate(stages, start=1):
+            widths = tuple(stage_widths)
+            if kernel_size == 5 and (not widths or len(widths) % 2):
+                raise ModelArgumentError(
+                    f"cifar_vgg: kernel_size=5 replaces each pair of 3x3 convs by one 5x5, so every stage needs an "
+                    f"even number of convs; stage {s} has {len(widths)}: {widths}"
+                )
+            convs = widths[1::2] if kernel_size == 5 else widths  # a 5x5 takes its pair's output width
+            chs = self.add_stage(f"stage{s}", vgg_stage(chs, convs, **conv), 2**s)
+        self.min_input_size = 2 ** len(stages)
+        self.num_features = chs
+        if head == "gap":
+            self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
+        elif head == "fc":
+            fc_hidden = check_count("fc_hidden", fc_hidden, minimum=1)
+            fc_pool = check_count("fc_pool", fc_pool, minimum=1)
+            self.head = FcHead(chs, num_classes, pool_size=fc_pool, hidden=fc_hidden, drop_rate=drop_rate)
+        else:
+            raise ModelArgumentError(f"cifar_vgg: head must be 'gap' or 'fc', got {head!r}")
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        for stage in self.stage_names():
+            x = self.get_submodule(stage)(x)  # each halves H and W: N x 64 x H/8 x W/8 after the default three
+        return x
+
+
 @register_model
 def lenet5(**kwargs: Any) -> LeNet5:
     """LeNet-5 (LeCun et al. 1998) for 1 x 32 x 32 input (28x28 digits padded by 2); 60,806 params."""
@@ -272,6 +411,12 @@ def lenet5(**kwargs: Any) -> LeNet5:
 def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet (Krizhevsky et al. 2012), torchvision's single-tower form; 61,100,840 params, 0.71 GMACs."""
     return AlexNet(**kwargs)
+
+
+@register_model
+def alexnet_paper(**kwargs: Any) -> AlexNetPaper:
+    """AlexNet as the paper built it: two towers as groups=2, LRN, 96-256-384-384-256, 227 px; 60,965,224 params."""
+    return AlexNetPaper(**kwargs)
 
 
 def _vgg(layers: tuple[int, ...], batch_norm: bool, kwargs: dict[str, Any]) -> VGG:
@@ -329,4 +474,21 @@ def vgg19_bn(**kwargs: Any) -> VGG:
     return _vgg(_E, True, kwargs)
 
 
-__all__ = ["C3_TABLE", "VGG", "AlexNet", "FcHead", "LeNet5", "SparseC3"]
+@register_model
+def cifar_vgg(**kwargs: Any) -> CifarVGG:
+    """A small VGG for 28-60 px images: pairs of 3x3 convs of 16, 32, 64 channels, GAP head; 72,954 params."""
+    return CifarVGG(**kwargs)
+
+
+__all__ = [
+    "C3_TABLE",
+    "CIFAR_VGG_STAGES",
+    "VGG",
+    "AlexNet",
+    "AlexNetPaper",
+    "CifarVGG",
+    "FcHead",
+    "LeNet5",
+    "SparseC3",
+    "vgg_stage",
+]

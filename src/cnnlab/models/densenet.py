@@ -159,8 +159,31 @@ def densenet201(**kwargs: Any) -> DenseNet:
     return _densenet(32, (6, 12, 48, 32), 64, kwargs)
 
 
+def _cifar_densenet_bc(depth: int, growth_rate: int, kwargs: dict[str, Any]) -> CifarDenseNet:
+    """DenseNet-BC of depth L = 6n + 4 for CIFAR (Sec. 3-4): a 3x3 conv to 2k channels, three dense blocks of n
+    bottleneck layers (1x1 to 4k, 3x3 to k) joined by two transitions of compression 0.5, the fc: 1 + 3 x 2n + 2 + 1
+    layers with weights."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+        raise ModelArgumentError(
+            f"DenseNet-BC depth L must be 6n + 4 with n >= 1 (three blocks of n two-conv layers, the first conv, two "
+            f"transitions and the fc): 40, 52, 64, 100, ...; got depth={depth!r}"
+        )
+    n = (depth - 4) // 6
+    variant = dict(growth_rate=growth_rate, block_config=(n, n, n), num_init_features=2 * growth_rate, stem="cifar",
+                   num_classes=10)  # fmt: skip
+    return CifarDenseNet(**(variant | kwargs))
+
+
+@register_model
+def densenet_bc(*, depth: int = 100, growth_rate: int = 12, **kwargs: Any) -> CifarDenseNet:
+    """DenseNet-BC for CIFAR: depth L = 6n + 4 (``depth``: 100) growth k (``growth_rate``: 12); L=40: 176,122 params.
+
+    L=52: 264,586; L=64: 368,122; L=100: 769,162, as ``densenet_bc_100_12``; L=250, k=24: 15.3M (Table 2).
+    """
+    return _cifar_densenet_bc(depth, growth_rate, kwargs)
+
+
 @register_model
 def densenet_bc_100_12(**kwargs: Any) -> CifarDenseNet:
     """DenseNet-BC for CIFAR (L=100, k=12: three blocks of 16 layers); 769,162 params, 4.51% C10+ error."""
-    variant = dict(growth_rate=12, block_config=(16, 16, 16), num_init_features=24, stem="cifar", num_classes=10)
-    return CifarDenseNet(**(variant | kwargs))
+    return _cifar_densenet_bc(100, 12, kwargs)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
+from cnnlab.layers.types import LayerFactory
 from cnnlab.models.base import CnnlabModel, check_count, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
@@ -33,32 +34,44 @@ V1_STAGES: tuple[tuple[tuple[int, int], ...], ...] = (
 class MobileNetV1(CnnlabModel):
     """MobileNet v1: a 3x3/2 conv to 32 channels, 13 depthwise-separable convs (BN and ReLU after both the
     depthwise and the pointwise conv, Fig. 3), global average pooling, a fc. 4,231,976 params at width 1.0
-    (Table 8: 4.2M, 569M mult-adds)."""
+    (Table 8: 4.2M, 569M mult-adds).
+
+    ``block_layer`` builds each of the 13 layers as ``block_layer(in_chs, out_chs, stride=...)``:
+    :class:`~cnnlab.layers.ConvBnAct` (named ``conv_bn_act``) makes each a full 3x3 conv-BN-ReLU of the same
+    widths and stride, Table 4's "Conv MobileNet": 29,294,088 params and 4.867 GMACs at 224 (paper: 29.3M,
+    4866M mult-adds). ``stem_stride=1`` (not in the paper) keeps a small input's map 1/16 of the input instead of
+    1/32, so that a 42 px digit ends on a 3x3 map rather than 2x2 (and a 28 px one on 2x2 rather than 1x1).
+    """
 
     def __init__(
         self,
         *,
         width_mult: float = 1.0,  # the paper's alpha: 1.0, 0.75, 0.5, 0.25
+        block_layer: LayerFactory = DepthwiseSeparableConv,  # ConvBnAct: full 3x3 convs (Table 4)
+        stem_stride: int = 2,  # the paper's 3x3/2 stem; 1 for 28-60 px inputs
         num_classes: int = 1000,
         in_chans: int = 3,
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         alpha = check_positive("width_mult", width_mult)
-        chs = self.add_stage("stem", ConvBnAct(in_chans, make_divisible(32 * alpha), 3, stride=2), 2)
-        reduction = 2
+        if stem_stride not in (1, 2):
+            raise ModelArgumentError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
+        stem = ConvBnAct(in_chans, make_divisible(32 * alpha), 3, stride=stem_stride)
+        chs = self.add_stage("stem", stem, stem_stride)
+        reduction = stem_stride
         for s, layers in enumerate(V1_STAGES, start=1):
             stage = nn.Sequential()
             for j, (c, stride) in enumerate(layers):
-                stage.add_module(str(j), DepthwiseSeparableConv(chs, make_divisible(c * alpha), stride=stride))
-                chs, reduction = stage[-1].out_chs, reduction * stride
+                stage.add_module(str(j), block_layer(chs, make_divisible(c * alpha), stride=stride))
+                chs, reduction = make_divisible(c * alpha), reduction * stride
             self.add_stage(f"stage{s}", stage, reduction)
         self.num_features = chs
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
         init_weights(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)  # N x 32 x H/2 x W/2
+        x = self.stem(x)  # N x 32 x H/2 x W/2 (stem_stride 2; H x W with 1, and so on below)
         x = self.stage1(x)
         x = self.stage2(x)  # N x 128 x H/4 x W/4
         x = self.stage3(x)  # N x 256 x H/8 x W/8
@@ -149,7 +162,10 @@ class MobileNetV2(CnnlabModel):
 
 @register_model
 def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
-    """MobileNet v1 (Howard et al. 2017), width multiplier ``width_mult`` (1.0); 4,231,976 params at 1.0."""
+    """MobileNet v1 (Howard et al. 2017), width multiplier ``width_mult`` (1.0); 4,231,976 params at 1.0.
+
+    ``block_layer=ConvBnAct`` (``conv_bn_act`` by name) is Table 4's full-convolution MobileNet, 29,294,088 params.
+    """
     return MobileNetV1(**kwargs)
 
 
