@@ -362,10 +362,28 @@ def test_the_ledger_lists_each_claim_with_the_verdict_of_its_results(
 def test_the_committed_verdicts_follow_from_their_numbers() -> None:
     rows = {e.name: e for e in entries(REPO / "experiments")}
     assert {"degradation", "shortcuts", "se"} <= set(rows)
-    committed = [n for n in ("degradation", "shortcuts", "se") if (REPO / "experiments" / "results" / n).is_dir()]
+    committed = [n for n in rows if (REPO / "experiments" / "results" / n / "results.json").is_file()]
     if not committed:
         pytest.skip("no committed experiment results in this checkout (experiments/results/)")
     for name in committed:
         saved = json.loads((REPO / "experiments" / "results" / name / "results.json").read_text())
         assert rows[name].verdict == saved["verdict"] in ("holds", "contradicted", "not shown")
         _recomputed(saved)
+
+
+def test_error_against_params_is_drawn_per_family_when_a_family_has_two_sizes(tmp_path: Path) -> None:
+    from cnnlab.experiments.collect import ExperimentResult, Summary
+    from cnnlab.experiments.report import plot_error_vs_params
+
+    spec = spec_from_dict({"name": "sizes", "variants": [
+        {"label": "r20", "model": "cifar_resnet20"}, {"label": "r32", "model": "cifar_resnet32"},
+        {"label": "dense", "model": "densenet_bc", "model_kwargs": {"depth": 40}}]})  # fmt: skip
+    arch = {"r20": {"params": 269_722}, "r32": {"params": 464_154}, "dense": {"params": 176_122}}
+    summary = {
+        label: {"test_error": Summary(e, 0.01, [e])} for label, e in (("r20", 0.05), ("r32", 0.04), ("dense", 0.045))
+    }
+    result = ExperimentResult(spec, [], summary, [], None)
+    drawn = plot_error_vs_params(result, arch, tmp_path / "sizes.png")
+    assert drawn is not None and drawn.stat().st_size > 10_000
+    one_size = ExperimentResult(spec, [], {k: v for k, v in summary.items() if k != "r32"} | {"r32": {}}, [], None)
+    assert plot_error_vs_params(one_size, arch, tmp_path / "none.png") is None  # no family with two sizes

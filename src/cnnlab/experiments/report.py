@@ -4,8 +4,9 @@
 machine, a table of every variant (params, MACs and receptive field at the input size, then each error as mean
 ± standard deviation over the seeds), each expected comparison with its Welch test, effect size and verdict, and
 the plots: ``curves.png`` (training and validation error per epoch, mean over seeds), ``grad_norms.png`` (per
-block, at the first and the last step, when recorded) and ``lesion.png`` (error against blocks removed, when
-probed).
+block, at the first and the last step, when recorded), ``lesion.png`` (error against blocks removed, when
+probed) and ``error_vs_params.png`` (test error against parameters, one line per model family, when a family has
+variants of two or more sizes: DenseNet against ResNet, Huang et al. 2017, Fig. 4).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cnnlab.analysis import analyze
 from cnnlab.experiments.collect import ExperimentResult, RunRecord, Summary, to_json
 from cnnlab.experiments.spec import ExperimentSpec
 from cnnlab.plotting import pyplot, save_figure
-from cnnlab.registry import build_model
+from cnnlab.registry import build_model, model_entry
 from cnnlab.train.checkpoint import LAST, load_checkpoint
 
 TABLE_METRICS = ("train_error", "val_error", "test_error")  # always in the table; expected metrics are added
@@ -203,6 +204,33 @@ def plot_lesion(result: ExperimentResult, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def plot_error_vs_params(result: ExperimentResult, arch: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """Test error (mean and standard deviation over the seeds) against parameters, one line per model family;
+    drawn only when some family has variants of two or more sizes."""
+    families: dict[str, list[tuple[int, Summary, str]]] = {}
+    for v in result.spec.variants:
+        s = result.summary[v.label].get("test_error")
+        if v.label in arch and s is not None and s.mean is not None:
+            families.setdefault(model_entry(v.model).family, []).append((arch[v.label]["params"], s, v.label))
+    if not any(len({p for p, _, _ in points}) > 1 for points in families.values()):
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family, points in sorted(families.items()):
+        points.sort(key=lambda t: t[0])
+        xs, ys = [p for p, _, _ in points], [100 * s.mean for _, s, _ in points]
+        errs = [100 * (s.std or 0.0) for _, s, _ in points]
+        ax.errorbar(xs, ys, yerr=errs, fmt="o-", capsize=3, label=family)
+        for x, y, (_, _, label) in zip(xs, ys, points, strict=True):
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters", ylabel="test error (%)", title="test error against parameters (mean ± sd over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> Path:
     """``results.json``, ``summary.md`` and the plots of ``result`` in ``out_dir``; returns summary.md's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +239,8 @@ def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> P
     payload = {"meta": meta, **to_json(result), "architecture": arch}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=2))
     drawn = (plot_curves(result, out_dir / "curves.png"), plot_grad_norms(result, out_dir / "grad_norms.png"),
-             plot_lesion(result, out_dir / "lesion.png"))  # fmt: skip
+             plot_lesion(result, out_dir / "lesion.png"),
+             plot_error_vs_params(result, arch, out_dir / "error_vs_params.png"))  # fmt: skip
     plots = [p for p in drawn if p is not None]
     recipe = ", ".join(f"{k} {v}" for k, v in spec.recipe.items()) or "the defaults of cnnlab train"
     lines = [f"# {spec.name}", ""]
