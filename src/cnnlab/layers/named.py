@@ -21,6 +21,7 @@ from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.depthwise_separable import SeparableConv2d
 from cnnlab.layers.duc import DUCHead
 from cnnlab.layers.fcn_head import FCNHead
+from cnnlab.layers.inception_v1 import InceptionV1
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
 NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
@@ -39,6 +40,9 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "conv": nn.Conv2d,
     "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
     "separable": SeparableConv2d,  # depthwise then pointwise (Howard et al. 2017; Chollet 2017)
+    # Inception modules (inception_layer of googlenet_small)
+    "inception": InceptionV1,  # Szegedy et al. 2015, Fig. 2b (dimension reductions); naive as an extra key
+    "inception_naive": partial(InceptionV1, naive=True),  # Fig. 2a: no reductions, the pool passes through
     # dense prediction heads (head_layer, aux_layer of the segmentation models; null: no auxiliary head)
     "fcn": FCNHead,  # Long et al. 2015, torchvision's FCNHead; hidden, drop_rate as extra keys
     "deeplab": DeepLabHead,  # Chen et al. 2017, ASPP; rates, chs, refine, image_pooling as extra keys
