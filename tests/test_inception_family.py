@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import pytest
 import torch
@@ -10,8 +11,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
-from cnnlab.layers import ConvBnAct
+from cnnlab.layers import ConvBnAct, InceptionResNetBlock
 from cnnlab.layers.inception_v1 import GOOGLENET_3A, GOOGLENET_WIDTHS, InceptionV1
+from cnnlab.layers.named import plain_model_kwargs
 from cnnlab.models.base import LogitsWithAux
 from tests.helpers import count_params, randomize_norm_stats
 
@@ -23,15 +25,25 @@ REFERENCE_PARAMS = [
     ("inception_v3", {"aux_logits": False}, 23_834_568),
     ("inception_v4", {}, 42_679_816),
     ("inception_resnet_v2", {}, 55_843_464),
+    # Cadene's bninception (the Caffe port), 11,295,240, less one bias per conv output channel (10,016): see
+    # test_bn_inception_is_the_caffe_port_without_conv_biases
+    ("bn_inception", {}, 11_285_224),
+    # the small nets for 28-60 px (10 classes): their docstrings' figures
+    ("googlenet_small", {}, 528_998),
+    ("googlenet_small", {"aux_logits": False}, 252_754),
+    ("googlenet_small", {"inception_layer": "inception_naive"}, 2_726_462),
+    ("googlenet_small", {"inception_layer": "inception_naive", "aux_logits": False}, 2_434_346),
+    ("inception_resnet_small", {}, 278_650),
+    ("inception_resnet_small", {"width_mult": 4.0}, 4_378_570),
 ]
 
 
 @pytest.mark.parametrize(
     ("name", "kwargs", "params"), REFERENCE_PARAMS, ids=[f"{n}-{k}" for n, k, _ in REFERENCE_PARAMS]
 )
-def test_reference_parameter_counts(name: str, kwargs: dict[str, bool], params: int) -> None:
+def test_reference_parameter_counts(name: str, kwargs: dict[str, Any], params: int) -> None:
     with torch.device("meta"):
-        assert count_params(cnnlab.create_model(name, **kwargs)) == params
+        assert count_params(cnnlab.build_model(name, kwargs=kwargs)) == params
 
 
 def macs(model: nn.Module, x: torch.Tensor) -> int:
@@ -89,7 +101,7 @@ def test_paper_5x5_branches_add_the_expected_weights() -> None:
     assert count_params(paper) - count_params(tv) == extra
 
 
-@pytest.mark.parametrize("name", ["googlenet", "inception_v3"])
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_small", "inception_v3"])
 def test_auxiliary_heads_in_training_only(name: str) -> None:
     """Training mode returns the logits and one output per auxiliary head, eval mode plain logits (shapes only:
     on the meta device)."""
@@ -98,7 +110,7 @@ def test_auxiliary_heads_in_training_only(name: str) -> None:
         x = torch.empty(2, 3, model.min_input_size, model.min_input_size)
         out = model.train()(x)
         assert isinstance(out, LogitsWithAux) and out.logits.shape == (2, 5)
-        assert [a.shape for a in out.aux] == [(2, 5)] * (2 if name == "googlenet" else 1)
+        assert [a.shape for a in out.aux] == [(2, 5)] * (1 if name == "inception_v3" else 2)
         assert isinstance(model.eval()(x), torch.Tensor)
         off = cnnlab.create_model(name, num_classes=5, aux_logits=False).train()
         assert isinstance(off(x), torch.Tensor)
@@ -158,6 +170,9 @@ def test_transform_input_matches_torchvision() -> None:
         ("inception_v4", {}, 75, 1),
         ("inception_resnet_v1", {}, 75, 1),
         ("inception_resnet_v2", {}, 75, 1),
+        ("bn_inception", {}, 7, 1),
+        ("googlenet_small", {"num_classes": 1000}, 8, 1),
+        ("inception_resnet_small", {"num_classes": 1000}, 15, 1),
     ],
 )
 def test_smallest_input(name: str, kwargs: dict[str, bool], minimum: int, last_grid: int) -> None:
@@ -192,3 +207,70 @@ def test_googlenet_without_batch_norm_as_in_the_paper() -> None:
     conv_channels = sum(m.out_channels for m in bn.modules() if isinstance(m, nn.Conv2d))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
     assert count_params(bn) - count_params(plain) == conv_channels
+
+
+def test_bn_inception_is_the_caffe_port_without_conv_biases() -> None:
+    """Cadene's ``bninception`` (about 11.3M, 11,295,240) has the same layers with a bias on every conv, which
+    batch norm makes redundant; Figure 5's output sizes at 224, stage by stage."""
+    with torch.device("meta"):
+        model = cnnlab.create_model("bn_inception")
+        conv_channels = sum(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+        maps = model.as_features()(torch.empty(1, 3, 224, 224))
+        assert model.forward_head(maps[-1]).shape == (1, 1000)
+    assert count_params(model) + conv_channels == 11_295_240
+    assert [m.shape[1:] for m in maps] == [(192, 56, 56), (320, 28, 28), (608, 14, 14), (1024, 7, 7)]
+    assert not any(isinstance(m, nn.Conv2d) and m.kernel_size == (5, 5) for m in model.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == sum(
+        isinstance(m, nn.Conv2d) for m in model.modules()
+    )  # batch norm after every conv
+    assert model.head_modules == ("head",) and model.head.drop.p == 0.0  # no aux heads; "Remove Dropout"
+
+
+FIGURE_5_OUTPUTS = {"3a": 256, "3b": 320, "3c": 576, "4a": 576, "4b": 576, "4c": 608, "4d": 608, "4e": 1056,
+                    "5a": 1024, "5b": 1024}  # fmt: skip
+
+
+def test_bn_inception_modules_have_figure_5s_output_widths() -> None:
+    with torch.device("meta"):
+        model = cnnlab.create_model("bn_inception")
+    stages = {n: model.get_submodule(s) for s, names in
+              (("inception3", "3a 3b"), ("inception4", "3c 4a 4b 4c 4d"), ("inception5", "4e 5a 5b"))
+              for n in names.split()}  # fmt: skip
+    assert {n: getattr(stages[n], n).out_chs for n in FIGURE_5_OUTPUTS} == FIGURE_5_OUTPUTS
+    pools = {n: type(getattr(stages[n], n).branch_pool).__name__ for n in ("3a", "3c", "5b")}
+    assert pools == {"3a": "Sequential", "3c": "MaxPool2d", "5b": "Sequential"}  # 3c: pass through
+    assert isinstance(model.inception5.get_submodule("5b").branch_pool[0], nn.MaxPool2d)
+    assert isinstance(model.inception5.get_submodule("5a").branch_pool[0], nn.AvgPool2d)
+
+
+def test_googlenet_small_naive_modules_grow_by_their_input() -> None:
+    """The naive module's pool passes its input through: each module adds c1x1 + c3x3 + c5x5 to its input's
+    width (the reduced one outputs its Table 1 row's sum); the naive net costs over 5x the MACs at 42 px."""
+    names = ("3a", "3b", "4a", "4d", "5a", "5b")
+    rows = [GOOGLENET_WIDTHS[n].scaled(0.25) for n in names]
+    with torch.device("meta"):
+        naive = cnnlab.build_model("googlenet_small", kwargs={"inception_layer": "inception_naive"}).eval()
+        reduced = cnnlab.create_model("googlenet_small").eval()
+        x = torch.empty(1, 3, 42, 42)
+        assert macs(naive, x) > 5 * macs(reduced, x)
+    assert reduced.num_features == rows[-1].out_chs == 256
+    assert naive.num_features == 48 + sum(w.c1x1 + w.c3x3 + w.c5x5 for w in rows) == 836
+    assert all(m.naive for m in naive.modules() if isinstance(m, InceptionV1))
+    naive_layer = {"name": "inception", "naive": True}  # how a config or checkpoint holds it
+    assert plain_model_kwargs({"inception_layer": partial(InceptionV1, naive=True)}) == {"inception_layer": naive_layer}
+    assert not any(m.naive for m in reduced.modules() if isinstance(m, InceptionV1))
+    assert naive.aux1.conv.conv.in_channels == naive.feature_info[2].num_chs  # the heads tap 4a and 4d
+    assert reduced.aux2.conv.conv.in_channels == reduced.feature_info[3].num_chs == 132
+
+
+def test_inception_resnet_small_scales_every_residual_and_widens() -> None:
+    with torch.device("meta"):
+        model = cnnlab.create_model("inception_resnet_small", residual_scale=0.2)
+        wide = cnnlab.create_model("inception_resnet_small", width_mult=4.0)
+        maps = model.as_features()(torch.empty(1, 3, 42, 42))
+    blocks = [m for m in model.modules() if isinstance(m, InceptionResNetBlock)]
+    assert len(blocks) == 6 and {b.scale for b in blocks} == {0.2}
+    assert [m.shape[1:] for m in maps] == [(64, 20, 20), (64, 20, 20), (128, 9, 9), (256, 4, 4)]
+    assert [f.num_chs for f in wide.feature_info] == [256, 256, 512, 1024]  # "more than 1000 filters"
+    with pytest.raises(cnnlab.ModelArgumentError, match="width_mult must be a number > 0"):
+        cnnlab.create_model("inception_resnet_small", width_mult=0)

@@ -11,7 +11,9 @@ from torch import nn
 
 import cnnlab
 from cnnlab.layers import (
+    BN_INCEPTION_WIDTHS,
     GOOGLENET_3A,
+    BNInception,
     Concat,
     ConvBnAct,
     GridReduction,
@@ -179,3 +181,17 @@ def test_inception_resnet_scales_the_residual_before_the_addition() -> None:
     with torch.no_grad():
         torch.testing.assert_close(relu_block(x.repeat(1, 4, 1, 1)), torch.relu(x.repeat(1, 4, 1, 1)))
     assert relu_block.proj.bias is not None and relu_block.branches.out_chs == 32 + 32 + 64
+
+
+def test_bn_inception_module_double_3x3_and_stride_2_on_any_grid() -> None:
+    """Figure 5's module: the 5x5 field as 1x1 then two 3x3 (the "double 3x3" branch); a stride-2 module has no
+    1x1 branch, passes its pooled input through and halves odd and even grids alike."""
+    module = BNInception(192, BN_INCEPTION_WIDTHS["3a"])
+    convs = [c for c in module.branch3x3dbl.modules() if isinstance(c, nn.Conv2d)]
+    dbl = [(c.in_channels, c.out_channels, c.kernel_size) for c in convs]
+    assert dbl == [(192, 64, (1, 1)), (64, 96, (3, 3)), (96, 96, (3, 3))]
+    assert module(torch.randn(1, 192, 9, 9)).shape == (1, 256, 9, 9)
+    reduction = BNInception(320, BN_INCEPTION_WIDTHS["3c"])
+    assert not hasattr(reduction, "branch1x1") and isinstance(reduction.branch_pool, nn.MaxPool2d)
+    for s in (14, 15):
+        assert reduction(torch.randn(1, 320, s, s)).shape == (1, 160 + 96 + 320, (s + 1) // 2, (s + 1) // 2)

@@ -5,6 +5,7 @@ May import: cnnlab.errors.
 
 from cnnlab.layers.aspp import ASPP, DeepLabHead, ImagePooling
 from cnnlab.layers.aux_classifier import AuxClassifier, AuxClassifierV3
+from cnnlab.layers.bn_inception import BN_INCEPTION_WIDTHS, BNInception, BNInceptionWidths
 from cnnlab.layers.branches import Concat, conv_chain
 from cnnlab.layers.channel_shuffle import ChannelShuffle, channel_shuffle
 from cnnlab.layers.classifier import ClassifierHead, make_fc
@@ -33,12 +34,15 @@ from cnnlab.layers.types import LayerFactory, make_divisible, pair
 
 __all__ = [
     "ASPP",
+    "BN_INCEPTION_WIDTHS",
     "CONTEXT_RATES",
     "DUC",
     "GOOGLENET_3A",
     "SHORTCUT_OPTIONS",
     "AuxClassifier",
     "AuxClassifierV3",
+    "BNInception",
+    "BNInceptionWidths",
     "BasicBlock",
     "BnActConv",
     "Bottleneck",

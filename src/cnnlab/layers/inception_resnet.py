@@ -70,16 +70,13 @@ class InceptionResNetBlock(nn.Module):
 
 
 def inception_resnet_reduction_b(
-    in_chs: int, widths: tuple[int, int, int], *, conv_layer: LayerFactory = ConvBnAct
+    in_chs: int, widths: tuple[int, int, int, int, int], *, conv_layer: LayerFactory = ConvBnAct
 ) -> GridReduction:
-    """Reduction-B of Inception-ResNet (17 -> 8; v1 Fig. 12, v2 Fig. 18): 1x1 256, 3x3/2 384; 1x1 256,
-    3x3/2 ``widths[0]``; 1x1 256, 3x3 ``widths[1]``, 3x3/2 ``widths[2]``; max pool. ``widths`` is (256, 256, 256)
-    in v1 and (288, 288, 320) in v2 as released."""
-    convs = {
-        "branch0": [(256, 1), (384, 3, 2)],
-        "branch1": [(256, 1), (widths[0], 3, 2)],
-        "branch2": [(256, 1), (widths[1], 3), (widths[2], 3, 2)],
-    }
+    """Reduction-B of Inception-ResNet (17 -> 8; v1 Fig. 12, v2 Fig. 18), ``widths`` = (r, a, b, c, d): 1x1 r,
+    3x3/2 a; 1x1 r, 3x3/2 b; 1x1 r, 3x3 c, 3x3/2 d; max pool. (256, 384, 256, 256, 256) in v1,
+    (256, 384, 288, 288, 320) in v2 as released."""
+    r, a, b, c, d = widths
+    convs = {"branch0": [(r, 1), (a, 3, 2)], "branch1": [(r, 1), (b, 3, 2)], "branch2": [(r, 1), (c, 3), (d, 3, 2)]}
     return GridReduction(in_chs, convs, pool_name="branch3", conv_layer=conv_layer)
 
 

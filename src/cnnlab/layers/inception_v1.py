@@ -8,7 +8,7 @@ after the pool. The widths are named after the columns of Table 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from torch import nn
 
@@ -32,6 +32,10 @@ class InceptionV1Widths:
     def out_chs(self) -> int:
         """Output channels of the dimension-reduced module."""
         return self.c1x1 + self.c3x3 + self.c5x5 + self.pool_proj
+
+    def scaled(self, width_mult: float) -> InceptionV1Widths:
+        """Every width times ``width_mult``, rounded (at least 1)."""
+        return InceptionV1Widths(*(max(1, round(w * width_mult)) for w in astuple(self)))
 
 
 GOOGLENET_3A = InceptionV1Widths(64, 96, 128, 16, 32, 32)

@@ -22,6 +22,7 @@ from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv, SeparableConv2d
 from cnnlab.layers.duc import DUCHead
 from cnnlab.layers.fcn_head import FCNHead
+from cnnlab.layers.inception_v1 import InceptionV1
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
 NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
@@ -43,6 +44,9 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     # blocks (block_layer, called like ConvBnAct(in_chs, out_chs, stride=...))
     "conv_bn_act": ConvBnAct,  # a full 3x3 conv-BN-ReLU (MobileNet's Table 4 "Conv MobileNet")
     "depthwise_separable": DepthwiseSeparableConv,  # depthwise 3x3-BN-ReLU, pointwise 1x1-BN-ReLU (Howard et al.)
+    # Inception modules (inception_layer of googlenet_small)
+    "inception": InceptionV1,  # Szegedy et al. 2015, Fig. 2b (dimension reductions); naive as an extra key
+    "inception_naive": partial(InceptionV1, naive=True),  # Fig. 2a: no reductions, the pool passes through
     # dense prediction heads (head_layer, aux_layer of the segmentation models; null: no auxiliary head)
     "fcn": FCNHead,  # Long et al. 2015, torchvision's FCNHead; hidden, drop_rate as extra keys
     "deeplab": DeepLabHead,  # Chen et al. 2017, ASPP; rates, chs, refine, image_pooling as extra keys

@@ -19,6 +19,7 @@ paper in four ways, named here and selectable where they change the network:
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -26,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.data.stats import IMAGENET
-from cnnlab.errors import ModelArgumentError
-from cnnlab.layers import AuxClassifier, ClassifierHead, InceptionV1
+from cnnlab.errors import ModelArgumentError, check_positive
+from cnnlab.layers import BN_INCEPTION_WIDTHS, AuxClassifier, BNInception, ClassifierHead, ConvBnAct, InceptionV1
 from cnnlab.layers.branches import INCEPTION_CONV, chain
 from cnnlab.layers.inception_v1 import GOOGLENET_WIDTHS
 from cnnlab.layers.types import LayerFactory
@@ -74,11 +75,46 @@ def input_transform(transform_input: bool, in_chans: int) -> nn.Module:
     return TransformInput() if transform_input else nn.Identity()
 
 
-def _inception_stage(in_chs: int, names: str, *, pool: nn.Module | None = None, **kwargs: Any) -> nn.Sequential:
+def _inception_stage(
+    in_chs: int,
+    names: str,
+    *,
+    pool: nn.Module | None = None,
+    width_mult: float = 1.0,
+    inception_layer: LayerFactory = InceptionV1,
+    **kwargs: Any,
+) -> nn.Sequential:
     """``pool`` (if any), then the Inception modules of Table 1 named in ``names`` (for example "4b 4c 4d"),
-    each on the previous one's output; ``kwargs`` go to :class:`~cnnlab.layers.InceptionV1`."""
-    modules = {name[-1]: partial(InceptionV1, widths=GOOGLENET_WIDTHS[name], **kwargs) for name in names.split()}
+    each on the previous one's output, with its widths times ``width_mult``; ``kwargs`` go to
+    ``inception_layer``."""
+    modules = {
+        name[-1]: partial(inception_layer, widths=GOOGLENET_WIDTHS[name].scaled(width_mult), **kwargs)
+        for name in names.split()
+    }
     return chain(in_chs, ({"pool": pool} if pool is not None else {}) | modules)
+
+
+CEIL_POOL: LayerFactory = partial(nn.MaxPool2d, 3, stride=2, ceil_mode=True)
+"""GoogLeNet's grid reduction (torchvision's): 3x3 max pool, stride 2, rounding the output size up."""
+
+
+def googlenet_stem(
+    in_chs: int,
+    widths: tuple[int, int, int] = (64, 64, 192),  # Table 1: conv 64, 1x1 64 ("#3x3 reduce"), 3x3 192
+    *,
+    conv1: tuple[int, int] = (7, 2),  # the first conv's kernel and stride: Table 1's 7x7/2
+    conv_layer: LayerFactory = INCEPTION_CONV,
+) -> nn.Sequential:
+    """GoogLeNet's stem as torchvision has it (no LRN): ``conv1``, a 3x3/2 max pool (ceil mode), ``conv2``
+    1x1, ``conv3`` 3x3; the pool after it belongs to the next stage."""
+    (kernel, stride), (c1, c2, c3) = conv1, widths
+    stem = OrderedDict(
+        conv1=conv_layer(in_chs, c1, kernel, stride=stride),
+        pool1=CEIL_POOL(),
+        conv2=conv_layer(c1, c2, 1),
+        conv3=conv_layer(c2, c3, 3),
+    )
+    return nn.Sequential(stem)
 
 
 class AuxHeadsModel(CnnlabModel):
@@ -91,6 +127,13 @@ class AuxHeadsModel(CnnlabModel):
 
     def aux_heads(self) -> list[nn.Module]:
         return [self.get_submodule(name) for name in self.head_modules[1:]]
+
+    def add_aux_heads(self, make: Callable[[int], nn.Module] | None, **taps: int) -> None:
+        """One auxiliary head per tap (name=input channels), each ``make(chs)``, listed in ``head_modules``
+        after ``head``; ``make=None`` builds none (the attributes are ``None``)."""
+        for name, chs in taps.items():
+            setattr(self, name, make(chs) if make is not None else None)
+        self.head_modules = ("head", *taps) if make is not None else ("head",)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.forward_taps(x)[0]
@@ -142,29 +185,18 @@ class GoogLeNet(AuxHeadsModel):
         aux_drop_rate: float = 0.7,
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
-        ceil_pool = partial(nn.MaxPool2d, 3, stride=2, ceil_mode=True)
         stage = partial(_inception_stage, conv_layer=conv_layer, kernel_5x5=kernel_5x5)
         self.transform = input_transform(transform_input, in_chans)  # no parameters
-        stem = nn.Sequential(
-            OrderedDict(
-                conv1=conv_layer(in_chans, 64, 7, stride=2),
-                pool1=ceil_pool(),
-                conv2=conv_layer(64, 64, 1),
-                conv3=conv_layer(64, 192, 3),
-            )
-        )
-        chs = self.add_stage("stem", stem, 4)
-        chs = self.add_stage("inception3", stage(chs, "3a 3b", pool=ceil_pool()), 8)
-        tap1_chs = self.add_stage("inception4a", stage(chs, "4a", pool=ceil_pool()), 16)
+        chs = self.add_stage("stem", googlenet_stem(in_chans, conv_layer=conv_layer), 4)
+        chs = self.add_stage("inception3", stage(chs, "3a 3b", pool=CEIL_POOL()), 8)
+        tap1_chs = self.add_stage("inception4a", stage(chs, "4a", pool=CEIL_POOL()), 16)
         tap2_chs = self.add_stage("inception4d", stage(tap1_chs, "4b 4c 4d"), 16)
         chs = self.add_stage("inception4e", stage(tap2_chs, "4e"), 16)
         last_pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
         self.num_features = self.add_stage("inception5", stage(chs, "5a 5b", pool=last_pool), 32)
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         aux = partial(AuxClassifier, num_classes=num_classes, drop_rate=aux_drop_rate, conv_layer=conv_layer)
-        self.aux1 = aux(tap1_chs) if aux_logits else None
-        self.aux2 = aux(tap2_chs) if aux_logits else None
-        self.head_modules = ("head", "aux1", "aux2") if aux_logits else ("head",)
+        self.add_aux_heads(aux if aux_logits else None, aux1=tap1_chs, aux2=tap2_chs)
         init_weights(self)
 
     weight_key_maps = {"torchvision": TORCHVISION_KEYS}
@@ -193,3 +225,146 @@ def googlenet_paper(**kwargs: Any) -> GoogLeNet:
 
     Otherwise as ``googlenet`` (batch norm, no LRN)."""
     return GoogLeNet(**(dict(kernel_5x5=5) | kwargs))
+
+
+class SmallGoogLeNet(AuxHeadsModel):
+    """GoogLeNet for 28-60 px images: six of Table 1's modules at a quarter of their widths on a stride-1 stem.
+
+    Stages at 42x42: ``stem`` (3x3 conv, 3x3/2 pool, 1x1 and 3x3 convs: GoogLeNet's stem without its 7x7/2;
+    48 at 1/2), ``inception3`` (3a, 3b; 120 at 1/2), ``inception4a`` (pool, 4a; 128 at 1/4), ``inception4d``
+    (4d; 132), ``inception5`` (pool, 5a, 5b; 256 at 1/8), global average pooling, dropout 40%, fc. The
+    auxiliary heads ``aux1`` (on 4a) and ``aux2`` (on 4d) are GoogLeNet's (Sec. 6) at the same quarter width
+    (1x1 conv 32, fc 256), pooling the 10x10 tap to 4x4; in training ``forward`` returns
+    :class:`~cnnlab.models.base.LogitsWithAux` and the trainer adds each head's loss with weight 0.3.
+
+    ``inception_layer`` is the module: :class:`~cnnlab.layers.InceptionV1` with dimension reductions (Fig. 2b),
+    or ``partial(InceptionV1, naive=True)`` (Fig. 2a; named ``"inception_naive"`` in a config). Both have the
+    same 1x1, 3x3 and 5x5 branch widths; the naive module's pool branch passes its whole input through instead
+    of a 1x1 projection, so its output is its input plus the three conv branches and the widths grow from
+    module to module (48 -> 836 features here, against 256): that growth, and the 3x3 and 5x5 convs on the grown inputs,
+    are the cost that Sec. 4 says made the naive form infeasible, and they are left in, not compensated.
+
+    Args:
+        aux_logits: the two auxiliary classifiers (training only).
+        inception_layer: the Inception module, called as ``inception_layer(in_chs, widths, conv_layer=...)``.
+        width_mult: every width of GoogLeNet (stem, Table 1, auxiliary heads) times this.
+        conv_layer: the conv unit (conv-BN-ReLU).
+        drop_rate: dropout before the fc (the paper's 40%); ``aux_drop_rate`` in the auxiliary heads (70%).
+    """
+
+    default_image_size = 42  # mnist5k-rts
+    min_input_size = 8
+    """Each of the three ceil-mode 3x3/2 pools needs at least a 2x2 input."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        aux_logits: bool = True,
+        inception_layer: LayerFactory = InceptionV1,  # Fig. 2b; partial(InceptionV1, naive=True): Fig. 2a
+        width_mult: float = 0.25,  # of GoogLeNet's widths
+        conv_layer: LayerFactory = ConvBnAct,
+        drop_rate: float = 0.4,  # "dropout layer with 40% ratio of dropped outputs"
+        aux_drop_rate: float = 0.7,
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+        w = check_positive("width_mult", width_mult)
+        c = lambda chs: max(1, round(chs * w))  # noqa: E731 (a width of GoogLeNet, scaled)
+        stage = partial(_inception_stage, width_mult=w, inception_layer=inception_layer, conv_layer=conv_layer)
+        stem = googlenet_stem(in_chans, (c(64), c(64), c(192)), conv1=(3, 1), conv_layer=conv_layer)
+        chs = self.add_stage("stem", stem, 2)
+        chs = self.add_stage("inception3", stage(chs, "3a 3b"), 2)
+        tap1_chs = self.add_stage("inception4a", stage(chs, "4a", pool=CEIL_POOL()), 4)
+        tap2_chs = self.add_stage("inception4d", stage(tap1_chs, "4d"), 4)
+        self.num_features = self.add_stage("inception5", stage(tap2_chs, "5a 5b", pool=CEIL_POOL()), 8)
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
+        aux = partial(
+            AuxClassifier,
+            num_classes=num_classes,
+            conv_chs=c(128),
+            hidden=c(1024),
+            drop_rate=aux_drop_rate,
+            conv_layer=conv_layer,
+        )
+        self.add_aux_heads(aux if aux_logits else None, aux1=tap1_chs, aux2=tap2_chs)
+        init_weights(self)
+
+    def forward_taps(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The features and the inputs of the two auxiliary classifiers (outputs of 4a and 4d)."""
+        x = self.stem(x)  # N x 48 x H/2 x W/2
+        x = self.inception3(x)  # N x 120 x H/2 x W/2
+        tap1 = self.inception4a(x)  # N x 128 x H/4 x W/4
+        tap2 = self.inception4d(tap1)  # N x 132 x H/4 x W/4
+        return self.inception5(tap2), tap1, tap2  # N x 256 x H/8 x W/8
+
+
+class BNInceptionNet(CnnlabModel):
+    """BN-Inception (Ioffe & Szegedy 2015, Sec. 4.2.1 and Figure 5): GoogLeNet with every 5x5 conv replaced by
+    two 3x3 ("double 3x3"), batch norm after every conv, the stride-2 modules 3c and 4e as grid reductions.
+
+    Stages: ``stem`` (7x7/2 conv 64, 3x3/2 max pool, 1x1 64, 3x3 192; 192 at 1/4), ``inception3`` (3x3/2 max
+    pool, 3a, 3b; 320 at 1/8), ``inception4`` (3c, 4a-4d; 608 at 1/16), ``inception5`` (4e, 5a, 5b; 1024 at
+    1/32), global average pooling, fc. The modules are :class:`~cnnlab.layers.BNInception` with Figure 5's
+    rows (:data:`~cnnlab.layers.BN_INCEPTION_WIDTHS`): average pool + projection in 3a-5a, max pool +
+    projection in 5b, max pool passed through in 3c and 4e.
+
+    Departures: Figure 5 shows no auxiliary classifiers and none are built; Sec. 4.2.1 removes dropout and
+    local response normalisation, so ``drop_rate`` defaults to 0. The stem's pools are GoogLeNet's ceil-mode
+    3x3/2; the stride-2 modules pad by 1 (see :class:`~cnnlab.layers.BNInception`). 11,285,224 params with
+    1000 classes, 2.03 GMACs at 224: the Caffe port that Cadene's ``bninception`` loads has the same layers and
+    widths with a bias on every conv as well (10,016 more: 11,295,240, its "about 11.3M"). The paper's
+    appendix says "13.6 * 10^6 parameters", which Figure 5's table does not add up to; the 2.3M more may be
+    training-only auxiliary heads (a guess: the paper does not describe them).
+
+    Args:
+        conv_layer: the conv unit (conv-BN-ReLU).
+        drop_rate: dropout before the fc (0: "Remove Dropout", Sec. 4.2.1).
+    """
+
+    min_input_size = 7
+    """7 -> 4 by the 7x7/2 conv, then 2 and 1 by the stem's two ceil-mode 3x3/2 pools."""
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        conv_layer: LayerFactory = ConvBnAct,
+        drop_rate: float = 0.0,  # Sec. 4.2.1: "Remove Dropout"
+    ) -> None:
+        super().__init__(in_chans=in_chans, num_classes=num_classes)
+
+        def modules(names: str) -> dict[str, Any]:
+            """Figure 5's modules named in ``names``, each on the previous one's output."""
+            module = partial(BNInception, conv_layer=conv_layer)
+            return {n: partial(module, widths=BN_INCEPTION_WIDTHS[n]) for n in names.split()}
+
+        chs = self.add_stage("stem", googlenet_stem(in_chans, conv_layer=conv_layer), 4)
+        chs = self.add_stage("inception3", chain(chs, {"pool": CEIL_POOL()} | modules("3a 3b")), 8)
+        chs = self.add_stage("inception4", chain(chs, modules("3c 4a 4b 4c 4d")), 16)
+        self.num_features = self.add_stage("inception5", chain(chs, modules("4e 5a 5b")), 32)
+        self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)  # N x 192 x H/4 x W/4
+        x = self.inception3(x)  # N x 320 x H/8 x W/8
+        x = self.inception4(x)  # N x 608 x H/16 x W/16
+        return self.inception5(x)  # N x 1024 x H/32 x W/32
+
+
+@register_model
+def googlenet_small(**kwargs: Any) -> SmallGoogLeNet:
+    """GoogLeNet for 28-60 px (six modules at 1/4 width, aux heads on): 528,998 params, 28.9 MMACs at 42 px.
+
+    ``inception_layer=partial(InceptionV1, naive=True)`` (``"inception_naive"``) builds it from naive modules
+    (Fig. 2a): 2,726,462 params, 159.0 MMACs. ``aux_logits=False`` drops the auxiliary heads (252,754 and
+    2,434,346 params)."""
+    return SmallGoogLeNet(**kwargs)
+
+
+@register_model
+def bn_inception(**kwargs: Any) -> BNInceptionNet:
+    """BN-Inception (Ioffe & Szegedy 2015, Figure 5; no auxiliary heads): 11,285,224 params, 2.03 GMACs."""
+    return BNInceptionNet(**kwargs)

@@ -22,11 +22,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from cnnlab.errors import ModelArgumentError
+from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import (
     AuxClassifierV3,
     ClassifierHead,
     Concat,
+    ConvBnAct,
     GridReduction,
     InceptionV3A,
     InceptionV3B,
@@ -170,8 +171,8 @@ class InceptionV3(AuxHeadsModel):
         mixed7 = {"a": partial(grid_reduction, convs=reduce7), "b": c, "c": c}
         self.num_features = self.add_stage("mixed7", chain(tap_chs, mixed7), 32)  # N x 2048 x 8 x 8
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
-        self.aux = AuxClassifierV3(tap_chs, num_classes, conv_layer=conv_layer) if aux_logits else None
-        self.head_modules = ("head", "aux") if aux_logits else ("head",)
+        aux = partial(AuxClassifierV3, num_classes=num_classes, conv_layer=conv_layer)
+        self.add_aux_heads(aux if aux_logits else None, aux=tap_chs)
         if aux_logits:
             self.min_input_size = IMAGE_SIZE  # the auxiliary head needs the 17x17 grid of a 299x299 input
         init_weights(self)
@@ -255,9 +256,10 @@ class InceptionResNetVariant:
     block_b: BranchSpecs
     block_c: BranchSpecs
     reduction_a: tuple[int, int, int, int]  # Table 1's k, l, m, n
-    reduction_b: tuple[int, int, int]  # Reduction-B's widths (see inception_resnet_reduction_b)
+    reduction_b: tuple[int, int, int, int, int]  # Reduction-B's widths (see inception_resnet_reduction_b)
     mixed_5b: Callable[..., nn.Module] | None = None  # v2 as released: a 35x35 Inception module before the A blocks
     final_chs: int | None = None  # v2 as released: one more C block (scale 1, no ReLU), a 1x1 conv to this width
+    reduction: int = 8  # the stem's: 299 -> 35
 
 
 INCEPTION_RESNET_V1 = InceptionResNetVariant(
@@ -266,7 +268,7 @@ INCEPTION_RESNET_V1 = InceptionResNetVariant(
     block_b=BLOCK_B_V1,
     block_c=BLOCK_C_V1,
     reduction_a=(192, 192, 256, 384),
-    reduction_b=(256, 256, 256),
+    reduction_b=(256, 384, 256, 256, 256),
 )
 """Inception-ResNet-v1 as in the paper (Fig. 10-14)."""
 
@@ -276,11 +278,32 @@ INCEPTION_RESNET_V2 = InceptionResNetVariant(
     block_b=BLOCK_B_V2,
     block_c=BLOCK_C_V2,
     reduction_a=(256, 256, 384, 384),
-    reduction_b=(288, 288, 320),
+    reduction_b=(256, 384, 288, 288, 320),
     mixed_5b=mixed_5b,
     final_chs=1536,
 )
 """Inception-ResNet-v2 as released (timm's ``inception_resnet_v2``; Fig. 16-19 with the released widths)."""
+
+
+def small_inception_resnet_variant(width_mult: float = 1.0) -> InceptionResNetVariant:
+    """A small Inception-ResNet for 28-60 px images, every width times ``width_mult``.
+
+    Stem: 3x3 conv 32, 3x3/2 conv 64 (valid; 42 -> 20). The blocks have v1's branches (Fig. 10, 11, 13) at a
+    half (A: 16), a quarter (B: 32) and a sixth (C: 32) of their widths; Reduction-A (k, l, m, n) =
+    (16, 24, 32, 32) and Reduction-B (32, 64, 32, 32, 32) make the stages 64 / 128 / 256 wide (v1: 256 / 896 /
+    1792). ``width_mult=4`` makes the last stage 1024 wide, past the paper's "more than 1000 filters".
+    """
+    w = check_positive("width_mult", width_mult)
+    c = lambda chs: max(1, round(chs * w))  # noqa: E731 (a width of the small variant, scaled)
+    return InceptionResNetVariant(
+        stem=partial(conv_chain, specs=[(c(32), 3), (c(64), 3, 2)]),  # N x 64 x 20 x 20 at 42
+        block_a=(((c(16), 1),), ((c(16), 1), (c(16), 3)), ((c(16), 1), (c(16), 3), (c(16), 3))),
+        block_b=(((c(32), 1),), ((c(32), 1), (c(32), (1, 7)), (c(32), (7, 1)))),
+        block_c=(((c(32), 1),), ((c(32), 1), (c(32), (1, 3)), (c(32), (3, 1)))),
+        reduction_a=(c(16), c(24), c(32), c(32)),
+        reduction_b=(c(32), c(64), c(32), c(32), c(32)),
+        reduction=2,
+    )
 
 
 class InceptionResNet(CnnlabModel):
@@ -331,14 +354,15 @@ class InceptionResNet(CnnlabModel):
         )
         k, l, m, n = v.reduction_a  # noqa: E741 (Table 1's names)
 
-        chs = self.add_stage("stem", v.stem(in_chans, conv_layer=conv_layer), 8)  # N x C x 35 x 35
+        r = v.reduction
+        chs = self.add_stage("stem", v.stem(in_chans, conv_layer=conv_layer), r)  # N x C x 35 x 35
         entry = {"mixed_5b": partial(v.mixed_5b, conv_layer=conv_layer)} if v.mixed_5b is not None else {}
-        chs = self.add_stage("stage_a", chain(chs, entry | {"blocks": partial(chain, blocks=[a] * n_a)}), 8)
+        chs = self.add_stage("stage_a", chain(chs, entry | {"blocks": partial(chain, blocks=[a] * n_a)}), r)
         stage_b = {
             "reduction": partial(reduction_a, k=k, l=l, m=m, n=n, conv_layer=conv_layer),
             "blocks": partial(chain, blocks=[b] * n_b),
         }
-        chs = self.add_stage("stage_b", chain(chs, stage_b), 16)  # N x C x 17 x 17
+        chs = self.add_stage("stage_b", chain(chs, stage_b), 2 * r)  # N x C x 17 x 17
         stage_c = {
             "reduction": partial(inception_resnet_reduction_b, widths=v.reduction_b, conv_layer=conv_layer),
             "blocks": partial(chain, blocks=[c] * n_c),
@@ -346,7 +370,7 @@ class InceptionResNet(CnnlabModel):
         if v.final_chs is not None:
             stage_c["final"] = partial(block, branches=v.block_c, scale=1.0, act_layer=None)
             stage_c["conv7b"] = lambda chs: conv_layer(chs, v.final_chs, 1)
-        self.num_features = self.add_stage("stage_c", chain(chs, stage_c), 32)  # N x num_features x 8 x 8
+        self.num_features = self.add_stage("stage_c", chain(chs, stage_c), 4 * r)  # N x num_features x 8 x 8
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         init_weights(self)
 
@@ -357,6 +381,44 @@ class InceptionResNet(CnnlabModel):
         x = self.stage_a(x)
         x = self.stage_b(x)  # N x C x 17 x 17
         return self.stage_c(x)  # N x num_features x 8 x 8
+
+
+class SmallInceptionResNet(InceptionResNet):
+    """Inception-ResNet for 28-60 px images (:func:`small_inception_resnet_variant`): stem (64 at 1/2),
+    ``stage_a`` (A blocks; 64 at 1/2), ``stage_b`` (Reduction-A, B blocks; 128 at 1/4), ``stage_c``
+    (Reduction-B, C blocks; 256 at 1/8), average pooling, dropout, fc. Grids 20 / 9 / 4 at 42 px.
+
+    Args:
+        residual_scale: the scale of every block's residual before the addition (Sec. 3.3: 0.1 to 0.3 kept
+            nets with more than 1000 filters from "dying"; 1.0: unscaled, as the paper's smaller nets).
+        width_mult: every width times this (1.0: 256 features; 4.0: 1024).
+        blocks: residual blocks per stage.
+    """
+
+    default_image_size = 42  # mnist5k-rts
+    min_input_size = 15
+    """15 -> 7 by the stem's valid 3x3/2 conv, -> 3 by Reduction-A, -> 1 by Reduction-B."""
+
+    def __init__(
+        self,
+        *,
+        residual_scale: float = 1.0,  # unscaled; the paper's 0.1-0.3 for wide nets
+        width_mult: float = 1.0,
+        blocks: tuple[int, int, int] = (2, 2, 2),
+        num_classes: int = 10,
+        in_chans: int = 3,
+        conv_layer: LayerFactory = ConvBnAct,
+        drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
+    ) -> None:
+        super().__init__(
+            variant=small_inception_resnet_variant(width_mult),
+            blocks=blocks,
+            scales=(residual_scale,) * 3,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            conv_layer=conv_layer,
+            drop_rate=drop_rate,
+        )
 
 
 @register_model(peers=(Peer("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}),))
@@ -381,3 +443,12 @@ def inception_resnet_v1(**kwargs: Any) -> InceptionResNet:
 def inception_resnet_v2(**kwargs: Any) -> InceptionResNet:
     """Inception-ResNet-v2 as released (10, 20, 9 blocks; 299x299, min 75): 55,843,464 params, 13.2 GMACs."""
     return InceptionResNet(**(dict(variant=INCEPTION_RESNET_V2, blocks=(10, 20, 9)) | kwargs))
+
+
+@register_model
+def inception_resnet_small(**kwargs: Any) -> SmallInceptionResNet:
+    """Inception-ResNet for 28-60 px (2, 2, 2 blocks): 278,650 params, 31.7 MMACs at 42 px.
+
+    ``residual_scale`` (1.0) scales every residual; ``width_mult=4`` (4,378,570 params, 490 MMACs) makes the last
+    stage 1024 wide."""
+    return SmallInceptionResNet(**kwargs)
