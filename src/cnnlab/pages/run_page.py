@@ -130,9 +130,7 @@ def _image_png(x: torch.Tensor, pipeline: Any) -> bytes:
     """A network input shown as the image it was: un-normalised with the pipeline's mean and std."""
     from PIL import Image
 
-    mean = torch.tensor(pipeline.mean).view(-1, 1, 1)
-    std = torch.tensor(pipeline.std).view(-1, 1, 1)
-    pixels = ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = pipeline.denormalize(x[None])[0].permute(1, 2, 0).numpy()
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else np.ascontiguousarray(pixels[..., :3]))
     buf = io.BytesIO()
     image.save(buf, format="PNG")
