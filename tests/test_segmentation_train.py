@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.cli import main
-from cnnlab.data import IGNORE_INDEX, joint_crop_flip, make_loader
+from cnnlab.data import IGNORE_INDEX, joint_crop_flip, load_any, make_loader
 from cnnlab.data import segmentation as seg
 from cnnlab.data.metrics import confusion_matrix
 from cnnlab.errors import ConfigError, DataError
@@ -118,6 +118,41 @@ def test_a_stopped_segmentation_run_resumes_exactly(small_seg: None, tmp_path: P
     assert_same_weights(straight.model.state_dict(), resumed.model.state_dict())
     assert metrics(resumed) == metrics(straight) and resumed.test == straight.test
     assert [m.val_miou for m in resumed.history] == [m.val_miou for m in straight.history]
+
+
+def write_squares(root: Path, n: int, *, size: int = 16) -> Path:
+    """``root/images/*.png`` (RGB) and ``root/masks/*.png``: a bright square of class 1 or 2 at a random place on
+    a dark noisy image, its mask that square (one ignored pixel in a corner, which is dark)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), dtype=np.uint8)
+        top, left = rng.integers(1, size - 6, 2)
+        image[top : top + 5, left : left + 3] = (255, 200, 150) if k % 2 else (150, 255, 200)
+        mask[top : top + 5, left : left + 3], mask[0, 0] = 1 + k % 2, IGNORE_INDEX
+        Image.fromarray(image).save(root / "images" / f"{k}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{k}.png")
+    return root
+
+
+def test_a_segfolder_trains_with_each_mask_flipped_with_its_image(tmp_path: Path) -> None:
+    folder = write_squares(tmp_path / "squares", 20)  # 14 train (in batches of 4: the last 2), 2 val, 4 test
+    config = TrainConfig(model="fcn_cifar_resnet20", data=f"segfolder:{folder}", image_size=16, epochs=1,
+                         batch_size=4, out_dir=str(tmp_path), run_name="r", progress=False, device="cpu")  # fmt: skip
+    result = fit(config, log=lambda _s: None)
+    (row,) = read_metrics(tmp_path / "r")
+    assert float(row["val_miou"]) >= 0 and row["val_small_iou"] == ""  # a folder has no size buckets
+    assert result.test["final"].test_miou is not None and result.test["final"].test_small_iou is None
+    data = load_any(f"segfolder:{folder}")
+    pipeline = data.pipeline(size=16)
+    for x, y, _ in make_loader(data, "train", pipeline, batch_size=4, seed=1).batches(epoch=1):
+        bright = pipeline.denormalize(x).amax(1) > 100
+        kept = y != IGNORE_INDEX
+        assert torch.equal(bright[kept], (y > 0)[kept]) and kept.sum() == y.numel() - len(y)
 
 
 def test_the_pixel_loss_ignores_255_and_weighs_the_aux_head_half() -> None:

@@ -9,7 +9,6 @@ the split, their true and their predicted masks side by side); ``predict`` write
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +105,10 @@ def _eval_segmentation(
     device: torch.device,
 ) -> int:
     """The IoU table, the scores and the mask PNG of a segmentation checkpoint (see the module docstring)."""
-    from cnnlab.data import make_loader
     from cnnlab.train.atomic import write_atomic
     from cnnlab.train.engine import evaluate_pixels
     from cnnlab.train.plots import plot_masks
-    from cnnlab.train.predict import input_pipeline
+    from cnnlab.train.predict import input_pipeline, sample_masks
 
     totals = evaluate_pixels(
         model, loader.batches(), device=device, num_classes=data.num_classes, bucket_names=data.size_buckets,
@@ -131,16 +129,9 @@ def _eval_segmentation(
         f"{b} objects,,{scores[f'{b}_iou']}\n" for b in data.size_buckets
     )
     table_path = write_atomic(out / f"iou_{args.split}.csv", csv.encode())
-    pipeline = input_pipeline(meta)
-    part = data.split(args.split)  # --show images spread over the split (it is sorted by class)
-    shown = dataclasses.replace(
-        data, test=part.subset(np.linspace(0, len(part) - 1, min(args.show, len(part))).astype(int))
-    )
-    x, y, _ = next(make_loader(shown, "test", pipeline, batch_size=args.show).batches())
-    with torch.no_grad():
-        pred = model.eval()(x.to(device)).argmax(1).cpu()
+    images, y, pred = sample_masks(model, data, args.split, input_pipeline(meta), args.show, device=device)
     title = f"{meta['model']} on {data.name} ({args.split}): mean IoU {scores['miou']:.3f}"
-    png = plot_masks(pipeline.denormalize(x), y, pred, data.classes, out / f"masks_{args.split}.png", title=title)
+    png = plot_masks(images, y, pred, data.classes, out / f"masks_{args.split}.png", title=title)
     print(f"IoU table: {table_path}\nmasks: {png}")
     return 0
 

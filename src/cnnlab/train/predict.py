@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import InputPipeline, load_images, open_image
+from cnnlab.data import InputPipeline, SegmentationDataset, load_images, make_loader, open_image
 from cnnlab.plotting import label_colours
 from cnnlab.registry import build_model
 from cnnlab.train.atomic import write_atomic
@@ -83,3 +84,16 @@ def write_mask_pngs(picture: Any, mask: np.ndarray, stem: Path, *, alpha: float 
         picture_out.save(buf, format="PNG")
         write_atomic(path, buf.getvalue())
     return paths
+
+
+@torch.no_grad()
+def sample_masks(
+    model: nn.Module, data: SegmentationDataset, split: str, pipeline: InputPipeline, n: int, *, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images as read, N x C x H x W uint8; true masks; predicted masks) of ``n`` images spread evenly over
+    ``split`` (mnist5k-seg's canvases follow the class order of their large digit)."""
+    part = data.split(split)
+    picked = part.subset(np.linspace(0, len(part) - 1, min(n, len(part))).astype(int))
+    x, y, _ = next(make_loader(dataclasses.replace(data, test=picked), "test", pipeline, batch_size=n).batches())
+    pred = model.eval()(x.to(device)).argmax(1).cpu()
+    return pipeline.denormalize(x), y, pred

@@ -273,7 +273,7 @@ def fit(
     Each epoch is validated; ``best.pt`` holds the weights of the best validation accuracy; the test split is
     evaluated once, after training, for the final and for the best weights. Under torchrun this joins the
     process group, and only rank 0 logs and writes files. ``data`` is ``config.data`` already loaded by the
-    caller (:func:`cnnlab.data.load_dataset`), so that a caller who needs it too loads it once.
+    caller (:func:`cnnlab.data.load_any`), so that a caller who needs it too loads it once.
     """
     config = resolve_resume(config)  # --resume auto: continue the named run if it has a checkpoint, else start it
     info, device = D.init_distributed(config.device)
