@@ -69,6 +69,7 @@ def test_one_epoch_logs_iou_per_epoch_and_tests_once(run: Path) -> None:
     assert list(final["test_class_iou"]) == seg.DIGIT_CLASSES
     ious = [v for v in final["test_class_iou"].values() if v is not None]
     assert final["test_miou"] == pytest.approx(sum(ious) / len(ious))  # the mean over the classes that have one
+    assert "test mean IoU" in (run / "report.html").read_text()  # the run page evaluates it as a segmentation net
 
 
 def test_eval_writes_the_iou_table_and_the_masks_png(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
