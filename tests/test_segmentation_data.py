@@ -94,7 +94,7 @@ def test_canvases_are_fixed_cached_and_their_statistics_stated(canvases: seg.Seg
 
 def test_classification_loaders_refuse_segmentation_names() -> None:
     for name in ("mnist5k-seg", "segfolder:/tmp/x"):
-        with pytest.raises(DataError, match=r"segmentation data set .*load_segmentation.*does not train segmentation"):
+        with pytest.raises(DataError, match=r"segmentation data set .*load_segmentation.*segmentation model"):
             load_dataset(name)
     with pytest.raises(DataError, match="Did you mean: mnist5k-seg"):
         load_segmentation("mnist5k-sge")

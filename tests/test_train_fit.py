@@ -251,7 +251,7 @@ def test_early_stop_ends_the_run_after_patience_validations_without_improvement(
 ) -> None:
     from cnnlab.train import trainer
 
-    monkeypatch.setattr(trainer, "improves", lambda m, best: best is None)  # only epoch 1 is ever "better"
+    monkeypatch.setattr(trainer, "improves", lambda m, best, **_: best is None)  # only epoch 1 is ever "better"
     lines: list[str] = []
     result = fit(tiny_config(mnist_dir, tmp_path, run_name="es", epochs=6, early_stop=2), log=lines.append)
     assert [m.epoch for m in result.history] == [1, 2, 3] and result.stopped_early and result.best_epoch == 1

@@ -104,7 +104,13 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
     ),
     "a segmentation model": (
         lambda w: ["train", "--model", "fcn_cifar_resnet20", "--out-dir", str(w.out)],
-        "fcn_cifar_resnet20 predicts a label per pixel (segmentation); cnnlab train trains classifiers only for now",
+        "fcn_cifar_resnet20 predicts a label per pixel (segmentation) and mnist5k has one label per image; train it on "
+        "a segmentation data set (mnist5k-seg, segfolder:PATH)",
+    ),
+    "a classifier on segmentation data": (
+        lambda w: ["train", "--data", "mnist5k-seg", "--out-dir", str(w.out)],
+        "mnist5k-seg has a label per pixel (segmentation) and cifar_resnet20 predicts one label per image; train a "
+        "segmentation model on it (`cnnlab models` lists them: fcn_cifar_resnet20, duc_cifar_resnet20, ...)",
     ),
     "in_chans in model_kwargs": (
         lambda w: ["train", "--model-kwargs", '{"in_chans": 3}', "--out-dir", str(w.out)],

@@ -1,18 +1,31 @@
-"""``cnnlab eval``, ``cnnlab predict`` and ``cnnlab export``: using a trained checkpoint."""
+"""``cnnlab eval``, ``cnnlab predict`` and ``cnnlab export``: using a trained checkpoint.
+
+For a segmentation run, ``eval`` prints the IoU of each class, the mean IoU, the pixel accuracy and the mean IoU
+on small and on large objects, and writes them to ``iou_SPLIT.csv`` with ``masks_SPLIT.png`` (the first images of
+the split, their true and their predicted masks side by side); ``predict`` writes ``NAME_mask.png`` and
+``NAME_overlay.png`` for each image into ``--out`` (default: ``predictions/`` in the run folder).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from cnnlab.cli.common import format_table, positive_int
+from cnnlab.data import SegmentationDataset
 from cnnlab.errors import DataError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="accuracy, per-class accuracy and a confusion matrix of a trained model")
+    p = sub.add_parser(
+        "eval",
+        help="accuracy, per-class accuracy and a confusion matrix of a trained model (segmentation: IoU per "
+        "class, mean IoU, small/large-object IoU and a PNG of predicted masks)",
+    )
     p.add_argument("checkpoint", metavar="RUN_OR_CKPT", help="a run folder (its best.pt) or a checkpoint file")
     p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
     p.add_argument(
@@ -21,13 +34,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="(default: the one it was trained with)")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default="auto")
-    p.add_argument("--out", default=None, help="folder for confusion.png (default: next to the checkpoint)")
+    p.add_argument(
+        "--out", default=None, help="folder for confusion.png (segmentation: iou_SPLIT.csv, masks_SPLIT.png; "
+        "default: next to the checkpoint)"
+    )  # fmt: skip
+    p.add_argument("--show", type=positive_int, default=6, help="segmentation: images in masks_SPLIT.png")
     p.set_defaults(func=run_eval)
 
-    p = sub.add_parser("predict", help="the top-k classes of image files")
+    p = sub.add_parser("predict", help="the top-k classes of image files (segmentation: mask and overlay PNGs)")
     p.add_argument("checkpoint", metavar="CKPT", help="a run folder (its best.pt) or a checkpoint file")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=positive_int, default=3)
+    p.add_argument("--out", default=None, help="segmentation: folder for the PNGs (default: RUN/predictions)")
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX or TorchScript (BatchNorm folded)")
@@ -39,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from cnnlab.data import load_dataset, make_loader
+    from cnnlab.data import load_any, make_loader
     from cnnlab.train.distributed import resolve_device
     from cnnlab.train.engine import confusion_matrix, predict_batches, topk_accuracy
     from cnnlab.train.plots import plot_confusion
@@ -51,7 +69,7 @@ def run_eval(args: argparse.Namespace) -> int:
     check_folder(out, what="--out")
     data_dir = args.data_dir or meta.get("data_dir", "data")
     subset = meta.get("subset", {}) if args.data is None else {}  # the classes it was trained on
-    data = load_dataset(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"], **subset)
+    data = load_any(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"], **subset)
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
         raise DataError(
             f"{data.name} has {data.num_classes} classes of {data.in_chans}-channel images; the model was trained "
@@ -59,6 +77,8 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     loader = make_loader(data, args.split, input_pipeline(meta), batch_size=args.batch_size)
+    if isinstance(data, SegmentationDataset):
+        return _eval_segmentation(model.to(device), meta, data, loader, args, out, device)
     logits, y = predict_batches(model.to(device), loader.batches(), device=device)
     pred = logits.argmax(1)
     matrix = confusion_matrix(pred, y, data.num_classes)
@@ -75,10 +95,62 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_segmentation(
+    model: torch.nn.Module,
+    meta: dict,
+    data: SegmentationDataset,
+    loader: Any,
+    args: argparse.Namespace,
+    out: Path,
+    device: torch.device,
+) -> int:
+    """The IoU table, the scores and the mask PNG of a segmentation checkpoint (see the module docstring)."""
+    from cnnlab.train.atomic import write_atomic
+    from cnnlab.train.engine import evaluate_pixels
+    from cnnlab.train.plots import plot_masks
+    from cnnlab.train.predict import input_pipeline, sample_masks
+
+    totals = evaluate_pixels(
+        model, loader.batches(), device=device, num_classes=data.num_classes, bucket_names=data.size_buckets,
+        ignore_index=data.ignore_index,
+    )  # fmt: skip
+    scores = totals.scores(data.classes, data.size_buckets)
+    pixels = totals.matrix.sum(1)
+    print(f"checkpoint {meta['path']}  ({meta['model']}, {data.name} {args.split} split, {len(loader.split):,} images)")
+    rows = [[c, int(pixels[i]), scores["class_iou"][c]] for i, c in enumerate(data.classes)]
+    table = format_table(rows, ["class", "pixels", "IoU"])
+    print(table)
+    named = [("mean IoU", scores["miou"]), ("pixel acc", scores["acc"])]
+    named += [(f"{b} IoU", scores[f"{b}_iou"]) for b in data.size_buckets]  # objects of that size bucket
+    print("\n".join(f"{name:<10} {v:.4f}" for name, v in named))
+    out.mkdir(parents=True, exist_ok=True)
+    csv = "class,pixels,iou\n" + "".join(f"{c},{n},{'' if v is None else v}\n" for c, n, v in rows)
+    csv += f"mean,{int(pixels.sum())},{scores['miou']}\n" + "".join(
+        f"{b} objects,,{scores[f'{b}_iou']}\n" for b in data.size_buckets
+    )
+    table_path = write_atomic(out / f"iou_{args.split}.csv", csv.encode())
+    images, y, pred = sample_masks(model, data, args.split, input_pipeline(meta), args.show, device=device)
+    title = f"{meta['model']} on {data.name} ({args.split}): mean IoU {scores['miou']:.3f}"
+    png = plot_masks(images, y, pred, data.classes, out / f"masks_{args.split}.png", title=title)
+    print(f"IoU table: {table_path}\nmasks: {png}")
+    return 0
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.train.predict import model_from_checkpoint, predict
+    from cnnlab.train.predict import model_from_checkpoint, predict, predict_mask, write_mask_pngs
 
     model, meta = model_from_checkpoint(args.checkpoint)
+    if getattr(model, "dense_output", False):
+        out = Path(args.out) if args.out else Path(meta["path"]).parent / "predictions"
+        out.mkdir(parents=True, exist_ok=True)
+        for image in args.images:
+            picture, mask = predict_mask(model, meta, image)
+            mask_png, overlay_png = write_mask_pngs(picture, mask, out / Path(image).stem)
+            found = ", ".join(
+                f"{meta['classes'][c]} {n / mask.size:.1%}" for c, n in enumerate(np.bincount(mask.ravel())) if n
+            )
+            print(f"{image}: {found}\n  mask {mask_png}\n  overlay {overlay_png}")
+        return 0
     for image, top in zip(args.images, predict(model, meta, args.images, topk=args.topk), strict=True):
         print(f"{image}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
     return 0

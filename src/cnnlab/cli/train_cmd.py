@@ -18,7 +18,8 @@ from cnnlab.train.runfolder import AUTO
 
 _HELP = {
     "model": "a registered model name (`cnnlab models` lists them)",
-    "data": "mnist5k, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH",
+    "data": "mnist5k, mnist, fashion-mnist, cifar10, cifar100 or imagefolder:PATH; for a segmentation model "
+    "mnist5k-seg or segfolder:PATH",
     "freeze": "first N stages, 'all-but-head', or module-name patterns such as 'stem,S1*'",
     "pretrained": "a cnnlab checkpoint or state_dict file, or 'torchvision'/'timm' (online machines)",
     "model_kwargs": "extra model arguments as JSON, e.g. '{\"drop_rate\": 0.2}'",

@@ -26,7 +26,7 @@ from cnnlab.data.datasets import (
     select,
 )
 from cnnlab.data.images import load_images, open_image
-from cnnlab.data.loaders import FolderLoader, TensorLoader, make_loader
+from cnnlab.data.loaders import FolderLoader, MaskFolderLoader, MaskLoader, TensorLoader, make_loader
 from cnnlab.data.metrics import (
     IGNORE_INDEX,
     bucket_matrices,
@@ -41,11 +41,13 @@ from cnnlab.data.segmentation import (
     MaskFolderSplit,
     MaskSplit,
     SegmentationDataset,
+    is_segmentation,
+    load_any,
     load_segmentation,
 )
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, stratified_split
 from cnnlab.data.stats import IMAGENET, ChannelStats
-from cnnlab.data.transforms import AugmentSpec, InputPipeline, random_crop_flip
+from cnnlab.data.transforms import AugmentSpec, InputPipeline, joint_crop_flip, random_crop_flip
 
 __all__ = [
     "AUGMENT",
@@ -61,7 +63,9 @@ __all__ = [
     "FolderLoader",
     "FolderSplit",
     "InputPipeline",
+    "MaskFolderLoader",
     "MaskFolderSplit",
+    "MaskLoader",
     "MaskSplit",
     "SegmentationDataset",
     "Split",
@@ -70,6 +74,9 @@ __all__ = [
     "bucket_matrices",
     "class_iou",
     "confusion_matrix",
+    "is_segmentation",
+    "joint_crop_flip",
+    "load_any",
     "load_dataset",
     "load_images",
     "load_segmentation",

@@ -372,12 +372,6 @@ def _imagefolder(path: Path, val_fraction: float) -> Dataset:
     return Dataset(f"imagefolder:{path}", classes, 3, None, "folder", train, val, test)
 
 
-def _is_segmentation(name: str) -> bool:
-    from cnnlab.data.segmentation import SEGMENTATION_DATASETS  # it builds on this module
-
-    return name.split(":", 1)[0] in {n.split(":", 1)[0] for n in SEGMENTATION_DATASETS}
-
-
 def load_dataset(
     name: str,
     *,
@@ -387,7 +381,7 @@ def load_dataset(
     classes: Sequence[int] | None = None,
     train_per_class: int | None = None,
 ) -> Dataset:
-    """The data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
+    """The classification data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
     DataError says what is missing and where. ``classes`` and ``train_per_class`` make a smaller problem of it
     (:func:`select`)."""
     if name in MNIST5K:
@@ -399,10 +393,16 @@ def load_dataset(
     elif _is_segmentation(name):
         raise DataError(
             f"{name} is a segmentation data set (a label per pixel): cnnlab.data.load_segmentation({name!r}) reads "
-            "it; cnnlab train does not train segmentation yet"
+            "it (cnnlab train reads it for a segmentation model)"
         )
     else:
         raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
     if classes is None and train_per_class is None:
         return data
     return select(data, classes=classes, train_per_class=train_per_class)
+
+
+def _is_segmentation(name: str) -> bool:
+    from cnnlab.data.segmentation import is_segmentation  # it builds on this module
+
+    return is_segmentation(name)

@@ -18,9 +18,12 @@
   an image folder. ``PATH/classes.txt`` names the classes, one a line; without it they are ``0..K-1`` for the
   largest label K-1 found in the masks. Images are read as RGB through PIL.
 
-These are not classification data sets: :func:`cnnlab.data.load_dataset` refuses their names and points here.
-``cnnlab train`` does not train segmentation yet; :class:`SegmentationDataset` holds what it would need (the
-splits, the classes, the ignore index, the statistics and the input pipeline).
+These are not classification data sets: :func:`cnnlab.data.load_dataset` refuses their names and points here;
+:func:`load_any` reads either kind by name (what ``cnnlab train``, ``eval`` and the experiments use). Training
+augmentation moves each mask with its image (:func:`cnnlab.data.transforms.joint_crop_flip`): ``mnist5k-seg`` a
+random shift of up to 4 pixels, the border gained labelled "ignore" (no flips: a mirrored digit is not a digit);
+``segfolder`` a horizontal flip, with every image and mask resized to the model's input size (bilinear and
+nearest; a departure from Pascal VOC's protocol, which scores masks at their own size).
 """
 
 from __future__ import annotations
@@ -37,11 +40,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.data import stats as S
-from cnnlab.data.datasets import CLASSES, SplitSet, TensorSplit, load_dataset
+from cnnlab.data.datasets import CLASSES, Dataset, SplitSet, TensorSplit, load_dataset
 from cnnlab.data.images import open_image
 from cnnlab.data.metrics import IGNORE_INDEX
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
-from cnnlab.data.transforms import Kind
+from cnnlab.data.transforms import AugmentSpec, Kind
 from cnnlab.errors import DataError, suggest
 
 SEGMENTATION_DATASETS = ("mnist5k-seg", "segfolder:PATH")
@@ -52,6 +55,8 @@ LARGE, SMALL = (40, 48), (10, 14)  # the larger side of a digit, in pixels, draw
 SMALL_DIGITS, PLACEMENT_TRIES = 3, 30  # small digits per canvas at most; random places tried for each
 INK = 128  # a pasted pixel this bright (of 255) is the digit's stroke, and labelled with it
 SIZE_BUCKETS = ("small", "large")  # size map values 1 and 2 (0: outside every digit's box)
+CANVAS_SHIFT = AugmentSpec(pad=4)  # a shift of up to 4 px (a 28 px digit's 2, at 64 px); never flipped
+FOLDER_FLIP = AugmentSpec(flip=True)  # segfolder: a horizontal flip of image and mask
 DIGIT_CLASSES = ["background", *CLASSES]  # label 0, then 1 + digit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -120,6 +125,7 @@ class SegmentationDataset(SplitSet):
     stats: S.ChannelStats
     ignore_index: int = IGNORE_INDEX
     size_buckets: tuple[str, ...] = ()  # names of the size map's values 1, 2, ... (empty: no size map)
+    augment: AugmentSpec = AugmentSpec()  # noqa: RUF009 (frozen: sharing it is safe); the training augmentation, applied to images and masks alike
 
 
 # ---------------------------------------------------------------------------------------------- mnist5k-seg
@@ -200,8 +206,9 @@ def _mnist5k_seg_splits(val_fraction: float) -> tuple[MaskSplit, MaskSplit | Non
 def _mnist5k_seg(val_fraction: float) -> SegmentationDataset:
     train, val, test = _mnist5k_seg_splits(val_fraction)
     return SegmentationDataset(
-        "mnist5k-seg", DIGIT_CLASSES, 1, CANVAS, "tensor", train, val, test, S.MNIST5K_SEG, size_buckets=SIZE_BUCKETS
-    )
+        "mnist5k-seg", DIGIT_CLASSES, 1, CANVAS, "tensor", train, val, test, S.MNIST5K_SEG,
+        size_buckets=SIZE_BUCKETS, augment=CANVAS_SHIFT,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- segfolder
@@ -275,7 +282,9 @@ def _segfolder(path: Path, val_fraction: float) -> SegmentationDataset:
         if val_fraction > 0:
             train, val = _random_split(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation")
     classes = _classes(path, [p for p in (train, val, test) if p is not None])
-    return SegmentationDataset(f"segfolder:{path}", classes, 3, None, "folder", train, val, test, S.IMAGENET)
+    return SegmentationDataset(
+        f"segfolder:{path}", classes, 3, None, "folder", train, val, test, S.IMAGENET, augment=FOLDER_FLIP
+    )
 
 
 def load_segmentation(name: str, *, val_fraction: float = DEFAULT_VAL_FRACTION) -> SegmentationDataset:
@@ -289,3 +298,33 @@ def load_segmentation(name: str, *, val_fraction: float = DEFAULT_VAL_FRACTION) 
         f"unknown segmentation data set {name!r}.{suggest(name, SEGMENTATION_DATASETS)} "
         f"Segmentation data sets: {', '.join(SEGMENTATION_DATASETS)}."
     )
+
+
+def is_segmentation(name: str) -> bool:
+    """Whether ``name`` names a segmentation data set (``mnist5k-seg``, ``segfolder:PATH``)."""
+    return name.split(":", 1)[0] in {n.split(":", 1)[0] for n in SEGMENTATION_DATASETS}
+
+
+def load_any(
+    name: str,
+    *,
+    data_dir: str = "data",
+    download: bool = False,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    classes: Sequence[int] | None = None,
+    train_per_class: int | None = None,
+) -> Dataset | SegmentationDataset:
+    """The classification (:func:`cnnlab.data.load_dataset`) or segmentation (:func:`load_segmentation`) data
+    set called ``name``. ``classes`` and ``train_per_class`` pick images by their one label, which a
+    segmentation canvas does not have: a DataError for a segmentation set."""
+    if not is_segmentation(name):
+        return load_dataset(
+            name, data_dir=data_dir, download=download, val_fraction=val_fraction, classes=classes,
+            train_per_class=train_per_class,
+        )  # fmt: skip
+    if classes is not None or train_per_class is not None:
+        raise DataError(
+            f"{name} is a segmentation data set: classes and train_per_class select images by their one label, "
+            "and a segmentation image has a label per pixel; leave them out"
+        )
+    return load_segmentation(name, val_fraction=val_fraction)

@@ -12,6 +12,7 @@ input from it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -44,17 +45,32 @@ def step_generator(seed: int, rank: int, epoch: int, step: int) -> torch.Generat
 def random_crop_flip(x: Tensor, *, pad: int, flip: bool, gen: torch.Generator) -> Tensor:
     """Each image of ``x`` (N x C x H x W) zero-padded by ``pad``, cropped back at a random offset, and
     mirrored with probability 1/2: torchvision's RandomCrop(padding) + RandomHorizontalFlip on a whole batch."""
-    n, _, h, w = x.shape
+    return joint_crop_flip([x], [0], pad=pad, flip=flip, gen=gen)[0]
+
+
+def joint_crop_flip(
+    tensors: Sequence[Tensor], fills: Sequence[float], *, pad: int, flip: bool, gen: torch.Generator
+) -> list[Tensor]:
+    """:func:`random_crop_flip` with the same offsets and mirrors for every tensor of ``tensors`` (N x C x H x W
+    images, N x H x W masks), ``tensors[k]`` padded with ``fills[k]``: an image and its label map stay aligned
+    (a mask is padded with the ignore index, so that the border it gains counts nowhere). Moving whole pixels,
+    it needs no interpolation, so labels stay labels."""
+    n, h, w = len(tensors[0]), *tensors[0].shape[-2:]
+    out = list(tensors)
     if pad:
-        padded = F.pad(x, (pad, pad, pad, pad))
         dy, dx = (torch.randint(0, 2 * pad + 1, (n,), generator=gen) for _ in range(2))
         rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # N x 1 x H x 1
         cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # N x 1 x 1 x W
-        x = padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+        for k, (t, fill) in enumerate(zip(tensors, fills, strict=True)):
+            t4 = t if t.ndim == 4 else t[:, None]  # a mask as N x 1 x H x W
+            padded = F.pad(t4, (pad, pad, pad, pad), value=fill)
+            channels = torch.arange(t4.shape[1])[None, :, None, None]
+            crop = padded[torch.arange(n)[:, None, None, None], channels, rows, cols]
+            out[k] = crop if t.ndim == 4 else crop[:, 0]
     if flip:
         mirror = torch.rand(n, generator=gen) < 0.5
-        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-    return x
+        out = [torch.where(mirror.view(-1, *[1] * (t.ndim - 1)), t.flip(-1), t) for t in out]
+    return out
 
 
 @dataclass(frozen=True)
@@ -113,11 +129,21 @@ class InputPipeline:
 
     def fit_batch(self, x: Tensor) -> Tensor:
         """A batch at the native size (N x C x H x W, uint8 or float in the raw range) fitted to ``size``."""
+        return self._fit(x, fill=0, labels=False)
+
+    def fit_masks(self, m: Tensor, *, fill: int) -> Tensor:
+        """Label maps (N x H x W) fitted as :meth:`fit_batch` fits their images: padded with ``fill`` (the ignore
+        index; 0 for a size map), or resized by the nearest pixel (a label is never blended with another)."""
+        return self._fit(m[:, None], fill=fill, labels=True)[:, 0]
+
+    def _fit(self, x: Tensor, *, fill: int, labels: bool) -> Tensor:
         if self.fit == "pad":
             h, w = x.shape[-2:]
             top, left = (self.size - h) // 2, (self.size - w) // 2
-            return F.pad(x, (left, self.size - w - left, top, self.size - h - top))
+            return F.pad(x, (left, self.size - w - left, top, self.size - h - top), value=fill)
         if self.fit == "resize":
+            if labels:
+                return F.interpolate(x.float(), size=(self.size, self.size), mode="nearest").to(x.dtype)
             return F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", antialias=True)
         return x
 
@@ -126,6 +152,12 @@ class InputPipeline:
         mean = torch.tensor(self.mean).view(1, -1, 1, 1) * 255
         std = torch.tensor(self.std).view(1, -1, 1, 1) * 255
         return (x.float() - mean) / std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Normalised network inputs back to uint8 images (0-255), as they are shown."""
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return ((x.float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8)
 
     def folder_transforms(self, *, train: bool) -> Any:
         """torchvision transforms of one image file: ImageNet's random-resized crops and flips for training;
@@ -137,11 +169,15 @@ class InputPipeline:
             return T.Compose([T.RandomResizedCrop(self.size), T.RandomHorizontalFlip(), T.ToTensor(), norm])
         return T.Compose([T.Resize(self.size * 8 // 7), T.CenterCrop(self.size), T.ToTensor(), norm])
 
-    def image_transforms(self) -> Any:
-        """torchvision transforms that turn one image file into the network input, as at test time."""
+    def image_transforms(self, *, dense: bool = False) -> Any:
+        """torchvision transforms that turn one image file into the network input, as at test time; ``dense``
+        (segmentation): image files resized to ``size`` x ``size`` whole, as their masks are, not cropped."""
+        from torchvision import transforms as T
+
+        if self.kind == "folder" and dense:
+            return T.Compose([T.Resize((self.size, self.size)), T.ToTensor(), T.Normalize(self.mean, self.std)])
         if self.kind == "folder":
             return self.folder_transforms(train=False)
-        from torchvision import transforms as T
 
         def to_input(img: Any) -> Tensor:
             x = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).reshape(img.height, img.width, -1)

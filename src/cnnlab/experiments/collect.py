@@ -11,7 +11,11 @@ a run whose loss became NaN), ``metrics.csv`` (train and validation per epoch) a
   (epoch resolution; a run that never reached it counts one epoch past its end, a censored value that keeps it
   the slowest);
 * ``diverged``; ``params``; the per-block gradient norms when the run recorded them;
-* with a lesion probe: the validation error with each removable block's branch removed, and with k random ones.
+* with a lesion probe: the validation error with each removable block's branch removed, and with k random ones;
+* segmentation runs: ``test_miou``, ``test_small_iou``, ``test_large_iou`` (the final weights on the test split)
+  and ``best_val_miou`` from ``results.json``; their errors are pixel errors (1 - pixel accuracy), and they have
+  no ``train_error`` (the epoch log's running pixel accuracy is no measurement of the final weights, and
+  re-scoring 3,600 canvases per run would double a CPU experiment) and no lesion probe.
 
 A diverged run counts as ``diverged = 1`` and is left out of the error metrics (there is no trained model), so a
 variant whose every seed diverged has no error to compare: its comparisons are "not shown" unless the metric is
@@ -29,12 +33,12 @@ from typing import Any
 
 import torch
 
-from cnnlab.data import make_loader
+from cnnlab.data import SegmentationDataset, make_loader
 from cnnlab.errors import ConfigError
 from cnnlab.experiments import stats
 from cnnlab.experiments.probes import lesion_errors
 from cnnlab.experiments.runner import RESULTS, Run, plan
-from cnnlab.experiments.spec import ExperimentSpec
+from cnnlab.experiments.spec import SEGMENTATION_METRICS, ExperimentSpec
 from cnnlab.train.checkpoint import LAST
 from cnnlab.train.engine import evaluate
 from cnnlab.train.predict import input_pipeline, model_from_checkpoint
@@ -101,9 +105,15 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     data = load_data(config)
     steps = saved.get("steps_per_epoch") or -(-len(data.train) // config.batch_size)
     never = float((config.epochs + 1) * steps)  # a run that never reached the target: censored past its end
+    segmentation = isinstance(data, SegmentationDataset)
+    if segmentation and spec.lesion is not None:
+        raise ConfigError(f"{spec.name}: the lesion probe measures classifiers; a segmentation run has none")
     if record.status == "diverged":  # no trained model: it is counted as no better than chance
         chance = 1.0 - 1.0 / data.num_classes
         record.metrics = {"diverged": 1.0, **dict.fromkeys(ERRORS, chance)}
+        if segmentation:  # an IoU of 0, the worst there is
+            record.metrics |= dict.fromkeys(SEGMENTATION_METRICS, 0.0)
+            del record.metrics["train_error"]
         if spec.target is not None:
             record.metrics["steps_to_target"] = never
         if spec.lesion is not None:
@@ -115,13 +125,18 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     test = saved.get("test") or {}
     m["test_error"] = _complement(test.get("final", {}).get("test_acc"))
     m["best_test_error"] = _complement(test.get("best", {}).get("test_acc"))
+    if segmentation:
+        final = test.get("final", {})
+        m |= {k: final.get(k) for k in ("test_miou", "test_small_iou", "test_large_iou")}
+        m["best_val_miou"] = saved.get("best_val_miou")
     if spec.target is not None:
         reached = [int(r["epoch"]) for r in record.history if (r.get("val_acc") or 0) >= spec.target]
         m["steps_to_target"] = float(reached[0] * steps) if reached else never
     model, meta = model_from_checkpoint(run.folder, prefer=LAST)
     m["params"] = float(sum(p.numel() for p in model.parameters()))
     pipeline = input_pipeline(meta)
-    m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))
+    if not segmentation:
+        m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))
     if spec.lesion is not None:
         val = make_loader(data, "val", pipeline, batch_size=500)
         record.lesion = lesion_errors(

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.experiments.spec import ExperimentSpec, load_spec
+from cnnlab.experiments.spec import ExperimentSpec, is_fraction, load_spec
 
 RESULTS_DIR = "results"
 
@@ -35,7 +35,7 @@ def results_dir(experiments: Path, spec: ExperimentSpec) -> Path:
 def _measured(results: dict) -> str:
     parts = []
     for c in results.get("comparisons", []):
-        scale = 100 if c["metric"].endswith("error") else 1
+        scale = 100 if is_fraction(c["metric"]) else 1
         unit = "%" if scale == 100 else ""
         sign = "<" if c["direction"] == "lower" else ">"
         better, worse = f"{c['better_mean'] * scale:.3g}{unit}", f"{c['worse_mean'] * scale:.3g}{unit}"

@@ -21,12 +21,16 @@ import torch
 
 from cnnlab.analysis import analyze
 from cnnlab.experiments.collect import ExperimentResult, RunRecord, Summary, to_json
-from cnnlab.experiments.spec import ExperimentSpec
+from cnnlab.experiments.spec import SEGMENTATION_METRICS, ExperimentSpec, is_fraction
 from cnnlab.plotting import pyplot, save_figure
 from cnnlab.registry import build_model, model_entry
 from cnnlab.train.checkpoint import LAST, load_checkpoint
 
 TABLE_METRICS = ("train_error", "val_error", "test_error")  # always in the table; expected metrics are added
+
+
+def _segmentation(result: ExperimentResult) -> bool:
+    return any("test_miou" in r.metrics for r in result.records)
 
 
 def pct(s: Summary | None) -> str:
@@ -72,11 +76,12 @@ def architecture(spec: ExperimentSpec, records: Sequence[RunRecord]) -> dict[str
 
 def variant_table(result: ExperimentResult, arch: dict[str, dict[str, Any]]) -> str:
     spec = result.spec
-    extra = [e.metric for e in spec.expect if e.metric not in TABLE_METRICS]
-    metrics = [*TABLE_METRICS, *dict.fromkeys(extra)]
+    always = SEGMENTATION_METRICS if _segmentation(result) else TABLE_METRICS
+    extra = [e.metric for e in spec.expect if e.metric not in always]
+    metrics = [*always, *dict.fromkeys(extra)]
     size = next((a["input"] for a in arch.values()), None)
     headers = ["variant", "params", f"MMACs at {size}x{size}" if size else "MMACs", "receptive field", "runs"]
-    headers += [f"{m.replace('_', ' ')} {'%' if m.endswith('error') else ''}".strip() for m in metrics]
+    headers += [f"{m.replace('_', ' ')} {'%' if is_fraction(m) else ''}".strip() for m in metrics]
     rows = []
     for v in spec.variants:
         a, s = arch.get(v.label, {}), result.summary[v.label]
@@ -91,7 +96,7 @@ def variant_table(result: ExperimentResult, arch: dict[str, dict[str, Any]]) -> 
             a.get("receptive_field", "-"),
             status,
         ]
-        row += [pct(s.get(m)) if m.endswith("error") else number(s.get(m)) for m in metrics]
+        row += [pct(s.get(m)) if is_fraction(m) else number(s.get(m)) for m in metrics]
         rows.append(row)
     return markdown_table(rows, headers)
 
@@ -104,7 +109,7 @@ def comparison_table(result: ExperimentResult) -> str:
         if c is None:
             rows.append([e.text(), "-", "-", "-", "-", "not shown (fewer than two measured seeds)"])
             continue
-        scale = 100 if e.metric.endswith("error") else 1
+        scale = 100 if is_fraction(e.metric) else 1
         ci = f" [{scale * c.ci90[0]:+.3g}, {scale * c.ci90[1]:+.3g}]" if c.ci90 else ""
         rows.append([
             e.text(),
@@ -260,9 +265,16 @@ def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> P
         f"Recipe: {recipe}; seeds {list(spec.seeds)}. Machine: {meta.get('machine', '?')}; "
         f"wall time {meta.get('wall_s', 0) / 60:.1f} min.",
         "",
-        "Errors are mean ± sample standard deviation over the seeds, in percent. The training error is measured "
-        "after training, in eval mode, on the un-augmented training images; the test split was evaluated once per "
-        "run, after training. A diverged run counts as chance error. Each expectation is a one-sided test over the "
+        (
+            "Mean IoUs (overall, on the pixels of small and of large objects) are mean ± sample standard deviation "
+            "over the seeds, in percent; the test split was evaluated once per run, after training, for the final "
+            "weights. A diverged run counts as an IoU of 0. Each expectation"
+            if _segmentation(result)
+            else "Errors are mean ± sample standard deviation over the seeds, in percent. The training error is "
+            "measured after training, in eval mode, on the un-augmented training images; the test split was "
+            "evaluated once per run, after training. A diverged run counts as chance error. Each expectation"
+        )
+        + " is a one-sided test over the "
         "seeds (Welch's t-test; Fisher's exact test for divergence); the effect is positive when the claim is right, "
         "and its 90% interval excludes 0 exactly when the test gives p < 0.05.",
         "",

@@ -66,8 +66,20 @@ METRICS: dict[str, Direction] = {
     "diverged": "lower",  # 1 when the loss became NaN or infinite, else 0
     "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
     "params": "lower",
+    # segmentation runs (mean IoU: the final weights on the test split unless named best)
+    "test_miou": "higher",
+    "test_small_iou": "higher",  # mean IoU over the pixels of the small objects (mnist5k-seg's size buckets)
+    "test_large_iou": "higher",
+    "best_val_miou": "higher",  # the best epoch's validation mean IoU (what chose best.pt)
 }
 """What an expectation can compare, and which way is better by default."""
+
+SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
+
+
+def is_fraction(metric: str) -> bool:
+    """Whether ``metric`` is a fraction in [0, 1] that reports show in percent (errors and IoUs)."""
+    return metric.endswith("error") or metric.endswith("iou")
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 import yaml
 
-from cnnlab.data import load_dataset, make_loader
+from cnnlab.data import SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError
 from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
-from cnnlab.train.engine import confusion_matrix
-from cnnlab.train.plots import plot_confusion, plot_curves
-from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+from cnnlab.train.engine import confusion_matrix, evaluate_pixels
+from cnnlab.train.plots import plot_confusion, plot_curves, plot_masks
+from cnnlab.train.predict import input_pipeline, model_from_checkpoint, sample_masks
 from cnnlab.train.runlog import EpochMetrics
 
 MAX_WRONG = 48  # misclassified test images shown
@@ -70,7 +70,11 @@ def _test_table(results: dict[str, Any]) -> str:
         return '<p class="note">no results.json test entry (the run did not finish, or its data has no test split)</p>'
     rows = [[name, t["epoch"], t.get("val_acc"), t["test_acc"], t["test_loss"]] for name, t in test.items()]
     headers = ["weights", "epoch", "val acc", "test acc", "test loss"]
-    return table(headers, rows, numeric=[False, True, True, True, True])
+    if any("test_miou" in t for t in test.values()):  # segmentation: accuracies are per pixel
+        keys = ("test_miou", "test_small_iou", "test_large_iou")
+        rows = [[*row, *(t.get(k) for k in keys)] for row, t in zip(rows, test.values(), strict=True)]
+        headers += ["test mIoU", "small-object IoU", "large-object IoU"]
+    return table(headers, rows, numeric=[False, *[True] * (len(headers) - 1)])
 
 
 def _test_note(results: dict[str, Any]) -> str:
@@ -86,12 +90,14 @@ def _test_note(results: dict[str, Any]) -> str:
 def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
     try:
         model, meta = model_from_checkpoint(run_dir)
-        data = load_dataset(meta["data"], data_dir=data_dir or meta.get("data_dir", "data"),
-                            val_fraction=meta["val_fraction"])  # fmt: skip
+        data = load_any(meta["data"], data_dir=data_dir or meta.get("data_dir", "data"),
+                        val_fraction=meta["val_fraction"])  # fmt: skip
         pipeline = input_pipeline(meta)
         loader = make_loader(data, "test", pipeline, batch_size=batch_size)
     except (CnnlabError, OSError, KeyError) as e:
         return f'<p class="note">not evaluated: {type(e).__name__}: {e}</p>'
+    if isinstance(data, SegmentationDataset):
+        return _segmentation(model, meta, data, loader)
     preds, labels = [], []
     wrong: dict[int, list[tuple[torch.Tensor, int, int, float]]] = {}  # by true class, each up to MAX_WRONG
     with torch.no_grad():
@@ -126,13 +132,30 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
     )
 
 
+def _segmentation(model: torch.nn.Module, meta: dict[str, Any], data: SegmentationDataset, loader: Any) -> str:
+    """The IoU of each class and the masks of a few test images beside their true masks."""
+    cpu = torch.device("cpu")
+    totals = evaluate_pixels(model, loader.batches(), device=cpu, num_classes=data.num_classes,
+                             bucket_names=data.size_buckets, ignore_index=data.ignore_index)  # fmt: skip
+    scores = totals.scores(data.classes, data.size_buckets)
+    pixels = totals.matrix.sum(1)
+    rows = [[c, int(pixels[i]), scores["class_iou"][c]] for i, c in enumerate(data.classes)]
+    per_class = table(["class", "pixels", "IoU"], rows, numeric=[False, True, True])
+    images, y, pred = sample_masks(model, data, "test", input_pipeline(meta), 6, device=cpu)
+    title = f"{meta['model']} on {data.name}: best checkpoint, test split"
+    masks = plot_img(lambda p: plot_masks(images, y, pred, data.classes, p, title=title), "masks")
+    sizes = "".join(f", {b} objects {scores[f'{b}_iou']:.4f}" for b in data.size_buckets)
+    return (
+        f"<p>{escape(str(meta['path']))}: test mean IoU {scores['miou']:.4f}{sizes}, pixel accuracy "
+        f'{scores["acc"]:.4f}.</p><div class="row">{masks}{per_class}</div>'
+    )
+
+
 def _image_png(x: torch.Tensor, pipeline: Any) -> bytes:
     """A network input shown as the image it was: un-normalised with the pipeline's mean and std."""
     from PIL import Image
 
-    mean = torch.tensor(pipeline.mean).view(-1, 1, 1)
-    std = torch.tensor(pipeline.std).view(-1, 1, 1)
-    pixels = ((x * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pixels = pipeline.denormalize(x[None])[0].permute(1, 2, 0).numpy()
     image = Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else np.ascontiguousarray(pixels[..., :3]))
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -13,10 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.data.metrics import bucket_matrices, segmentation_scores
 from cnnlab.data.metrics import confusion_matrix as confusion_matrix  # re-exported: eval and the run page use it
 from cnnlab.errors import CnnlabError, DivergedError, TrainingError
 from cnnlab.models.base import LogitsWithAux
 from cnnlab.train.distributed import unwrap
+
+NO_IGNORE = -100  # F.cross_entropy's default ignore index, which no class label takes: every label counts
 
 
 class StopFlag:
@@ -99,15 +102,24 @@ def block_grad_norms(model: nn.Module, names: Iterable[str] | None = None) -> di
 
 
 def classification_loss(
-    output: Tensor | LogitsWithAux, target: Tensor, *, label_smoothing: float, aux_weight: float
+    output: Tensor | LogitsWithAux,
+    target: Tensor,
+    *,
+    label_smoothing: float,
+    aux_weight: float,
+    ignore_index: int = NO_IGNORE,
 ) -> tuple[Tensor, Tensor]:
-    """(loss, main logits). Auxiliary classifiers add ``aux_weight`` times their own loss (GoogLeNet, Sec. 6)."""
+    """(loss, main logits): the cross-entropy of each image (N x K logits, N labels) or, for segmentation, of
+    each pixel (N x K x H x W logits, N x H x W labels), averaged over the labels that are not ``ignore_index``
+    (segmentation passes :data:`~cnnlab.data.metrics.IGNORE_INDEX`). Auxiliary classifiers add ``aux_weight``
+    times their own loss (GoogLeNet, Sec. 6; torchvision's segmentation references weigh the FCN head 0.5)."""
+    kw = dict(label_smoothing=label_smoothing, ignore_index=ignore_index)
     if isinstance(output, LogitsWithAux):
-        loss = F.cross_entropy(output.logits, target, label_smoothing=label_smoothing)
+        loss = F.cross_entropy(output.logits, target, **kw)
         for aux in output.aux:
-            loss = loss + aux_weight * F.cross_entropy(aux, target, label_smoothing=label_smoothing)
+            loss = loss + aux_weight * F.cross_entropy(aux, target, **kw)
         return loss, output.logits
-    return F.cross_entropy(output, target, label_smoothing=label_smoothing), output
+    return F.cross_entropy(output, target, **kw), output
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -123,6 +135,7 @@ class EpochTotals:
     correct: int = 0
     count: int = 0
     steps: int = 0  # optimizer steps taken (where an interrupted epoch goes on)
+    images: int = 0  # images seen (``count`` counts labels: pixels for segmentation)
 
     def as_tensor(self) -> Tensor:
         return torch.tensor([self.loss_sum, float(self.correct), float(self.count)], dtype=torch.float64)
@@ -151,7 +164,7 @@ def _failed_step(e: Exception, *, epoch: int, step: int, x: Tensor, model: nn.Mo
 
 def train_one_epoch(
     model: nn.Module,
-    batches: Iterable[tuple[Tensor, Tensor]],
+    batches: Iterable[tuple[Tensor, ...]],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     *,
@@ -160,6 +173,7 @@ def train_one_epoch(
     start_step: int = 0,
     label_smoothing: float = 0.0,
     aux_weight: float,  # the model's aux_loss_weight (models with auxiliary classifiers)
+    ignore_index: int = NO_IGNORE,  # labels that no loss or count sees (segmentation: IGNORE_INDEX)
     channels_last: bool = False,
     amp: bool = False,
     grad_clip: float | None = None,
@@ -171,7 +185,9 @@ def train_one_epoch(
     any_rank: Callable[[bool], bool] = bool,
 ) -> EpochTotals:
     """One pass over ``batches``; the scheduler steps per batch. ``totals`` (filled in place) tells an
-    interrupted caller how far the epoch got.
+    interrupted caller how far the epoch got. A batch is (images, labels, ...): labels per image, or per pixel
+    for segmentation (whose batches carry size maps too, unused here); the totals count labelled items (pixels
+    for segmentation, so its accuracy is the pixel accuracy).
 
     A NaN or infinite loss or logits (before the backward pass), gradient norm (before the update), or a layer
     that raises on NaN input, is a TrainingError naming the epoch and step: the weights are never updated with
@@ -180,13 +196,15 @@ def train_one_epoch(
     """
     totals = totals if totals is not None else EpochTotals()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for step, (x, y) in enumerate(batches, start=start_step):
+    for step, (x, y, *_) in enumerate(batches, start=start_step):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
         try:
             with autocast(device, amp):
                 output = model(x)
-                loss, logits = classification_loss(output, y, label_smoothing=label_smoothing, aux_weight=aux_weight)
+                loss, logits = classification_loss(
+                    output, y, label_smoothing=label_smoothing, aux_weight=aux_weight, ignore_index=ignore_index
+                )
             value = loss.item()
             finite = math.isfinite(value) and bool(torch.isfinite(logits.detach()).all())
             if any_rank(not finite):
@@ -211,10 +229,12 @@ def train_one_epoch(
         optimizer.step()
         scheduler.step()
         totals.steps += 1
-        n = y.numel()
+        labelled = y != ignore_index
+        n = int(labelled.sum())
         totals.loss_sum += value * n
-        totals.correct += int((logits.argmax(1) == y).sum())
+        totals.correct += int(((logits.argmax(1) == y) & labelled).sum())
         totals.count += n
+        totals.images += len(x)
         if progress is not None:
             progress.update(1)
             progress.set_postfix(
@@ -238,7 +258,7 @@ def predict_batches(
     model.eval()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     outs, labels = [], []
-    for x, y in batches:
+    for x, y, *_ in batches:
         with autocast(device, amp):
             outs.append(model(x.to(device, memory_format=memory_format)).float().cpu())
         labels.append(y)
@@ -256,6 +276,70 @@ def evaluate(
         return EpochTotals()
     loss = F.cross_entropy(logits, y, reduction="sum").item()
     return EpochTotals(loss, int((logits.argmax(1) == y).sum()), len(y))
+
+
+@dataclass
+class PixelTotals:
+    """A segmentation split's sums: the cross-entropy over its labelled pixels, their confusion matrix (K x K)
+    and one matrix per size bucket (B x K x K). They add over batches and ranks (:meth:`as_tensor`)."""
+
+    loss_sum: float
+    matrix: Tensor
+    buckets: Tensor
+
+    def as_tensor(self) -> Tensor:
+        return torch.cat([torch.tensor([self.loss_sum]), self.matrix.flatten(), self.buckets.flatten()]).double()
+
+    @classmethod
+    def from_tensor(cls, t: Tensor, num_classes: int, num_buckets: int) -> PixelTotals:
+        k = num_classes
+        matrix = t[1 : 1 + k * k].round().long().view(k, k)
+        return cls(float(t[0]), matrix, t[1 + k * k :].round().long().view(num_buckets, k, k))
+
+    def scores(self, classes: Sequence[str], bucket_names: Sequence[str]) -> dict[str, Any]:
+        """``loss`` (mean over the labelled pixels), ``acc`` (pixel accuracy), ``miou``, ``class_iou`` (by class
+        name; None for a class neither labelled nor predicted) and ``<bucket>_iou`` for each size bucket."""
+        s = segmentation_scores(self.matrix, dict(zip(bucket_names, self.buckets, strict=True)), classes=classes)
+        out: dict[str, Any] = {
+            "loss": self.loss_sum / max(1, int(self.matrix.sum())),
+            "acc": s["pixel_accuracy"],
+            "miou": s["mean_iou"],
+            "class_iou": {c: None if math.isnan(v) else v for c, v in s["class_iou"].items()},  # type: ignore[attr-defined]
+        }
+        for name, v in (s.get("bucket_mean_iou") or {}).items():  # type: ignore[attr-defined]
+            out[f"{name}_iou"] = v
+        return out
+
+
+@torch.no_grad()
+def evaluate_pixels(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, ...]],
+    *,
+    device: torch.device,
+    num_classes: int,
+    bucket_names: Sequence[str] = (),
+    ignore_index: int,
+    channels_last: bool = False,
+    amp: bool = False,
+) -> PixelTotals:
+    """Summed (unsmoothed) pixel cross-entropy and the confusion matrices of (images, labels, size maps)
+    batches, in eval mode, batch by batch (a split's logits per pixel would not fit in memory at once)."""
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    k = num_classes
+    zeros = torch.zeros(1 + len(bucket_names), k, k, dtype=torch.int64)
+    totals = PixelTotals(0.0, zeros[0], zeros[1:])
+    for x, y, sizes in batches:
+        with autocast(device, amp):
+            logits = model(x.to(device, memory_format=memory_format)).float()
+        y, sizes = y.to(device), sizes.to(device)
+        totals.loss_sum += F.cross_entropy(logits, y, ignore_index=ignore_index, reduction="sum").item()
+        pred = logits.argmax(1)
+        totals.matrix += confusion_matrix(pred, y, k, ignore_index=ignore_index).cpu()
+        for b, m in enumerate(bucket_matrices(pred, y, sizes, k, bucket_names, ignore_index=ignore_index).values()):
+            totals.buckets[b] += m.cpu()
+    return totals
 
 
 def topk_accuracy(logits: Tensor, y: Tensor, k: int) -> float:

@@ -1,16 +1,24 @@
-"""Using a trained checkpoint: rebuild its model, read images the way its test images were read, predict top-k."""
+"""Using a trained checkpoint: rebuild its model, read images the way its test images were read, predict top-k
+(a classifier) or a class per pixel (a segmentation net: a mask PNG and an overlay PNG per image)."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import InputPipeline, load_images
+from cnnlab.data import InputPipeline, SegmentationDataset, load_images, make_loader, open_image
+from cnnlab.plotting import label_colours
 from cnnlab.registry import build_model
+from cnnlab.train.atomic import write_atomic
 from cnnlab.train.checkpoint import BEST, load_checkpoint, load_model_state
 
 
@@ -42,3 +50,50 @@ def predict(
         [(classes[i], float(p)) for p, i in zip(ps.tolist(), idx.tolist(), strict=True)]
         for ps, idx in zip(top.values, top.indices, strict=True)
     ]
+
+
+@torch.no_grad()
+def predict_mask(model: nn.Module, meta: dict[str, Any], image: str | os.PathLike[str]) -> tuple[Any, np.ndarray]:
+    """(the image as read, RGB or grey PIL, its H x W uint8 mask of class indices at the image's own size): the
+    image fitted to the model's input as the test images were, its logits resized back (bilinear) before the
+    arg max."""
+    pipeline = input_pipeline(meta)
+    picture = open_image(image, mode="L" if pipeline.in_chans == 1 else "RGB")
+    logits = model.eval()(pipeline.image_transforms(dense=True)(picture)[None])  # 1 x K x size x size
+    if pipeline.fit == "pad":  # the image's own part of the padded canvas
+        top = left = (pipeline.size - pipeline.native_size) // 2
+        logits = logits[..., top : top + pipeline.native_size, left : left + pipeline.native_size]
+    logits = F.interpolate(logits, size=(picture.height, picture.width), mode="bilinear", align_corners=False)
+    return picture, logits.argmax(1)[0].to(torch.uint8).numpy()
+
+
+def write_mask_pngs(picture: Any, mask: np.ndarray, stem: Path, *, alpha: float = 0.5) -> tuple[Path, Path]:
+    """``STEM_mask.png`` (a palette PNG: its values are the class indices, as a Pascal VOC mask, shown in
+    :func:`~cnnlab.plotting.label_colours`) and ``STEM_overlay.png`` (the image blended with the colours,
+    ``alpha`` of the colour), each written whole or not at all."""
+    from PIL import Image
+
+    colours = label_colours()
+    indexed = Image.fromarray(mask)  # mode L, made P by its palette
+    indexed.putpalette(colours.flatten().tolist())
+    blend = np.asarray(picture.convert("RGB"), dtype=np.float32) * (1 - alpha) + colours[mask] * alpha
+    overlay = Image.fromarray(blend.round().astype(np.uint8))
+    paths = (stem.with_name(f"{stem.name}_mask.png"), stem.with_name(f"{stem.name}_overlay.png"))
+    for picture_out, path in zip((indexed, overlay), paths, strict=True):
+        buf = io.BytesIO()
+        picture_out.save(buf, format="PNG")
+        write_atomic(path, buf.getvalue())
+    return paths
+
+
+@torch.no_grad()
+def sample_masks(
+    model: nn.Module, data: SegmentationDataset, split: str, pipeline: InputPipeline, n: int, *, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images as read, N x C x H x W uint8; true masks; predicted masks) of ``n`` images spread evenly over
+    ``split`` (mnist5k-seg's canvases follow the class order of their large digit)."""
+    part = data.split(split)
+    picked = part.subset(np.linspace(0, len(part) - 1, min(n, len(part))).astype(int))
+    x, y, _ = next(make_loader(dataclasses.replace(data, test=picked), "test", pipeline, batch_size=n).batches())
+    pred = model.eval()(x.to(device)).argmax(1).cpu()
+    return pipeline.denormalize(x), y, pred

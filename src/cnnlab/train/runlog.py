@@ -21,6 +21,11 @@ class EpochMetrics:
 
     ``val_*`` are measured on the validation split (None in an epoch without validation). The test split is not
     touched during training: :func:`cnnlab.train.fit` evaluates it once at the end (``results.json``).
+
+    Segmentation: losses and accuracies are per labelled pixel (``train_acc`` and ``val_acc`` are pixel
+    accuracies), and ``val_miou``, ``val_small_iou`` and ``val_large_iou`` are the validation split's mean IoU
+    over all its pixels and over those of its small and of its large objects (None for classification, and
+    for a data set without size buckets).
     """
 
     epoch: int
@@ -31,9 +36,14 @@ class EpochMetrics:
     lr: float  # at the end of the epoch
     images_per_s: float  # training throughput over the epoch (all ranks)
     epoch_s: float  # wall time of the epoch, evaluation included
+    val_miou: float | None = None  # segmentation only, as the three below
+    val_small_iou: float | None = None
+    val_large_iou: float | None = None
 
 
-COLUMNS = [f.name for f in dataclasses.fields(EpochMetrics)]
+SEGMENTATION_COLUMNS = ["val_miou", "val_small_iou", "val_large_iou"]
+COLUMNS = [f.name for f in dataclasses.fields(EpochMetrics) if f.name not in SEGMENTATION_COLUMNS]
+"""metrics.csv of a classifier; a segmentation run's adds :data:`SEGMENTATION_COLUMNS`."""
 
 
 class RunLog:
@@ -46,9 +56,16 @@ class RunLog:
     """
 
     def __init__(
-        self, run_dir: Path, config: TrainConfig, history: list[EpochMetrics], *, tensorboard: bool = True
+        self,
+        run_dir: Path,
+        config: TrainConfig,
+        history: list[EpochMetrics],
+        *,
+        tensorboard: bool = True,
+        segmentation: bool = False,  # add the IoU columns to metrics.csv
     ) -> None:
         self.run_dir = run_dir
+        self.columns = COLUMNS + SEGMENTATION_COLUMNS if segmentation else COLUMNS
         save_yaml(config, run_dir / "config.yaml")
         self.csv_path = run_dir / "metrics.csv"
         self.writer: Any = None
@@ -63,7 +80,7 @@ class RunLog:
     def record(self, history: list[EpochMetrics], *, new: int = 1) -> None:
         """Write ``history`` to the CSV and its last ``new`` epochs to TensorBoard."""
         text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         w.writerows(dataclasses.asdict(m) for m in history)
         write_atomic(self.csv_path, text.getvalue().encode())

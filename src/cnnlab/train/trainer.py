@@ -11,6 +11,13 @@ recipe (:func:`cnnlab.train.config.check_resume`).
 
 The run folder is checked before the data are read and claimed (created and locked, :mod:`cnnlab.train.runfolder`)
 once the model and its input are known to fit, so a run refused for its inputs leaves nothing behind.
+
+The task comes from the model: a ``dense_output`` model (the segmentation family) trains on a segmentation data
+set (:func:`cnnlab.data.load_any`) with the same loop and the same loss function, cross-entropy per pixel with
+the data's ignore index (and 0.5 times the auxiliary head's, torchvision's recipe), and is validated by mean IoU:
+``best.pt`` holds the weights of the best validation mIoU (ties: the lower loss), ``metrics.csv`` adds
+``val_miou``, ``val_small_iou`` and ``val_large_iou`` (``val_acc`` is the pixel accuracy), and the test results
+add ``test_miou``, ``test_small_iou``, ``test_large_iou`` and ``test_class_iou``.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.data import Dataset, InputPipeline, load_dataset, make_loader
+from cnnlab.data import Dataset, InputPipeline, SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, TrainingError
 from cnnlab.registry import build_model, model_entry
 from cnnlab.train import distributed as D
@@ -47,14 +54,17 @@ from cnnlab.train.checkpoint import (
 )
 from cnnlab.train.config import TrainConfig, check_resume, config_from_dict
 from cnnlab.train.engine import (
+    NO_IGNORE,
     Callback,
     EpochTotals,
     GradNormRecorder,
+    PixelTotals,
     StopFlag,
     StopRequested,
     Throughput,
     block_names,
     evaluate,
+    evaluate_pixels,
     train_one_epoch,
 )
 from cnnlab.train.optim import build_optimizer, build_scheduler
@@ -70,7 +80,18 @@ class TestResult:
     epoch: int  # the epoch after which the evaluated weights were saved
     val_acc: float | None  # their validation accuracy (None without a validation split)
     test_loss: float
-    test_acc: float
+    test_acc: float  # segmentation: the pixel accuracy
+    # segmentation only (None for a classifier, and left out of its results.json)
+    val_miou: float | None = None
+    test_miou: float | None = None
+    test_small_iou: float | None = None  # mean IoU over the pixels of the small objects (mnist5k-seg's buckets)
+    test_large_iou: float | None = None
+    test_class_iou: dict[str, float | None] | None = None  # by class name (None: neither labelled nor predicted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``results.json`` holds: a classifier's four scores, a segmentation net's IoUs as well."""
+        extra = ("val_miou", "test_miou", "test_small_iou", "test_large_iou", "test_class_iou")
+        return {k: v for k, v in vars(self).items() if k not in extra or self.test_miou is not None}
 
 
 @dataclass
@@ -121,12 +142,18 @@ def _check_inputs(config: TrainConfig, state: dict[str, Any] | None, info: D.Dis
         )
 
 
-def _check_model_kwargs(config: TrainConfig, data: Dataset) -> None:
-    """num_classes and in_chans are the data's, never model arguments; the model is a classifier."""
-    if getattr(model_entry(config.model).model_cls, "dense_output", False):
+def _check_model_kwargs(config: TrainConfig, data: Dataset | SegmentationDataset) -> None:
+    """num_classes and in_chans are the data's, never model arguments; the model's task is the data's."""
+    dense = getattr(model_entry(config.model).model_cls, "dense_output", False)
+    if dense and not isinstance(data, SegmentationDataset):
         raise ConfigError(
-            f"{config.model} predicts a label per pixel (segmentation); cnnlab train trains classifiers only for now "
-            "(the segmentation data: cnnlab.data.load_segmentation)"
+            f"{config.model} predicts a label per pixel (segmentation) and {data.name} has one label per image; "
+            "train it on a segmentation data set (mnist5k-seg, segfolder:PATH)"
+        )
+    if not dense and isinstance(data, SegmentationDataset):
+        raise ConfigError(
+            f"{data.name} has a label per pixel (segmentation) and {config.model} predicts one label per image; "
+            "train a segmentation model on it (`cnnlab models` lists them: fcn_cifar_resnet20, duc_cifar_resnet20, ...)"
         )
     from_data = {"num_classes": f"{data.num_classes} classes", "in_chans": f"{data.in_chans}-channel images"}
     for key, what in from_data.items():
@@ -179,15 +206,17 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def load_data(config: TrainConfig) -> Dataset:
+def load_data(config: TrainConfig) -> Dataset | SegmentationDataset:
     """The data set that ``config`` trains on: its splits, and the class and size subset it asks for."""
-    return load_dataset(
+    return load_any(
         config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
         classes=config.classes, train_per_class=config.train_per_class,
     )  # fmt: skip
 
 
-def _meta(config: TrainConfig, data: Dataset, model: nn.Module, pipeline: InputPipeline) -> dict[str, Any]:
+def _meta(
+    config: TrainConfig, data: Dataset | SegmentationDataset, model: nn.Module, pipeline: InputPipeline
+) -> dict[str, Any]:
     return {
         "model": getattr(model, "model_name", config.model),
         "model_kwargs": config.to_dict()["model_kwargs"],
@@ -211,19 +240,25 @@ def _progress(total: int, initial: int, desc: str, enabled: bool) -> Any:
 
 def format_epoch(m: EpochMetrics, epochs: int) -> str:
     val = f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f}" if m.val_acc is not None else "val -"
+    if m.val_miou is not None:
+        val += f" mIoU {m.val_miou:.4f}" + "".join(
+            f" {name} {v:.4f}" for name, v in (("small", m.val_small_iou), ("large", m.val_large_iou)) if v is not None
+        )
     return (
         f"epoch {m.epoch:>3}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  {val}  "
         f"lr {m.lr:.4g}  {m.images_per_s:,.0f} img/s  {m.epoch_s:.1f} s"
     )
 
 
-def improves(m: EpochMetrics, best: EpochMetrics | None) -> bool:
-    """Higher validation accuracy, or the same with a lower validation loss: the rule that picks ``best.pt``."""
-    if m.val_acc is None or m.val_loss is None:
+def improves(m: EpochMetrics, best: EpochMetrics | None, *, key: str = "val_acc") -> bool:
+    """A higher validation score ``key`` (accuracy; ``val_miou`` for segmentation), or the same with a lower
+    validation loss: the rule that picks ``best.pt``."""
+    score = getattr(m, key)
+    if score is None or m.val_loss is None:
         return False
-    if best is None or best.val_acc is None or best.val_loss is None:
+    if best is None or getattr(best, key) is None or best.val_loss is None:
         return True
-    return m.val_acc > best.val_acc or (m.val_acc == best.val_acc and m.val_loss < best.val_loss)
+    return score > getattr(best, key) or (score == getattr(best, key) and m.val_loss < best.val_loss)
 
 
 def fit(
@@ -238,7 +273,7 @@ def fit(
     Each epoch is validated; ``best.pt`` holds the weights of the best validation accuracy; the test split is
     evaluated once, after training, for the final and for the best weights. Under torchrun this joins the
     process group, and only rank 0 logs and writes files. ``data`` is ``config.data`` already loaded by the
-    caller (:func:`cnnlab.data.load_dataset`), so that a caller who needs it too loads it once.
+    caller (:func:`cnnlab.data.load_any`), so that a caller who needs it too loads it once.
     """
     config = resolve_resume(config)  # --resume auto: continue the named run if it has a checkpoint, else start it
     info, device = D.init_distributed(config.device)
@@ -249,10 +284,20 @@ def fit(
         D.cleanup(info)
 
 
-def _evaluate(model: nn.Module, loader: Any, info: D.DistInfo, **kw: Any) -> tuple[float, float]:
-    """(mean loss, accuracy) over a split sharded across the ranks."""
+def _evaluate(
+    model: nn.Module, loader: Any, data: Dataset | SegmentationDataset, info: D.DistInfo, **kw: Any
+) -> dict[str, Any]:
+    """``loss`` and ``acc`` over a split sharded across the ranks; for segmentation also ``miou``,
+    ``class_iou`` and ``<bucket>_iou`` (:meth:`PixelTotals.scores`)."""
+    if isinstance(data, SegmentationDataset):
+        k, buckets = data.num_classes, data.size_buckets
+        pixels = evaluate_pixels(
+            model, loader.batches(), num_classes=k, bucket_names=buckets, ignore_index=data.ignore_index, **kw
+        )
+        total = PixelTotals.from_tensor(D.all_reduce(pixels.as_tensor(), info), k, len(buckets))
+        return total.scores(data.classes, buckets)
     t = D.all_reduce(evaluate(model, loader.batches(), **kw).as_tensor(), info).tolist()
-    return t[0] / t[2], t[1] / t[2]
+    return {"loss": t[0] / t[2], "acc": t[1] / t[2]}
 
 
 def _fit(
@@ -271,6 +316,8 @@ def _fit(
     if data is None:
         data = load_data(config)
     _check_model_kwargs(config, data)
+    segmentation = isinstance(data, SegmentationDataset)
+    select = "val_miou" if segmentation else "val_acc"  # what best.pt is the best of
     # from the plain data that the checkpoints store, so that eval, predict and export rebuild this very model
     kwargs = config.to_dict()["model_kwargs"]
     model = build_model(config.model, kwargs, num_classes=data.num_classes, in_chans=data.in_chans)
@@ -340,7 +387,7 @@ def _fit(
 
     run_model = D.wrap(torch.compile(model) if config.compile else model, info, device)
     run_dir = _claim(config, info, held, log)
-    runlog = RunLog(run_dir, config, history) if info.is_main else None
+    runlog = RunLog(run_dir, config, history, segmentation=segmentation) if info.is_main else None
     meta = _meta(config, data, model, pipeline)
 
     def checkpoint(epoch: int, step: int, partial: list[list[float]], name: str = LAST) -> None:
@@ -375,7 +422,7 @@ def _fit(
             first = start_step if epoch == start_epoch else 0
             set_train_mode(model, frozen)
             bar = _progress(steps_per_epoch, first, f"epoch {epoch}/{config.epochs}", config.progress and info.is_main)
-            speed, seen_before = Throughput(), totals.count
+            speed, seen_before = Throughput(), totals.images
             try:
                 train_one_epoch(
                     run_model,
@@ -387,6 +434,7 @@ def _fit(
                     start_step=first,
                     label_smoothing=config.label_smoothing,
                     aux_weight=model.aux_loss_weight,
+                    ignore_index=data.ignore_index if segmentation else NO_IGNORE,
                     channels_last=config.channels_last,
                     amp=config.amp,
                     grad_clip=config.grad_clip,
@@ -415,24 +463,27 @@ def _fit(
                 raise
             bar.close()
             D.sync_buffers(model, info)
-            rate = speed.rate(int(D.all_reduce(torch.tensor([totals.count - seen_before]), info)))
+            rate = speed.rate(int(D.all_reduce(torch.tensor([totals.images - seen_before]), info)))
             train = D.all_reduce(totals.as_tensor(), info).tolist()
-            val_loss = val_acc = None
+            val: dict[str, Any] = {}
             if val_loader is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
-                val_loss, val_acc = _evaluate(model, val_loader, info, **eval_kw)
+                val = _evaluate(model, val_loader, data, info, **eval_kw)
             m = EpochMetrics(
                 epoch=epoch,
                 train_loss=train[0] / train[2],
                 train_acc=train[1] / train[2],
-                val_loss=val_loss,
-                val_acc=val_acc,
+                val_loss=val.get("loss"),
+                val_acc=val.get("acc"),
                 lr=optimizer.param_groups[0]["lr"],
                 images_per_s=rate,
                 epoch_s=time.perf_counter() - t_epoch,
+                val_miou=val.get("miou"),
+                val_small_iou=val.get("small_iou"),
+                val_large_iou=val.get("large_iou"),
             )
             history.append(m)
             log(format_epoch(m, config.epochs))
-            improved = improves(m, best)
+            improved = improves(m, best, key=select)
             if improved:  # best.pt before last.pt: the last.pt that names an epoch the best is never ahead of it
                 best = m
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -486,7 +537,7 @@ def _test_once(
     best: EpochMetrics | None,
     best_state: dict[str, torch.Tensor] | None,
     last: EpochMetrics,
-    data: Dataset,
+    data: Dataset | SegmentationDataset,
     pipeline: InputPipeline,
     info: D.DistInfo,
     loader_args: dict[str, Any],
@@ -498,16 +549,24 @@ def _test_once(
         log(f"no test split in {data.name}: the model was not tested (validation only)")
         return {}
     loader = make_loader(data, "test", pipeline, **loader_args)
-    loss, acc = _evaluate(model, loader, info, **eval_kw)
-    test = {"final": TestResult(last.epoch, last.val_acc, loss, acc)}
+
+    def tested(net: nn.Module, m: EpochMetrics) -> TestResult:
+        t = _evaluate(net, loader, data, info, **eval_kw)
+        if "miou" not in t:
+            return TestResult(m.epoch, m.val_acc, t["loss"], t["acc"])
+        return TestResult(
+            m.epoch, m.val_acc, t["loss"], t["acc"], val_miou=m.val_miou, test_miou=t["miou"],
+            test_small_iou=t.get("small_iou"), test_large_iou=t.get("large_iou"), test_class_iou=t["class_iou"],
+        )  # fmt: skip
+
+    test = {"final": tested(model, last)}
     if best is not None and best_state is not None:
         if best.epoch == last.epoch:
             test["best"] = test["final"]
         else:
             best_model = copy.deepcopy(model)
             best_model.load_state_dict(best_state)
-            loss, acc = _evaluate(best_model, loader, info, **eval_kw)
-            test["best"] = TestResult(best.epoch, best.val_acc, loss, acc)
+            test["best"] = tested(best_model, best)
     lines = [f"test ({len(data.test):,} images, evaluated once):", _describe("final", test["final"])]
     if "best" in test:
         lines.append(_describe("best ", test["best"]))
@@ -517,13 +576,22 @@ def _test_once(
 
 def _describe(label: str, t: TestResult) -> str:
     val = f", val acc {t.val_acc:.4f}" if t.val_acc is not None else ""
-    return f"{label} (epoch {t.epoch}{val}): test acc {t.test_acc:.4f}, loss {t.test_loss:.4f}"
+    if t.test_miou is None:
+        return f"{label} (epoch {t.epoch}{val}): test acc {t.test_acc:.4f}, loss {t.test_loss:.4f}"
+    if t.val_miou is not None:
+        val = f", val mIoU {t.val_miou:.4f}"
+    by_size = (("small", t.test_small_iou), ("large", t.test_large_iou))
+    sizes = "".join(f", {n} {v:.4f}" for n, v in by_size if v is not None)
+    return (
+        f"{label} (epoch {t.epoch}{val}): test mIoU {t.test_miou:.4f}{sizes}, pixel acc {t.test_acc:.4f}, "
+        f"loss {t.test_loss:.4f}"
+    )
 
 
 def _write_results(
     path: Path,
     config: TrainConfig,
-    data: Dataset,
+    data: Dataset | SegmentationDataset,
     history: list[EpochMetrics],
     best: EpochMetrics | None,
     test: dict[str, TestResult],
@@ -537,7 +605,8 @@ def _write_results(
 ) -> None:
     """``results.json``: the split sizes, the best epoch on validation, the test results, and the wall time;
     ``status`` "diverged" (with the ``error``) for a run whose loss became NaN, and the per-block gradient norms
-    when they were recorded. A run folder with this file holds a finished run."""
+    when they were recorded; for segmentation, the best and final validation mIoU too. A run folder with this
+    file holds a finished run."""
     import json
 
     payload = {
@@ -552,8 +621,11 @@ def _write_results(
         "best_epoch": best.epoch if best else None,
         "best_val_acc": best.val_acc if best else None,
         "final_val_acc": history[-1].val_acc if history else None,
-        "test": {k: vars(t) for k, t in test.items()},
+        "test": {k: t.to_dict() for k, t in test.items()},
         "wall_s": wall_s,
         "grad_norms": grad_norms or None,
     }
+    if isinstance(data, SegmentationDataset):  # what the best epoch is the best of
+        payload["best_val_miou"] = best.val_miou if best else None
+        payload["final_val_miou"] = history[-1].val_miou if history else None
     write_atomic(path, json.dumps(payload, indent=2).encode())
