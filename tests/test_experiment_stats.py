@@ -77,3 +77,19 @@ def test_a_claim_holds_when_every_comparison_holds() -> None:
     assert overall([None, "contradicted"]) == "contradicted"  # an undecided comparison hides no contradiction
     assert overall(["holds", None]) == "not shown"
     assert overall([]) == "not shown"
+
+
+def test_a_margin_makes_it_a_non_inferiority_test_equal_to_scipys_shifted_welch() -> None:
+    """``better`` may trail by less than the margin: Welch's test of (worse + margin) against better."""
+    a = [2.05, 2.15, 2.10]  # e.g. the cheap variant's error, 0.1 worse than b's
+    b = [1.95, 2.05, 2.00]
+    plain = compare("a", a, "b", b, metric="test_error", direction="lower")
+    assert plain.verdict != "holds"  # it is worse, so it is not better
+    c = compare("a", a, "b", b, metric="test_error", direction="lower", margin=0.3)
+    ref = sps.ttest_ind(a, [x + 0.3 for x in b], equal_var=False, alternative="less")
+    assert c.p_expected == pytest.approx(ref.pvalue, rel=1e-9) and c.verdict == "holds" and c.margin == 0.3
+    assert c.effect == pytest.approx(plain.effect) and c.ci90 == plain.ci90  # the effect itself is unchanged
+    far = compare("a", [x + 1 for x in a], "b", b, metric="test_error", direction="lower", margin=0.3)
+    assert far.verdict == "contradicted"  # trails by about 1.1 > 0.3
+    higher = compare("a", b, "b", a, metric="test_miou", direction="higher", margin=0.3)
+    assert higher.verdict == "holds"

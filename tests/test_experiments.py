@@ -102,6 +102,14 @@ V = [{"label": "a", "model": "cifar_resnet20"}, {"label": "b", "model": "cifar_p
         ({"variants": V, "source": {"where": "Table 3"}}, "'source' needs at least 'paper'"),
         ({"variants": V, "data": "mnist", "recipe": {"data": "mnist5k"}}, "data set is given twice"),
         ({"variants": V, "target": True}, "'target' is a validation accuracy"),
+        (
+            {"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "test_error", "margin": -0.01}]},
+            "margin must be a number >= 0",
+        ),
+        (
+            {"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "diverged", "margin": 0.1}]},
+            "a margin needs a measured metric",
+        ),
         ({"variants": V, "probe": {"lesion": {}}, "recipe": {"val_fraction": 0}}, "val_fraction must be > 0"),
     ],
 )

@@ -198,8 +198,14 @@ def collect(spec: ExperimentSpec, runs_dir: str | Path, *, partial: bool = False
         better, worse = summary[e.better].get(e.metric), summary[e.worse].get(e.metric)
         a, b = (better.values if better else []), (worse.values if worse else [])
         if len(a) >= 2 and len(b) >= 2:
-            test = stats.compare_counts if e.metric == "diverged" else stats.compare
-            comparisons.append(test(e.better, a, e.worse, b, metric=e.metric, direction=e.direction))
+            if e.metric == "diverged":
+                comparisons.append(
+                    stats.compare_counts(e.better, a, e.worse, b, metric=e.metric, direction=e.direction)
+                )
+            else:
+                comparisons.append(
+                    stats.compare(e.better, a, e.worse, b, metric=e.metric, direction=e.direction, margin=e.margin)
+                )
     verdict = None
     if spec.expect:
         decided = {(c.better, c.worse, c.metric): c.verdict for c in comparisons}

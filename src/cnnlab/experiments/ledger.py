@@ -39,7 +39,9 @@ def _measured(results: dict) -> str:
         unit = "%" if scale == 100 else ""
         sign = "<" if c["direction"] == "lower" else ">"
         better, worse = f"{c['better_mean'] * scale:.3g}{unit}", f"{c['worse_mean'] * scale:.3g}{unit}"
-        expected = f"expected {sign}: p = {c['p_expected']:.2g}"
+        margin = c.get("margin") or 0.0
+        within = f" within {margin * scale:.3g}{' points' if unit else ''}" if margin else ""
+        expected = f"expected {sign}{within}: p = {c['p_expected']:.2g}"
         parts.append(f"{c['better']} {better} vs {c['worse']} {worse} ({c['metric']}, {expected})")
     return "; ".join(parts) or "-"
 

@@ -23,7 +23,9 @@ ablation form). Layers are given by name (``attn_layer: {name: se, reduction: 4}
 whose best checkpoint every variant starts from (``--pretrained``) unless it sets ``pretrained: null``; each
 variant sets its own ``freeze``. ``probe: {lesion: {random_k: [1, 2, 4], samples: 10}}`` measures each trained
 model with each residual block's branch removed in turn, and with k random blocks removed (Veit et al. 2016),
-on the validation split. ``target`` is the validation accuracy that ``steps_to_target`` counts steps to.
+on the validation split. ``target`` is the validation accuracy that ``steps_to_target`` counts steps to. An
+expectation with a ``margin`` is a non-inferiority claim ("keeps accuracy at a fraction of the cost"): it holds
+when ``better`` is shown to trail ``worse`` by less than the margin (``margin: 0.01`` on an error: one point).
 
 Every mistake in a file (an unknown key, model, layer or metric, a variant that does not build, an expectation
 naming no variant) is a :class:`~cnnlab.errors.ConfigError` with the nearest names, raised before any training.
@@ -50,7 +52,7 @@ SPEC_KEYS = (
 )  # fmt: skip
 SOURCE_KEYS = ("paper", "where", "figures")
 VARIANT_KEYS = ("label", "model", "model_kwargs", "recipe")
-EXPECT_KEYS = ("better", "worse", "metric", "direction")
+EXPECT_KEYS = ("better", "worse", "metric", "direction", "margin")
 PRETRAIN_KEYS = ("model", "model_kwargs", "recipe")
 LESION_KEYS = ("random_k", "samples")
 RUN_SET = ("model", "model_kwargs", "seed", "out_dir", "run_name", "resume", "progress")  # the runner sets these
@@ -112,9 +114,14 @@ class Expectation:
     worse: str
     metric: str
     direction: Direction
+    margin: float = 0.0  # > 0: a non-inferiority claim, ``better`` may trail ``worse`` by less than this
 
     def text(self) -> str:
-        return f"{self.better} {'<' if self.direction == 'lower' else '>'} {self.worse} in {self.metric}"
+        op = "<" if self.direction == "lower" else ">"
+        if not self.margin:
+            return f"{self.better} {op} {self.worse} in {self.metric}"
+        limit = f"{100 * self.margin:.3g} points" if is_fraction(self.metric) else f"{self.margin:g}"
+        return f"{self.better} {op} {self.worse} {'+' if op == '<' else '-'} {limit} in {self.metric}"
 
 
 @dataclass(frozen=True)
@@ -176,7 +183,7 @@ class ExperimentSpec:
             "pretrain": asdict(self.pretrain) if self.pretrain else None,
             "lesion": asdict(self.lesion) if self.lesion else None,
             "target": self.target,
-            "expect": [asdict(e) for e in self.expect],
+            "expect": [{k: v for k, v in asdict(e).items() if k != "margin" or v} for e in self.expect],
         }
 
 
@@ -282,7 +289,12 @@ def _expectation(obj: Any, labels: Sequence[str], where: str) -> Expectation:
     direction = d.get("direction", METRICS[metric])
     if direction not in ("lower", "higher"):
         raise ConfigError(f"{where}: direction must be 'lower' or 'higher', got {direction!r}")
-    return Expectation(d["better"], d["worse"], metric, direction)
+    margin = d.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
+        raise ConfigError(f"{where}: margin must be a number >= 0 (in the metric's units), got {margin!r}")
+    if margin and metric == "diverged":
+        raise ConfigError(f"{where}: a margin needs a measured metric; divergence is a count (Fisher's test)")
+    return Expectation(d["better"], d["worse"], metric, direction, float(margin))
 
 
 def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file") -> ExperimentSpec:

@@ -50,10 +50,13 @@ class Comparison:
     p_expected: float  # one-sided p-value of the expected direction
     p_other: float  # one-sided p-value of the other direction
     verdict: Verdict
+    margin: float = 0.0  # the non-inferiority margin the test allowed (0: a plain superiority test)
 
     def sentence(self) -> str:
         """``"resnet-56 < plain-56 in train_error: 0.0048 vs 0.0409 (effect +0.036, ...; p = 0.001): holds"``."""
         sign = "<" if self.direction == "lower" else ">"
+        if self.margin:
+            sign += f" (within {self.margin:.4g})"
         ci = f", 90% CI [{self.ci90[0]:+.4g}, {self.ci90[1]:+.4g}]" if self.ci90 else ""
         d = f", d = {self.cohens_d:.2f}" if self.cohens_d is not None else ""
         return (
@@ -82,11 +85,14 @@ def compare(
     metric: str,
     direction: Direction,
     alpha: float = ALPHA,
+    margin: float = 0.0,
 ) -> Comparison:
     """The one-sided Welch test that ``better``'s values are ``direction`` than ``worse``'s, and the verdict.
 
     Both groups need at least two values (seeds). When both spreads are zero the difference is exact: a
-    non-zero one decides (p = 0 in its direction), a zero one is "not shown".
+    non-zero one decides (p = 0 in its direction), a zero one is "not shown". With a ``margin`` the test is one of
+    non-inferiority: that ``better`` trails ``worse`` by less than ``margin`` (the effect plus the margin is
+    positive); "contradicted" then means it trails by more.
     """
     from scipy import stats
 
@@ -98,19 +104,20 @@ def compare(
     vb, vw = sb**2 / nb, sw**2 / nw
     se = math.sqrt(vb + vw)
     effect = sign * (mb - mw)
+    shifted = effect + margin
     if se == 0:
-        p_expected, p_other = (0.0, 1.0) if effect > 0 else (1.0, 0.0) if effect < 0 else (1.0, 1.0)
+        p_expected, p_other = (0.0, 1.0) if shifted > 0 else (1.0, 0.0) if shifted < 0 else (1.0, 1.0)
         ci = (effect, effect)
     else:
         df = (vb + vw) ** 2 / (vb**2 / (nb - 1) + vw**2 / (nw - 1))  # Welch-Satterthwaite
-        t = effect / se
+        t = shifted / se
         p_expected, p_other = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
         half = float(stats.t.ppf(1 - alpha, df)) * se
         ci = (effect - half, effect + half)
     pooled = math.sqrt(((nb - 1) * sb**2 + (nw - 1) * sw**2) / (nb + nw - 2))
     return Comparison(
         better, worse, metric, direction, "welch", mb, mw, sb, sw, nb, nw, effect, ci,
-        effect / pooled if pooled > 0 else None, p_expected, p_other, _verdict(p_expected, p_other, alpha),
+        effect / pooled if pooled > 0 else None, p_expected, p_other, _verdict(p_expected, p_other, alpha), margin,
     )  # fmt: skip
 
 
