@@ -43,6 +43,8 @@ def pct(s: Summary | None) -> str:
 def number(s: Summary | None) -> str:
     if s is None or s.mean is None:
         return "-"
+    if s.values and all(float(v).is_integer() for v in s.values) and len(set(s.values)) == 1:
+        return f"{int(s.values[0]):,}"  # a count the seeds agree on (parameters): exact
     return f"{s.mean:,.4g}" + (f" ± {s.std:,.3g}" if s.std is not None else "")
 
 
