@@ -240,3 +240,39 @@ def test_an_experiment_compares_segmentation_runs_by_iou(small_seg: None, tmp_pa
         assert r.metrics["best_val_miou"] == saved["best_val_miou"] and "train_error" not in r.metrics
     summary = (tmp_path / "summary.md").read_text()
     assert "test small iou %" in summary and "Mean IoUs" in summary
+
+
+def test_torchrun_two_processes_sum_the_confusion_matrices_over_the_ranks(tmp_path: Path) -> None:
+    """Under DDP each rank scores its shard of the test split; the summed matrices must give the IoU that one
+    process measures on the whole split with the same weights (cnnlab eval of the run)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.train_fixtures import CHILD_ENV
+
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.path.exists(torchrun):
+        pytest.skip("no torchrun next to this Python")
+    folder = write_squares(tmp_path / "squares", 20)  # 4 test images: two per rank
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "cnnlab", "train", "--model",
+           "fcn_cifar_resnet20", "--data", f"segfolder:{folder}", "--image-size", "16", "--epochs", "1",
+           "--batch-size", "4", "--out-dir", str(tmp_path / "runs"), "--run-name", "r", "--no-progress",
+           "--device", "cpu"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=CHILD_ENV)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "weights identical on all 2 ranks" in proc.stdout
+    saved = json.loads((tmp_path / "runs" / "r" / "results.json").read_text())
+    from cnnlab.train.checkpoint import LAST
+    from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+
+    model, meta = model_from_checkpoint(tmp_path / "runs" / "r", prefer=LAST)
+    data = load_any(f"segfolder:{folder}")
+    totals = evaluate_pixels(
+        model, make_loader(data, "test", input_pipeline(meta), batch_size=4).batches(), device=torch.device("cpu"),
+        num_classes=data.num_classes, ignore_index=IGNORE_INDEX,
+    )  # fmt: skip
+    assert totals.matrix.sum() > 4 * 16 * 16 - 8  # the whole split (all but its ignored corner pixels)
+    scores = totals.scores(data.classes, ())
+    assert saved["test"]["final"]["test_miou"] == pytest.approx(scores["miou"], abs=1e-6)
+    assert saved["test"]["final"]["test_acc"] == pytest.approx(scores["acc"], abs=1e-6)
