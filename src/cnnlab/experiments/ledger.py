@@ -38,7 +38,10 @@ def _measured(results: dict) -> str:
         scale = 100 if is_fraction(c["metric"]) else 1
         unit = "%" if scale == 100 else ""
         sign = "<" if c["direction"] == "lower" else ">"
-        better, worse = f"{c['better_mean'] * scale:.3g}{unit}", f"{c['worse_mean'] * scale:.3g}{unit}"
+        def text(v: float, scale: int = scale, unit: str = unit) -> str:
+            return f"{v:,.0f}" if scale == 1 and float(v).is_integer() else f"{v * scale:.3g}{unit}"  # counts exact
+
+        better, worse = text(c["better_mean"]), text(c["worse_mean"])
         margin = c.get("margin") or 0.0
         within = f" within {margin * scale:.3g}{' points' if unit else ''}" if margin else ""
         expected = f"expected {sign}{within}: p = {c['p_expected']:.2g}"
