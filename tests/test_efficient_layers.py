@@ -297,6 +297,26 @@ def test_deformable_conv_equals_torchvision_at_random_offsets(
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
 
 
+def test_deformable_conv_samples_in_float32_under_autocast_and_takes_channels_last() -> None:
+    """bfloat16 autocast must not round the sampling positions (torchvision's kernel computes in float32), and
+    channels-last inputs with several offset groups give the contiguous result."""
+    from cnnlab.layers.deformable import deform_conv2d as ours
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 40, 40, generator=g)
+    weight = torch.randn(8, 8, 3, 3, generator=g)
+    offset = 6 * torch.rand(2, 2 * 2 * 9, 40, 40, generator=g) - 3
+    geometry = ((1, 1), (1, 1), (1, 1))
+    expected = ours(x, offset, weight, None, *geometry, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ours(x, offset.bfloat16(), weight, None, *geometry, None)  # an offset conv's output under autocast
+    assert got.dtype == torch.float32
+    rounded = ours(x, offset.bfloat16().float(), weight, None, *geometry, None)
+    torch.testing.assert_close(got, rounded)  # computed as in float32: only the offsets' own rounding remains
+    last = ours(*(t.contiguous(memory_format=torch.channels_last) for t in (x, offset)), weight, None, *geometry, None)
+    torch.testing.assert_close(last, expected)
+
+
 def test_modulated_deformable_conv_starts_at_half_the_conv() -> None:
     """v2: the zero-initialised mask conv gives sigmoid(0) = 0.5 on every sampled value."""
     deform = DeformConv2d(3, 5, 3, bias=False, modulated=True)

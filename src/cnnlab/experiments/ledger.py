@@ -38,6 +38,7 @@ def _measured(results: dict) -> str:
         scale = 100 if is_fraction(c["metric"]) else 1
         unit = "%" if scale == 100 else ""
         sign = "<" if c["direction"] == "lower" else ">"
+
         def text(v: float, scale: int = scale, unit: str = unit) -> str:
             return f"{v:,.0f}" if scale == 1 and float(v).is_integer() else f"{v * scale:.3g}{unit}"  # counts exact
 

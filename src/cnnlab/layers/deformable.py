@@ -43,7 +43,10 @@ def deform_conv2d(
     N x 2*G*kh*kw x H' x W' ((dy, dx) per kernel point, G offset groups), ``mask`` N x G*kh*kw x H' x W' or None,
     and the conv groups follow from ``weight``'s shape. Non-finite offsets are refused (``NonFiniteError``): they
     would sample nowhere (and crash torchvision's CPU kernel). A NaN input makes NaN offsets; a NaN mask only
-    scales, so it gives NaN outputs like any other layer and is left to the trainer's NaN check."""
+    scales, so it gives NaN outputs like any other layer and is left to the trainer's NaN check.
+
+    It computes in float32 whatever the autocast state (as torchvision's autocast kernel does), and returns the
+    input's dtype: sampling positions in bfloat16 would be off by a quarter pixel and more on a 64-pixel map."""
     if not offset.is_meta and not torch.isfinite(offset).all():  # meta: the analyzer, no values
         out_chs, _, kh, kw = weight.shape
         source = "its input holds NaN or Inf" if not torch.isfinite(x).all() else "its offset conv's weights do"
@@ -55,11 +58,16 @@ def deform_conv2d(
     n, in_chs, out_h, out_w = x.shape[0], x.shape[1], offset.shape[-2], offset.shape[-1]
     out_chs, group_chs, kh, kw = weight.shape
     groups = in_chs // group_chs
-    columns = sampled_columns(x, offset, (kh, kw), stride, padding, dilation, mask)  # N x C*kh*kw x H'W'
-    columns = columns.view(n, groups, group_chs * kh * kw, out_h * out_w)
-    out = torch.matmul(weight.reshape(groups, out_chs // groups, -1), columns)  # N x groups x C'/groups x H'W'
-    out = out.reshape(n, out_chs, out_h, out_w)
-    return out if bias is None else out + bias.view(1, -1, 1, 1)
+    with torch.autocast(x.device.type, enabled=False):
+        x32, offset32, weight32 = x.float(), offset.float().contiguous(), weight.float()
+        mask32 = None if mask is None else mask.float().contiguous()
+        columns = sampled_columns(x32, offset32, (kh, kw), stride, padding, dilation, mask32)  # N x C*kh*kw x H'W'
+        columns = columns.view(n, groups, group_chs * kh * kw, out_h * out_w)
+        out = torch.matmul(weight32.reshape(groups, out_chs // groups, -1), columns)  # N x groups x C'/groups x H'W'
+        out = out.reshape(n, out_chs, out_h, out_w)
+        if bias is not None:
+            out = out + bias.float().view(1, -1, 1, 1)
+    return out.to(x.dtype)
 
 
 def sampled_columns(
@@ -85,16 +93,16 @@ def sampled_columns(
     cols = arange(kw).repeat(kh).view(points, 1, 1) * dilation[1] + (arange(out_w) * stride[1] - padding[1]).view(
         1, 1, out_w
     )  # kh*kw x 1 x W'
-    displaced = offset.view(n * groups, points, 2, out_h, out_w)
+    displaced = offset.reshape(n * groups, points, 2, out_h, out_w)
     py, px = rows + displaced[:, :, 0], cols + displaced[:, :, 1]  # N*G x kh*kw x H' x W', in pixels
     grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)  # align_corners=False coordinates
     sampled = F.grid_sample(
-        x.reshape(n * groups, chs // groups, h, w), grid.view(n * groups, points * out_h, out_w, 2).to(x.dtype),
+        x.reshape(n * groups, chs // groups, h, w), grid.view(n * groups, points * out_h, out_w, 2),
         mode="bilinear", padding_mode="zeros", align_corners=False,
     )  # fmt: skip  # N*G x C/G x kh*kw*H' x W'
     sampled = sampled.view(n, groups, chs // groups, points, out_h * out_w)
     if mask is not None:
-        sampled = sampled * mask.view(n, groups, 1, points, out_h * out_w)
+        sampled = sampled * mask.reshape(n, groups, 1, points, out_h * out_w)
     return sampled.reshape(n, chs * points, out_h * out_w)
 
 
