@@ -342,9 +342,21 @@ def _recomputed(saved: dict) -> None:
     for c in saved["comparisons"]:
         a = saved["summary"][c["better"]][c["metric"]]["values"]
         b = saved["summary"][c["worse"]][c["metric"]]["values"]
-        p = sps.ttest_ind(a, b, equal_var=False, alternative="less" if c["direction"] == "lower" else "greater")
-        assert c["p_expected"] == pytest.approx(p.pvalue)
-        assert c["verdict"] == ("holds" if p.pvalue < 0.05 else "contradicted" if 1 - p.pvalue < 0.05 else "not shown")
+        lower = c["direction"] == "lower"
+        if c["test"] == "fisher":  # 0/1 outcomes (divergence)
+            table = [[sum(a), len(a) - sum(a)], [sum(b), len(b) - sum(b)]]
+            p = sps.fisher_exact(table, alternative="less" if lower else "greater")[1]
+            other = sps.fisher_exact(table, alternative="greater" if lower else "less")[1]
+        elif len(set(a)) == 1 and len(set(b)) == 1:  # exact values (counts): the difference itself decides
+            shifted = (b[0] - a[0] if lower else a[0] - b[0]) + c.get("margin", 0.0)
+            p, other = (0.0, 1.0) if shifted > 0 else (1.0, 0.0) if shifted < 0 else (1.0, 1.0)
+        else:  # Welch; a non-inferiority margin shifts the worse variant's values towards the better one's
+            margin = c.get("margin", 0.0)
+            shifted_b = [v + margin if lower else v - margin for v in b]
+            p = sps.ttest_ind(a, shifted_b, equal_var=False, alternative="less" if lower else "greater").pvalue
+            other = 1 - p
+        assert c["p_expected"] == pytest.approx(p)
+        assert c["verdict"] == ("holds" if p < 0.05 else "contradicted" if other < 0.05 else "not shown")
 
 
 def test_the_ledger_lists_each_claim_with_the_verdict_of_its_results(

@@ -106,27 +106,24 @@ def _eval_segmentation(
 ) -> int:
     """The IoU table, the scores and the mask PNG of a segmentation checkpoint (see the module docstring)."""
     from cnnlab.train.atomic import write_atomic
-    from cnnlab.train.engine import evaluate_pixels
     from cnnlab.train.plots import plot_masks
-    from cnnlab.train.predict import input_pipeline, sample_masks
+    from cnnlab.train.predict import input_pipeline, iou_table, sample_masks, score_text
 
-    totals = evaluate_pixels(
-        model, loader.batches(), device=device, num_classes=data.num_classes, bucket_names=data.size_buckets,
-        ignore_index=data.ignore_index,
-    )  # fmt: skip
-    scores = totals.scores(data.classes, data.size_buckets)
-    pixels = totals.matrix.sum(1)
+    scores, rows = iou_table(model, data, loader, device=device)
     print(f"checkpoint {meta['path']}  ({meta['model']}, {data.name} {args.split} split, {len(loader.split):,} images)")
-    rows = [[c, int(pixels[i]), scores["class_iou"][c]] for i, c in enumerate(data.classes)]
     table = format_table(rows, ["class", "pixels", "IoU"])
     print(table)
     named = [("mean IoU", scores["miou"]), ("pixel acc", scores["acc"])]
     named += [(f"{b} IoU", scores[f"{b}_iou"]) for b in data.size_buckets]  # objects of that size bucket
-    print("\n".join(f"{name:<10} {v:.4f}" for name, v in named))
+    print("\n".join(f"{name:<10} {score_text(v)}" for name, v in named))
     out.mkdir(parents=True, exist_ok=True)
-    csv = "class,pixels,iou\n" + "".join(f"{c},{n},{'' if v is None else v}\n" for c, n, v in rows)
-    csv += f"mean,{int(pixels.sum())},{scores['miou']}\n" + "".join(
-        f"{b} objects,,{scores[f'{b}_iou']}\n" for b in data.size_buckets
+
+    def cell(v: float | None) -> str:
+        return "" if v is None else str(v)
+
+    csv = "class,pixels,iou\n" + "".join(f"{c},{n},{cell(v)}\n" for c, n, v in rows)
+    csv += f"mean,{sum(n for _, n, _ in rows)},{cell(scores['miou'])}\n" + "".join(
+        f"{b} objects,,{cell(scores[f'{b}_iou'])}\n" for b in data.size_buckets
     )
     table_path = write_atomic(out / f"iou_{args.split}.csv", csv.encode())
     images, y, pred = sample_masks(model, data, args.split, input_pipeline(meta), args.show, device=device)

@@ -278,7 +278,13 @@ def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> P
         )
         + " is a one-sided test over the "
         "seeds (Welch's t-test; Fisher's exact test for divergence); the effect is positive when the claim is right, "
-        "and its 90% interval excludes 0 exactly when the test gives p < 0.05.",
+        "and its 90% interval excludes 0 exactly when the test gives p < 0.05."
+        + (
+            ' An expectation with a margin ("+ 1 points") is a non-inferiority test: it holds when the interval lies '
+            "above minus the margin, so an effect slightly below 0 can hold."
+            if any(e.margin for e in spec.expect)
+            else ""
+        ),
         "",
         variant_table(result, arch),
         "",

@@ -19,9 +19,9 @@ import yaml
 from cnnlab.data import SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError
 from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
-from cnnlab.train.engine import confusion_matrix, evaluate_pixels
+from cnnlab.train.engine import confusion_matrix
 from cnnlab.train.plots import plot_confusion, plot_curves, plot_masks
-from cnnlab.train.predict import input_pipeline, model_from_checkpoint, sample_masks
+from cnnlab.train.predict import input_pipeline, iou_table, model_from_checkpoint, sample_masks, score_text
 from cnnlab.train.runlog import EpochMetrics
 
 MAX_WRONG = 48  # misclassified test images shown
@@ -135,16 +135,12 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
 def _segmentation(model: torch.nn.Module, meta: dict[str, Any], data: SegmentationDataset, loader: Any) -> str:
     """The IoU of each class and the masks of a few test images beside their true masks."""
     cpu = torch.device("cpu")
-    totals = evaluate_pixels(model, loader.batches(), device=cpu, num_classes=data.num_classes,
-                             bucket_names=data.size_buckets, ignore_index=data.ignore_index)  # fmt: skip
-    scores = totals.scores(data.classes, data.size_buckets)
-    pixels = totals.matrix.sum(1)
-    rows = [[c, int(pixels[i]), scores["class_iou"][c]] for i, c in enumerate(data.classes)]
+    scores, rows = iou_table(model, data, loader, device=cpu)
     per_class = table(["class", "pixels", "IoU"], rows, numeric=[False, True, True])
     images, y, pred = sample_masks(model, data, "test", input_pipeline(meta), 6, device=cpu)
     title = f"{meta['model']} on {data.name}: best checkpoint, test split"
     masks = plot_img(lambda p: plot_masks(images, y, pred, data.classes, p, title=title), "masks")
-    sizes = "".join(f", {b} objects {scores[f'{b}_iou']:.4f}" for b in data.size_buckets)
+    sizes = "".join(f", {b} objects {score_text(scores[f'{b}_iou'])}" for b in data.size_buckets)
     return (
         f"<p>{escape(str(meta['path']))}: test mean IoU {scores['miou']:.4f}{sizes}, pixel accuracy "
         f'{scores["acc"]:.4f}.</p><div class="row">{masks}{per_class}</div>'

@@ -288,7 +288,8 @@ class PixelTotals:
     buckets: Tensor
 
     def as_tensor(self) -> Tensor:
-        return torch.cat([torch.tensor([self.loss_sum]), self.matrix.flatten(), self.buckets.flatten()]).double()
+        parts = (torch.tensor([self.loss_sum], dtype=torch.float64), self.matrix.flatten(), self.buckets.flatten())
+        return torch.cat([p.double() for p in parts])  # float64: counts stay exact up to 2**53 pixels
 
     @classmethod
     def from_tensor(cls, t: Tensor, num_classes: int, num_buckets: int) -> PixelTotals:
@@ -307,7 +308,7 @@ class PixelTotals:
             "class_iou": {c: None if math.isnan(v) else v for c, v in s["class_iou"].items()},  # type: ignore[attr-defined]
         }
         for name, v in (s.get("bucket_mean_iou") or {}).items():  # type: ignore[attr-defined]
-            out[f"{name}_iou"] = v
+            out[f"{name}_iou"] = None if math.isnan(v) else v  # a bucket with no pixels in this split
         return out
 
 

@@ -97,3 +97,25 @@ def sample_masks(
     x, y, _ = next(make_loader(dataclasses.replace(data, test=picked), "test", pipeline, batch_size=n).batches())
     pred = model.eval()(x.to(device)).argmax(1).cpu()
     return pipeline.denormalize(x), y, pred
+
+
+def iou_table(
+    model: nn.Module, data: SegmentationDataset, loader: Any, *, device: torch.device
+) -> tuple[dict[str, Any], list[list[Any]]]:
+    """A segmentation split scored once: (the scores of :meth:`PixelTotals.scores` (mean IoU, pixel accuracy, IoU
+    per class and per size bucket; None where a class or bucket has no pixels), one ``[class, labelled pixels,
+    IoU]`` row per class)."""
+    from cnnlab.train.engine import evaluate_pixels
+
+    totals = evaluate_pixels(
+        model, loader.batches(), device=device, num_classes=data.num_classes, bucket_names=data.size_buckets,
+        ignore_index=data.ignore_index,
+    )  # fmt: skip
+    scores = totals.scores(data.classes, data.size_buckets)
+    pixels = totals.matrix.sum(1)
+    return scores, [[c, int(pixels[i]), scores["class_iou"][c]] for i, c in enumerate(data.classes)]
+
+
+def score_text(v: float | None) -> str:
+    """``0.8123`` as ``"0.8123"``; no score (no pixels of that class or size) as ``"-"``."""
+    return "-" if v is None else f"{v:.4f}"
