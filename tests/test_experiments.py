@@ -68,6 +68,7 @@ def test_grid_is_the_cartesian_product() -> None:
 
 
 V = [{"label": "a", "model": "cifar_resnet20"}, {"label": "b", "model": "cifar_plain20"}]
+SEG = [{"label": "a", "model": "fcn_cifar_resnet20"}, {"label": "b", "model": "fcn_cifar_resnet20"}]
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,15 @@ V = [{"label": "a", "model": "cifar_resnet20"}, {"label": "b", "model": "cifar_p
         ({"variants": V, "source": {"where": "Table 3"}}, "'source' needs at least 'paper'"),
         ({"variants": V, "data": "mnist", "recipe": {"data": "mnist5k"}}, "data set is given twice"),
         ({"variants": V, "target": True}, "'target' is a validation accuracy"),
+        (
+            {"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "test_miou"}]},
+            "classification run on mnist5k; the metric.s. test_miou belong.s. to segmentation runs",
+        ),
+        (
+            {"variants": SEG, "data": "mnist5k-seg", "expect": [{"better": "a", "worse": "b", "metric": "test_error"}]},
+            "segmentation run on mnist5k-seg; the metric.s. test_error belong.s. to classifier runs",
+        ),
+        ({"variants": SEG, "data": "mnist5k-seg", "probe": {"lesion": {}}}, "the lesion probe belong.s. to classifier"),
         (
             {"variants": V, "expect": [{"better": "a", "worse": "b", "metric": "test_error", "margin": -0.01}]},
             "margin must be a number >= 0",
@@ -407,3 +417,21 @@ def test_error_against_params_is_drawn_per_family_when_a_family_has_two_sizes(tm
     assert drawn is not None and drawn.stat().st_size > 10_000
     one_size = ExperimentResult(spec, [], {k: v for k, v in summary.items() if k != "r32"} | {"r32": {}}, [], None)
     assert plot_error_vs_params(one_size, arch, tmp_path / "none.png") is None  # no family with two sizes
+
+
+def test_a_transfer_to_other_classes_starts_with_a_new_classifier(mnist_dir: Path, tmp_path: Path) -> None:
+    """Digits 0-4 and 5-9 give heads of one shape: the trainer keeps the fresh head when the checkpoint was
+    trained on other classes, and loads it when the classes are the same (continued training)."""
+    from cnnlab.train import fit
+    from tests.train_fixtures import tiny_config
+
+    fit(tiny_config(mnist_dir, tmp_path, classes=[0, 1, 2, 3, 4], epochs=1, run_name="pre"), log=lambda _s: None)
+    pretrained = str(tmp_path / "pre" / "best.pt")
+    for classes, new_head in (([5, 6, 7, 8, 9], True), ([0, 1, 2, 3, 4], False)):
+        lines: list[str] = []
+        config = tiny_config(mnist_dir, tmp_path, classes=classes, epochs=1, pretrained=pretrained,
+                             run_name=f"to-{classes[0]}")  # fmt: skip
+        fit(config, log=lines.append)
+        (line,) = [s for s in lines if s.startswith("pretrained ")]
+        assert ("new classifier: head.fc.weight, head.fc.bias" in line) == new_head
+        assert line.endswith("(trained on other classes)") == new_head

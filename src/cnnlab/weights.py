@@ -206,7 +206,8 @@ def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True, new_h
     Raises :class:`~cnnlab.errors.WeightsError` when the file is unreadable or the weights belong to
     another architecture. With ``strict=False`` tensors whose shapes differ are skipped instead. With
     ``new_head=True`` the classifier keeps its fresh initialisation even where the shapes match (the source was
-    trained on other classes: digits 0-4 for a 5-9 task have the same head shape and the wrong meaning).
+    trained on other classes: digits 0-4 for a 5-9 task have the same head shape and the wrong meaning). The head
+    is everything under the model's ``head_modules``: an FcHead's fc6 and fc7 (AlexNet, VGG) start anew too.
     """
     raw, where = _resolve_source(model, source)
     key_map, sd = _match_keys(model, raw)

@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.data import is_segmentation
 from cnnlab.errors import CnnlabError, ConfigError, suggest
 from cnnlab.experiments.stats import Direction
 from cnnlab.registry import build_model, list_models
@@ -64,7 +65,7 @@ METRICS: dict[str, Direction] = {
     "best_val_error": "lower",  # the best epoch's validation error
     "test_error": "lower",  # final weights, the test split (evaluated once)
     "best_test_error": "lower",  # the best-on-validation weights, the test split (evaluated once)
-    "steps_to_target": "lower",  # optimizer steps until the validation accuracy first reaches ``target``
+    "steps_to_target": "lower",  # optimizer steps until the validation accuracy (pixel accuracy) reaches ``target``
     "diverged": "lower",  # 1 when the loss became NaN or infinite, else 0
     "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
     "params": "lower",
@@ -77,6 +78,10 @@ METRICS: dict[str, Direction] = {
 """What an expectation can compare, and which way is better by default."""
 
 SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
+CLASSIFICATION_METRICS = ("train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error")
+TASK_METRICS = (*SEGMENTATION_METRICS, *CLASSIFICATION_METRICS)
+"""Metrics of one task only (the others, steps_to_target with the pixel accuracy of a segmentation run,
+divergence and parameters, apply to both)."""
 
 
 def is_fraction(metric: str) -> bool:
@@ -366,6 +371,13 @@ def _check(spec: ExperimentSpec, source: str) -> None:
                 build_model(v.model, v.model_kwargs)
         except CnnlabError as e:
             raise ConfigError(f"{source}: variant {v.label!r}: {e}") from e
+        segmentation = is_segmentation(config.data)
+        wrong = sorted(m for m in metrics if (m in SEGMENTATION_METRICS) != segmentation and m in TASK_METRICS)
+        if wrong or (segmentation and spec.lesion is not None):
+            task, other = ("segmentation", "classifier") if segmentation else ("classification", "segmentation")
+            what = f"the metric(s) {', '.join(wrong)}" if wrong else "the lesion probe"
+            raise ConfigError(f"{source}: variant {v.label!r} is a {task} run on {config.data}; {what} belong(s) "
+                              f"to {other} runs")  # fmt: skip
         if spec.lesion is not None and config.val_fraction == 0:
             raise ConfigError(f"{source}: variant {v.label!r}: the lesion probe measures the validation split; "
                               "val_fraction must be > 0")  # fmt: skip
