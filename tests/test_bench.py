@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +19,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.bench.peers import as_cnnlab_output, attempt, guarded, model_size, training_step
-from cnnlab.bench.timing import Comparison, compare, interleaved
+from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, numpy_matmul
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
@@ -35,14 +37,18 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert main(["bench", "--quick", "--models", "resnet18", "--repeats", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report.keys() == {
-        "machine", "config", "peak_matmul_samples", "peak_matmul_gflops", "models", "optimized", "training_loop"
+        "machine", "config", "peak_matmul_samples", "peak_matmul_by_source", "peak_matmul_source",
+        "peak_matmul_gflops", "models", "optimized", "training_loop",
     }  # fmt: skip
     assert report["machine"].keys() == {"cpu", "cpu_features", "cores", "threads", "torch", "python", "platform"}
     assert report["machine"]["threads"] == torch.get_num_threads() and report["machine"]["torch"] == torch.__version__
     assert report["config"]["size"] == 32 and report["config"]["repeats"] == 1
     assert len(report["peak_matmul_samples"]) == 2  # at the start and at the end
-    assert report["peak_matmul_gflops"] == max(report["peak_matmul_samples"])
-    assert all(positive_finite(v, SANE_GFLOPS) for v in report["peak_matmul_samples"])
+    by_source = report["peak_matmul_by_source"]
+    assert by_source.keys() == {"torch", "numpy", "onnxruntime"}
+    assert all(positive_finite(v, SANE_GFLOPS) for s in report["peak_matmul_samples"] for v in s.values())
+    assert by_source == {k: max(s[k] for s in report["peak_matmul_samples"]) for k in by_source}
+    assert report["peak_matmul_gflops"] == max(by_source.values()) == by_source[report["peak_matmul_source"]]
 
     (r18,) = report["models"]
     assert r18["status"] == "ok" and r18["peer"] == "torchvision:resnet18"
@@ -61,6 +67,11 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert opt["backend"] == "eager" and opt["size"] == 32 and opt["same_top1"] == 1.0
     assert opt["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"])
     assert 0 <= opt["eager_fp32_error"] <= 1e-4 * max(1.0, opt["output_absmax"])
+    assert opt["paths"].keys() == {"peer_eager", "optimized", "onnxruntime_cnnlab", "onnxruntime_peer"}
+    for path in opt["paths"].values():
+        assert all(positive_finite(path[k], SANE_S) for k in ("b1_s", "batch_s"))
+        assert path["fraction_of_peak"] == pytest.approx(path["gflops"] / report["peak_matmul_gflops"])
+        assert path["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"]) and path["same_top1"] == 1.0
 
     loop = report["training_loop"]
     assert (loop["model"], loop["images"], loop["batch"]) == ("cifar_resnet20", 128, 32)
@@ -70,7 +81,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert loop["main_job"] is None  # the quick run skips the 1.5-minute main job
 
     table = capsys.readouterr().out
-    assert "resnet18" in table and "matmul peak" in table
+    assert "resnet18" in table and "GEMM peak" in table and "onnxruntime on torch.onnx.export" in table
 
 
 def test_interleaved_alternates_and_takes_medians() -> None:
@@ -165,3 +176,24 @@ def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
         if epoch == 4:
             reached = probe.seconds
     assert reached is not None and probe.seconds == reached  # later epochs do not move it
+
+
+def test_numpys_matmul_runs_without_the_old_openblas_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's measurement runs in a child process that lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (it reports
+    its own environment) and uses torch's threads; this process keeps both settings."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    result = numpy_matmul(64, repeats=1)
+    assert result["env"] == {
+        "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None, "OPENBLAS_NUM_THREADS": str(torch.get_num_threads())
+    }  # fmt: skip
+    assert positive_finite(result["gflops"], SANE_GFLOPS)
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell" and os.environ["OPENBLAS_L2_SIZE"] == "1048576"
+
+
+def test_the_peak_is_measured_by_three_implementations(monkeypatch: pytest.MonkeyPatch) -> None:
+    peaks = matmul_peaks(64, repeats=1)
+    assert peaks.keys() == {"torch", "numpy", "onnxruntime"}
+    assert all(positive_finite(v, SANE_GFLOPS) for v in peaks.values())
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: that source is missing, not fatal
+    assert matmul_peaks(64, repeats=1)["onnxruntime"] is None
