@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
+from cnnlab.analysis import count_macs
 from cnnlab.analysis.analyze import meta_copy
 from cnnlab.analysis.flops import FlopCounter
 
@@ -41,3 +42,12 @@ def test_counts_add_up_over_entries() -> None:
         with counter:
             a @ b
     assert counter.get_total_flops() == 2 * (2 * 3 * 4 * 5)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "se_resnet50", "googlenet", "shufflenet_v2_x1_0", "inception_v3"])
+def test_count_macs_passing_activations_through_counts_what_the_walk_counts(name: str) -> None:
+    """count_macs skips the activations and dropouts (no FLOPs, same shape); the walk runs them: one total."""
+    with torch.device("meta"):
+        model = cnnlab.create_model(name)
+    assert count_macs(model) == cnnlab.analyze(model).macs > 0
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the model in place, restored
