@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
+from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.peers import as_cnnlab_output, attempt, guarded, model_size, training_step
 from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, numpy_matmul
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
@@ -38,8 +39,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     report = json.loads(out.read_text())
     assert report.keys() == {
         "machine", "config", "peak_matmul_samples", "peak_matmul_by_source", "peak_matmul_source",
-        "peak_matmul_gflops", "models", "optimized", "training_loop",
+        "peak_matmul_gflops", "models", "optimized", "training_loop", "analysis",
     }  # fmt: skip
+    assert report["analysis"] is None  # the quick run skips the analyzer's timing
     assert report["machine"].keys() == {"cpu", "cpu_features", "cores", "threads", "torch", "python", "platform"}
     assert report["machine"]["threads"] == torch.get_num_threads() and report["machine"]["torch"] == torch.__version__
     assert report["config"]["size"] == 32 and report["config"]["repeats"] == 1
@@ -197,3 +199,9 @@ def test_the_peak_is_measured_by_three_implementations(monkeypatch: pytest.Monke
     assert all(positive_finite(v, SANE_GFLOPS) for v in peaks.values())
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: that source is missing, not fatal
     assert matmul_peaks(64, repeats=1)["onnxruntime"] is None
+
+
+def test_the_analyzers_timing_runs_it_in_a_fresh_process_and_as_a_command() -> None:
+    a = bench_analysis("cifar_resnet20", 32, pattern="cifar_resnet20", repeats=1)
+    assert (a["model"], a["size"], a["models_pattern"]) == ("cifar_resnet20", 32, "cifar_resnet20")
+    assert all(positive_finite(a[k], 60.0) for k in ("analyze_first_s", "analyze_s", "models_cli_s"))

@@ -15,8 +15,8 @@ torch, numpy's OpenBLAS and ONNX Runtime on one large product), and
 
 One concern per module: :mod:`.config` (:class:`BenchConfig`), :mod:`.timing` (interleaved medians, the matmul
 peak), :mod:`.peers` (the cnnlab/peer pairs and their comparisons, ``optimize_for_inference``), :mod:`.training`
-(the trainer against the hand-written loop, the main job) and :mod:`.report` (:func:`run_bench`'s JSON and
-:func:`format_report`'s tables).
+(the trainer against the hand-written loop, the main job), :mod:`.analysis` (the analyzer's speed) and
+:mod:`.report` (:func:`run_bench`'s JSON and :func:`format_report`'s tables).
 
 May import: cnnlab.analysis, cnnlab.data, cnnlab.errors, cnnlab.layers, cnnlab.machine, cnnlab.models,
 cnnlab.optimize, cnnlab.registry, cnnlab.train, cnnlab.weights.

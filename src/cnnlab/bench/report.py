@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from cnnlab.analysis.report import format_table
+from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.config import BenchConfig
 from cnnlab.bench.peers import PATHS, attempt, bench_model, bench_optimized
 from cnnlab.bench.timing import BLAS_OVERRIDES, matmul_peaks
@@ -28,6 +29,9 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
     log("training loop ...")
     report["training_loop"] = bench_training_loop(cfg)
+    if cfg.analysis:
+        log("analyzer ...")
+    report["analysis"] = bench_analysis() if cfg.analysis else None
     # measured at the start and the end: on a shared machine one of them may fall on a busy moment
     samples = [first_peak, matmul_peaks(cfg.peak_matmul_n)]
     report["peak_matmul_samples"] = samples
@@ -101,6 +105,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"main job (cnnlab train): 98% validation accuracy after {reached}; done after {job['total_s']:.1f} s; "
             f"test accuracy (evaluated once) {job['final_test_acc']:.2%} final, {job['best_test_acc']:.2%} for the "
             f"best validation epoch ({job['best_epoch']})"
+        )
+    a = report["analysis"]
+    if a is not None:
+        lines.append(
+            f"analyzer: cnnlab.analyze({a['model']}, 3x{a['size']}x{a['size']}) {a['analyze_s']:.2f} s "
+            f"({a['analyze_first_s']:.2f} s the first call in a process, PyTorch's one-time imports included); "
+            f"`cnnlab models` (the whole registry, Python's start included) {a['models_cli_s']:.1f} s"
         )
     return "\n".join(lines)
 
