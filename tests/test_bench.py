@@ -60,6 +60,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
         assert c.keys() == {"ours_s", "theirs_s", "ratio"}
         assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
         assert positive_finite(c["ratio"], SANE_S / 1e-6)  # both above a microsecond per image
+    for key in ("latency_b1", "throughput"):  # onnxruntime on the peer's export against the peer's eager model
+        c = r18["onnxruntime"][key]
+        assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
     # ResNet-18: 1.814 GMACs at 224 (REFERENCE.md), scaling with the area; 2 FLOPs per multiply-add
     assert r18["gflop_per_image"] == pytest.approx(2 * 1.814 * (32 / 224) ** 2, rel=0.05)
 
@@ -83,7 +86,12 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert loop["main_job"] is None  # the quick run skips the 1.5-minute main job
 
     table = capsys.readouterr().out
-    assert "resnet18" in table and "GEMM peak" in table and "onnxruntime on torch.onnx.export" in table
+    assert (
+        "resnet18" in table
+        and "GEMM peak" in table
+        and "onnxruntime on torch.onnx.export" in table
+        and "ort b1 ms" in table
+    )
 
 
 def test_interleaved_alternates_and_takes_medians() -> None:

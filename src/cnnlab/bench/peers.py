@@ -138,6 +138,7 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
             )
         ),
     }
+    result["onnxruntime"] = bench_onnxruntime(theirs, x, cfg)
     ours_s = result["throughput"].get("ours_s")
     result["gflops_ours"] = None if ours_s is None else flops / ours_s / 1e9
     return result
@@ -174,6 +175,28 @@ def onnxruntime_paths(ours: nn.Module, theirs: nn.Module, x: Tensor, *, cnnlab: 
     except MissingDependencyError:
         return {}
     return paths
+
+
+def bench_onnxruntime(theirs: nn.Module, x: Tensor, cfg: BenchConfig) -> dict[str, Any] | None:
+    """ONNX Runtime on the peer exported as it is (``ours_s``) against the peer's eager model (``theirs_s``), at
+    batch 1 and at the batch of ``x``; ``None`` without onnxruntime."""
+    theirs.eval()
+    paths = onnxruntime_paths(theirs, theirs, x, cnnlab=False)
+    if not paths:
+        return None
+    ort, _ = paths["onnxruntime_peer"]
+    one = x[:1]
+    return {
+        "latency_b1": guarded(
+            lambda: compare(
+                inference(ort, one), inference(theirs, one), images=1, repeats=cfg.latency_repeats,
+                min_sample_s=cfg.min_sample_s,
+            )
+        ),
+        "throughput": guarded(
+            lambda: compare(inference(ort, x), inference(theirs, x), images=len(x), repeats=cfg.repeats)
+        ),
+    }  # fmt: skip
 
 
 def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:

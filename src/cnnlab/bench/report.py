@@ -85,6 +85,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         for key in ("latency_b1", "throughput", "train_step")
         if r["status"] == "ok" and "error" in r[key]
     ]
+    lines += _format_onnxruntime(report["models"])
     lines += ["", _format_peak(report)]
     o = report["optimized"]
     lines.append("")
@@ -148,4 +149,31 @@ def _format_optimized(o: Mapping[str, Any], peak: float) -> list[str]:
         f"max diff and top-1 against the peer's eager output (up to {o['output_absmax']:.2f}; float32 eager itself is "
         f"{o['eager_fp32_error']:.2e} off float64)",
         format_table(rows, headers, right_aligned=[i >= 1 for i in range(len(headers))]),
+    ]
+
+
+def _format_onnxruntime(models: list[Mapping[str, Any]]) -> list[str]:
+    """ONNX Runtime on each peer exported as it is, against the peer's eager model (ratio > 1: onnxruntime faster)."""
+    rows = []
+    for r in models:
+        ort = r.get("onnxruntime") if r["status"] == "ok" else None
+        if ort is None:
+            continue
+        cells = [r["name"], r["peer"], str(r["size"])]
+        for key, per_image in (("latency_b1", True), ("throughput", False)):
+            c = ort[key]
+            if "error" in c:
+                cells += ["error", "", ""]
+            elif per_image:  # milliseconds per image
+                cells += [_num(c["ours_s"] * 1e3), _num(c["theirs_s"] * 1e3), _num(c["ratio"], 3)]
+            else:
+                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), _num(c["ratio"], 3)]
+        rows.append(cells)
+    if not rows:
+        return []
+    headers = ["model", "peer", "size", "ort b1 ms", "eager ms", "ratio", "ort img/s", "eager img/s", "ratio"]
+    return [
+        "",
+        "onnxruntime on torch.onnx.export(peer) against the peer's eager model; ratio = onnxruntime / eager speed",
+        format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]),
     ]
