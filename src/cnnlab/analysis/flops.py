@@ -1,12 +1,11 @@
 """The analyzer's FLOP counter: PyTorch's own formulas (``torch.utils.flop_counter``'s registry), counted by a
 bare dispatch mode.
 
-``FlopCounterMode`` gives the same totals but costs what the analyzer does not use: its ``__torch_dispatch__``
-is wrapped to keep ``torch.compile`` out, which imports ``torch._dynamo`` on the first operation (about a
-second, most of a first ``cnnlab.analyze`` call), and its ``ModuleTracker`` hooks every module call to
-attribute FLOPs to modules (the analyzer attributes them itself, node by node). :class:`FlopCounter` keeps the
-global count only, with the same decompositions and the same formulas, so every reported number is
-FlopCounterMode's.
+``FlopCounterMode`` gives the same totals but costs what the analyzer does not use: its ``ModuleTracker`` hooks
+every module call to attribute FLOPs to modules (the analyzer attributes them itself, node by node), and its
+dispatch is wrapped to keep ``torch.compile`` out. :class:`FlopCounter` keeps the global count only, with the same
+decompositions and the same formulas, so every reported number is FlopCounterMode's (a test compares them
+operator by operator). On ResNet-152 at 224 the walk takes about a quarter less time.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ class FlopCounter(TorchDispatchMode):
 
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
-        return False  # the analyzer never compiles: no torch._dynamo wrapper (and its import) on the first op
+        return False  # the analyzer never compiles: no torch._dynamo wrapper around each dispatch
 
     def __init__(self) -> None:
         super().__init__()
