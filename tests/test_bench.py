@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
+from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.peers import as_cnnlab_output, attempt, guarded, model_size, training_step
-from cnnlab.bench.timing import Comparison, compare, interleaved
+from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, numpy_matmul
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
@@ -35,14 +38,19 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert main(["bench", "--quick", "--models", "resnet18", "--repeats", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report.keys() == {
-        "machine", "config", "peak_matmul_samples", "peak_matmul_gflops", "models", "optimized", "training_loop"
+        "machine", "config", "peak_matmul_samples", "peak_matmul_by_source", "peak_matmul_source",
+        "peak_matmul_gflops", "models", "optimized", "training_loop", "analysis",
     }  # fmt: skip
+    assert report["analysis"] is None  # the quick run skips the analyzer's timing
     assert report["machine"].keys() == {"cpu", "cpu_features", "cores", "threads", "torch", "python", "platform"}
     assert report["machine"]["threads"] == torch.get_num_threads() and report["machine"]["torch"] == torch.__version__
     assert report["config"]["size"] == 32 and report["config"]["repeats"] == 1
     assert len(report["peak_matmul_samples"]) == 2  # at the start and at the end
-    assert report["peak_matmul_gflops"] == max(report["peak_matmul_samples"])
-    assert all(positive_finite(v, SANE_GFLOPS) for v in report["peak_matmul_samples"])
+    by_source = report["peak_matmul_by_source"]
+    assert by_source.keys() == {"torch", "numpy", "onnxruntime"}
+    assert all(positive_finite(v, SANE_GFLOPS) for s in report["peak_matmul_samples"] for v in s.values())
+    assert by_source == {k: max(s[k] for s in report["peak_matmul_samples"]) for k in by_source}
+    assert report["peak_matmul_gflops"] == max(by_source.values()) == by_source[report["peak_matmul_source"]]
 
     (r18,) = report["models"]
     assert r18["status"] == "ok" and r18["peer"] == "torchvision:resnet18"
@@ -52,6 +60,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
         assert c.keys() == {"ours_s", "theirs_s", "ratio"}
         assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
         assert positive_finite(c["ratio"], SANE_S / 1e-6)  # both above a microsecond per image
+    for key in ("latency_b1", "throughput"):  # onnxruntime on the peer's export against the peer's eager model
+        c = r18["onnxruntime"][key]
+        assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
     # ResNet-18: 1.814 GMACs at 224 (REFERENCE.md), scaling with the area; 2 FLOPs per multiply-add
     assert r18["gflop_per_image"] == pytest.approx(2 * 1.814 * (32 / 224) ** 2, rel=0.05)
 
@@ -61,6 +72,11 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert opt["backend"] == "eager" and opt["size"] == 32 and opt["same_top1"] == 1.0
     assert opt["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"])
     assert 0 <= opt["eager_fp32_error"] <= 1e-4 * max(1.0, opt["output_absmax"])
+    assert opt["paths"].keys() == {"peer_eager", "optimized", "onnxruntime_cnnlab", "onnxruntime_peer"}
+    for path in opt["paths"].values():
+        assert all(positive_finite(path[k], SANE_S) for k in ("b1_s", "batch_s"))
+        assert path["fraction_of_peak"] == pytest.approx(path["gflops"] / report["peak_matmul_gflops"])
+        assert path["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"]) and path["same_top1"] == 1.0
 
     loop = report["training_loop"]
     assert (loop["model"], loop["images"], loop["batch"]) == ("cifar_resnet20", 128, 32)
@@ -70,7 +86,12 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert loop["main_job"] is None  # the quick run skips the 1.5-minute main job
 
     table = capsys.readouterr().out
-    assert "resnet18" in table and "matmul peak" in table
+    assert (
+        "resnet18" in table
+        and "GEMM peak" in table
+        and "onnxruntime on torch.onnx.export" in table
+        and "ort b1 ms" in table
+    )
 
 
 def test_interleaved_alternates_and_takes_medians() -> None:
@@ -165,3 +186,30 @@ def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
         if epoch == 4:
             reached = probe.seconds
     assert reached is not None and probe.seconds == reached  # later epochs do not move it
+
+
+def test_numpys_matmul_runs_without_the_old_openblas_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy's measurement runs in a child process that lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (it reports
+    its own environment) and uses torch's threads; this process keeps both settings."""
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    result = numpy_matmul(64, repeats=1)
+    assert result["env"] == {
+        "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None, "OPENBLAS_NUM_THREADS": str(torch.get_num_threads())
+    }  # fmt: skip
+    assert positive_finite(result["gflops"], SANE_GFLOPS)
+    assert os.environ["OPENBLAS_CORETYPE"] == "Haswell" and os.environ["OPENBLAS_L2_SIZE"] == "1048576"
+
+
+def test_the_peak_is_measured_by_three_implementations(monkeypatch: pytest.MonkeyPatch) -> None:
+    peaks = matmul_peaks(64, repeats=1)
+    assert peaks.keys() == {"torch", "numpy", "onnxruntime"}
+    assert all(positive_finite(v, SANE_GFLOPS) for v in peaks.values())
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: that source is missing, not fatal
+    assert matmul_peaks(64, repeats=1)["onnxruntime"] is None
+
+
+def test_the_analyzers_timing_runs_it_in_a_fresh_process_and_as_a_command() -> None:
+    a = bench_analysis("cifar_resnet20", 32, pattern="cifar_resnet20", repeats=1)
+    assert (a["model"], a["size"], a["models_pattern"]) == ("cifar_resnet20", 32, "cifar_resnet20")
+    assert all(positive_finite(a[k], 60.0) for k in ("analyze_first_s", "analyze_s", "models_cli_s"))

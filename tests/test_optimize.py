@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torchvision
 from torch import Tensor, nn
 
 import cnnlab
+from cnnlab.errors import MissingDependencyError
 from cnnlab.optimize import InferenceModel, InferenceOnlyError
 from tests.helpers import randomize_norm_stats
 
@@ -143,3 +145,44 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch)
         fast = cnnlab.optimize_for_inference(model, example_input=torch.randn(2, 3, 32, 32))
     assert fast.backend == "eager"
     assert_same_function(fast, model, torch.randn(2, 3, 32, 32))
+
+
+ORT_MODELS = [
+    ("cifar_resnet20", 32), ("resnet18", 64), ("shufflenet_v2_x1_0", 64), ("mobilenet_v2", 64),
+    ("deeplabv3_cifar_resnet20", 32),  # a dense output: N x classes x H x W
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "size"), ORT_MODELS)
+def test_onnxruntime_backend_matches_eager(name: str, size: int) -> None:
+    """The folded model exported to ONNX and run in ONNX Runtime: the eager function, the same top-1, any batch."""
+    pytest.importorskip("onnxruntime")
+    model = randomize_norm_stats(cnnlab.create_model(name, num_classes=10, in_chans=3)).eval()
+    fast = cnnlab.optimize_for_inference(model, example_input=torch.randn(2, 3, size, size), backend="onnxruntime")
+    assert fast.backend == "onnxruntime" and fast.runner.session.get_session_options().intra_op_num_threads == (
+        torch.get_num_threads()
+    )
+    x = torch.randn(5, 3, size, size)  # another batch size than the export's
+    assert_same_function(fast, model, x)
+    with torch.no_grad():
+        assert torch.equal(fast(x).argmax(1), model(x).argmax(1))
+    assert isinstance(fast(x[:1]), Tensor) and fast(x[:1]).shape == (1, *model(x[:1]).shape[1:])
+
+
+def test_onnxruntime_backend_checks_inputs() -> None:
+    pytest.importorskip("onnxruntime")
+    model = cnnlab.create_model("cifar_resnet20").eval()
+    fast = cnnlab.optimize_for_inference(model, example_input=torch.randn(1, 3, 32, 32), backend="onnxruntime")
+    with pytest.raises(cnnlab.InputShapeError, match="got 2 channels"):  # the model's own input check
+        fast(torch.randn(1, 2, 32, 32))
+    with pytest.raises(cnnlab.InputShapeError, match=r"exported for inputs of shape N x 3 x 32 x 32"):
+        fast(torch.randn(1, 3, 40, 40))
+    with pytest.raises(InferenceOnlyError):
+        fast.train()
+
+
+def test_onnxruntime_backend_without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    model = cnnlab.create_model("cifar_resnet20").eval()
+    with pytest.raises(MissingDependencyError, match="pip install onnxruntime"):
+        cnnlab.optimize_for_inference(model, backend="onnxruntime")

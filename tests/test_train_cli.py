@@ -54,6 +54,23 @@ def test_predict_prints_topk_class_names(trained: Path, tmp_path: Path, capsys: 
     assert "cannot read" in capsys.readouterr().err
 
 
+def test_predict_in_onnxruntime_gives_the_torch_answer(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    images = []
+    for i in range(2):
+        images.append(str(tmp_path / f"digit{i}.png"))
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (28, 28), dtype=np.uint8)).save(images[-1])
+    lines = {}
+    for runtime in ("torch", "onnxruntime"):
+        assert main(["predict", str(trained), *images, "--topk", "3", "--runtime", runtime]) == 0
+        lines[runtime] = capsys.readouterr().out
+    assert lines["onnxruntime"] == lines["torch"] and lines["torch"].count(" - ") == 6  # same classes, same p
+
+
 def test_export_onnx_matches_pytorch_in_onnxruntime(trained: Path, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"

@@ -41,6 +41,10 @@ class WeightsError(CnnlabError, ValueError):
     """A state_dict or checkpoint that is unreadable or does not fit the model."""
 
 
+class MissingDependencyError(CnnlabError, ImportError):
+    """An optional package that a feature needs is not installed; the message names the pip package."""
+
+
 class CnnlabWarning(UserWarning):
     """Base class of cnnlab's warnings (for example a dilated stack with holes in its receptive field)."""
 

@@ -8,17 +8,23 @@ over memory fewer per layer.
 
 :func:`optimize_for_inference` applies the fold, switches to channels-last (NHWC) memory, in which oneDNN's
 convolutions run without reordering, and by default compiles the result with ``torch.compile`` (inductor,
-weights frozen), which fuses each convolution with the ReLU and the residual addition after it. Everything
-stays in float32: the outputs equal the eager model's up to float rounding (no bfloat16, no quantisation).
+weights frozen), which fuses each convolution with the ReLU and the residual addition after it. Its
+``"onnxruntime"`` backend instead exports the folded model to ONNX once (:func:`onnx_bytes`, in memory) and runs
+it in an ONNX Runtime session, what a user who wants fast CPU inference would otherwise set up by hand.
+Everything stays in float32: the outputs equal the eager model's up to float rounding (no bfloat16, no
+quantisation).
 
 May import: cnnlab.errors, cnnlab.models (the input check).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import itertools
 import warnings
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -26,11 +32,11 @@ import torch.fx
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from cnnlab.errors import CnnlabError, CnnlabWarning, ModelArgumentError
+from cnnlab.errors import CnnlabError, CnnlabWarning, InputShapeError, MissingDependencyError, ModelArgumentError
 from cnnlab.models.base import run_input_checks
 
-Backend = Literal["compile", "eager"]
-BACKENDS: tuple[Backend, ...] = ("compile", "eager")
+Backend = Literal["compile", "eager", "onnxruntime"]
+BACKENDS: tuple[Backend, ...] = ("compile", "eager", "onnxruntime")
 
 
 COMPILE_OPTIONS = {"freezing": True}
@@ -145,7 +151,7 @@ class InferenceModel(nn.Module):
             )
         return self
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Any:
         if self.channels_last and isinstance(x, Tensor) and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
@@ -172,12 +178,18 @@ def optimize_for_inference(
       compilation runs here on ``example_input``. Where compiling fails, a warning says so and the eager
       path is used.
     * ``"eager"``: only the fold and the memory format.
+    * ``"onnxruntime"``: the folded model exported to ONNX in memory (traced once on ``example_input``, the
+      batch axis left free, height and width fixed) and run by an ONNX Runtime session with as many intra-op
+      threads as torch uses; tensors in, tensors out. ``channels_last`` does not apply (ONNX Runtime picks its
+      own layouts). Needs ``pip install onnxruntime``.
 
     ``example_input`` defaults to one image at the model's ``default_input_size`` (or 3x224x224): pass a
     batch of the shape you will run. The model itself is left untouched.
     """
     if backend not in BACKENDS:
         raise ModelArgumentError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "onnxruntime":
+        return _onnxruntime_model(model, example_input)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     folded = fold_conv_bn(model).to(memory_format=memory_format)
     for p in folded.parameters():
@@ -185,7 +197,7 @@ def optimize_for_inference(
     if backend == "eager":
         return InferenceModel(folded, folded, backend=backend, channels_last=channels_last)
     if example_input is None:
-        example_input = torch.randn(1, *getattr(folded, "default_input_size", (3, 224, 224)))
+        example_input = _default_example(folded)
     example_input = example_input.contiguous(memory_format=memory_format)
     with torch.inference_mode():
         run_input_checks(folded, example_input)  # a bad example fails here with the model's own message
@@ -202,6 +214,91 @@ def optimize_for_inference(
     return InferenceModel(folded, runner, backend=backend, channels_last=channels_last)
 
 
+def _default_example(model: nn.Module) -> Tensor:
+    """One random image at the model's ``default_input_size`` (or 3x224x224)."""
+    return torch.randn(1, *getattr(model, "default_input_size", (3, 224, 224)))
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """The warnings that tracing a cnnlab model for export raises and that say nothing about the result."""
+    with warnings.catch_warnings():
+        # TorchScript and the TorchScript-based ONNX exporter are deprecated in favour of torch.export; they still
+        # give the most portable files, so their FutureWarnings are silenced here.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        # option-A shortcuts subsample with a strided slice, which the exporter leaves to run time
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
+        # the model's input check (a forward pre-hook) is traced as constants: channels and minimum size are fixed
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
+
+
+def onnx_bytes(net: nn.Module, example: Tensor) -> bytes:
+    """``net`` (in eval mode) traced on ``example`` as an ONNX model: input ``image``, output ``logits``, the
+    batch axis of both free. The one export call behind ``cnnlab export`` and the ``"onnxruntime"`` backend."""
+    buf = io.BytesIO()
+    with quiet_export(), torch.no_grad():
+        torch.onnx.export(
+            net,
+            (example,),
+            buf,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise MissingDependencyError("the onnxruntime backend needs ONNX Runtime: pip install onnxruntime") from e
+    return onnxruntime
+
+
+class OnnxRuntimeRunner:
+    """An ONNX Runtime session over an ONNX model with one input: torch tensors in, torch tensors out (one
+    output as a tensor, several as a tuple). Inputs must have the example's channels, height and width."""
+
+    def __init__(self, model: bytes, sample_shape: tuple[int, ...], *, threads: int | None = None) -> None:
+        ort = _import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()  # torch's own, for a fair comparison
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.sample_shape = sample_shape
+
+    def __call__(self, x: Tensor) -> Any:
+        if tuple(x.shape[1:]) != self.sample_shape:
+            shape = " x ".join(map(str, self.sample_shape))
+            raise InputShapeError(
+                f"this ONNX Runtime model was exported for inputs of shape N x {shape}, got {tuple(x.shape)}; "
+                "call optimize_for_inference again with an example_input of that size"
+            )
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        outs = [torch.from_numpy(o).to(x.device) for o in self.session.run(None, {self.input_name: array})]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _onnxruntime_model(model: nn.Module, example_input: Tensor | None) -> InferenceModel:
+    """The ``"onnxruntime"`` backend of :func:`optimize_for_inference`."""
+    _import_onnxruntime()  # before the fold and the export: a missing package fails at once
+    folded = fold_conv_bn(model)
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    example = _default_example(folded) if example_input is None else example_input.contiguous()
+    with torch.inference_mode():
+        run_input_checks(folded, example)  # a bad example fails here with the model's own message
+    runner = OnnxRuntimeRunner(onnx_bytes(_without_hooks(folded), example), tuple(example.shape[1:]))
+    return InferenceModel(folded, runner, backend="onnxruntime", channels_last=False)
+
+
 def _without_hooks(module: nn.Module) -> nn.Module:
     """A shallow copy of ``module`` without its own forward pre-hooks (they check Python-level shapes, which a
     trace would bake in as constants); the submodules are shared."""
@@ -210,4 +307,12 @@ def _without_hooks(module: nn.Module) -> nn.Module:
     return bare
 
 
-__all__ = ["BACKENDS", "InferenceModel", "InferenceOnlyError", "fold_conv_bn", "optimize_for_inference"]
+__all__ = [
+    "BACKENDS",
+    "InferenceModel",
+    "InferenceOnlyError",
+    "OnnxRuntimeRunner",
+    "fold_conv_bn",
+    "onnx_bytes",
+    "optimize_for_inference",
+]

@@ -1,12 +1,11 @@
 """The analyzer: per-layer shapes, parameters, MACs and receptive fields, and the arithmetic behind each trick.
 
-One concern per module: :mod:`.receptive_field` (the arithmetic), :mod:`.graph` (the torch.fx walk),
-:mod:`.report` (dataclasses, JSON/CSV/table), :mod:`.analyze` (``analyze``), :mod:`.erf` (effective
-receptive field), :mod:`.gridding` (dilation maps), :mod:`.tricks` (the design-trick report),
+One concern per module: :mod:`.receptive_field` (the arithmetic), :mod:`.flops` (the FLOP counter), :mod:`.graph`
+(the torch.fx walk), :mod:`.report` (dataclasses, JSON/CSV/table), :mod:`.analyze` (``analyze``), :mod:`.erf`
+(effective receptive field), :mod:`.gridding` (dilation maps), :mod:`.tricks` (the design-trick report),
 :mod:`.latency` (CPU timing), :mod:`.plots` (PNG figures, matplotlib imported on use), :mod:`.auxiliary` (the
-modules outside the eval graph: auxiliary heads), and the drawing of a network: :mod:`.diagram` (blocks and
-arrows from the graph), :mod:`.layout` (grandalf's layered layout) and :mod:`.scene` (SVG by hand, PNG by
-matplotlib).
+modules outside the eval graph: auxiliary heads), and the drawing of a network: :mod:`.diagram` (blocks and arrows
+from the graph), :mod:`.layout` (grandalf's layered layout) and :mod:`.scene` (SVG by hand, PNG by matplotlib).
 
 May import: cnnlab.errors, cnnlab.layers, cnnlab.models, cnnlab.plotting, cnnlab.registry.
 """

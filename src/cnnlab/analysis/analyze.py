@@ -1,7 +1,9 @@
 """``cnnlab.analyze(model, input_size)``: per-layer shapes, parameters, MACs and receptive fields of a model.
 
 The model is never run on data: a weightless copy on the meta device is traced with torch.fx and walked
-(:mod:`cnnlab.analysis.graph`), so ResNet-152 at 224 takes about a second and nothing is allocated.
+(:mod:`cnnlab.analysis.graph`), so nothing is allocated and ResNet-152 at 224 takes about 0.2 s on 2 cores; the
+first call in a process takes about a second more, PyTorch's one-time import of ``torch._dynamo`` (its Python
+meta kernels for elementwise operations are wrapped to keep ``torch.compile`` out, which imports it).
 """
 
 from __future__ import annotations
@@ -41,11 +43,24 @@ def _same_shape(x: Tensor) -> Tensor:
     return x
 
 
-def meta_copy(model: nn.Module) -> nn.Module:
+NORMS: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm,)
+"""Modules that a meta copy passes its input through: a norm keeps the shape, FlopCounterMode counts nothing for
+it, and PyTorch's meta kernel for batch norm (a Python decomposition) took most of the analysis' time."""
+
+FLOP_FREE: tuple[type[nn.Module], ...] = (
+    *NORMS, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish,
+    nn.Hardsigmoid, nn.Hardtanh, nn.Dropout, nn.Dropout2d, nn.Identity,
+)  # fmt: skip
+"""Modules that keep their input's shape and in which FlopCounterMode counts nothing (its formulas cover matrix
+products, convolutions and attention only): :func:`count_macs` passes them through too, the analyzer's walk does
+not (it keeps each module's own output tensor). Their Python meta kernels were a quarter of ``cnnlab models``'
+counting time."""
+
+
+def meta_copy(model: nn.Module, passthrough: tuple[type[nn.Module], ...] = NORMS) -> nn.Module:
     """A copy of ``model`` whose parameters and buffers live on the meta device (no data copied), in eval mode.
 
-    Its batch norms pass their input through: a norm keeps the shape, FlopCounterMode counts nothing for it,
-    and PyTorch's meta kernel for batch norm (a Python decomposition) took most of the analysis' time.
+    Its ``passthrough`` modules (by default its batch norms, see :data:`NORMS`) return their input.
     """
     memo: dict[int, Tensor] = {}
     for t in itertools.chain(model.parameters(), model.buffers()):
@@ -53,20 +68,21 @@ def meta_copy(model: nn.Module) -> nn.Module:
         memo[id(t)] = nn.Parameter(empty, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else empty
     meta = copy.deepcopy(model, memo).eval()
     for m in meta.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if isinstance(m, passthrough):
             m.forward = _same_shape  # type: ignore[method-assign]
     return meta
 
 
 @contextlib.contextmanager
-def meta_view(model: nn.Module) -> Iterator[nn.Module]:
+def meta_view(model: nn.Module, passthrough: tuple[type[nn.Module], ...] = NORMS) -> Iterator[nn.Module]:
     """:func:`meta_copy`, except that a model already wholly on the meta device is used in place (in eval mode,
-    norms passing through) and restored on exit: copying is a third of ``cnnlab models``' time."""
+    ``passthrough`` modules passing through) and restored on exit: copying is a third of ``cnnlab models``'
+    time."""
     if not all(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
-        yield meta_copy(model)
+        yield meta_copy(model, passthrough)
         return
     modes = [(m, m.training) for m in model.modules()]
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, passthrough) and "forward" not in m.__dict__]
     model.eval()
     for m in norms:
         m.forward = _same_shape  # type: ignore[method-assign]
@@ -200,7 +216,7 @@ def count_macs(model: nn.Module, input_size: InputSize | None = None) -> int:
     """MACs of one forward pass (FlopCounterMode FLOPs / 2) on a weightless meta copy: cheap for any model."""
     size = parse_input_size(input_size) if input_size is not None else default_input_size(model)
     check_input(model, size)
-    with meta_view(model) as meta, torch.no_grad(), flop_counter() as counter:
+    with meta_view(model, FLOP_FREE) as meta, torch.no_grad(), flop_counter() as counter:
         try:
             meta(_meta_input(meta, size))
         except (RuntimeError, ValueError, IndexError) as e:

@@ -1,17 +1,16 @@
 """The walk over a model's real ``torch.fx`` graph: one record per operation, with its output shape, MACs and
 receptive field.
 
-The model is traced symbolically and then interpreted node by node on meta tensors (shapes without data)
-inside one :class:`torch.utils.flop_counter.FlopCounterMode`; the MACs of a node are the counter's increase
-while it ran, halved (the counter reports FLOPs = 2 x MACs). Receptive fields follow the rules of
-:mod:`cnnlab.analysis.receptive_field`: windows (convs, pooling, strided slices) grow the field, pointwise
-operations (norms, activations, additions, concatenations, channel shuffles) take the largest field of their
-inputs, global pooling or flattening a spatial map covers the whole map, and resizing (interpolation, a pixel
-shuffle) changes the jump by the ratio of the sizes and widens the field by the taps it reads (bilinear: two
-neighbouring units per axis, so one input jump more). Any other operation is
-*unsupported*: its field and every field that depends on it are unknown (``None``) and it is named in
-:attr:`GraphWalk.unsupported`, never counted as 1x1.
-"""
+The model is traced symbolically and then interpreted node by node on meta tensors (shapes without data) inside
+one :class:`~cnnlab.analysis.flops.FlopCounter` (FlopCounterMode's formulas and counts); the MACs of a node are
+the counter's increase while it ran, halved (the counter reports FLOPs = 2 x MACs). Receptive fields follow the
+rules of :mod:`cnnlab.analysis.receptive_field`: windows (convs, pooling, strided slices) grow the field,
+pointwise operations (norms, activations, additions, concatenations, channel shuffles) take the largest field of
+their inputs, global pooling or flattening a spatial map covers the whole map, and resizing (interpolation, a
+pixel shuffle) changes the jump by the ratio of the sizes and widens the field by the taps it reads (bilinear: two
+neighbouring units per axis, so one input jump more). Any other operation is *unsupported*: its field and every
+field that depends on it are unknown (``None``) and it is named in :attr:`GraphWalk.unsupported`, never counted as
+1x1."""
 
 from __future__ import annotations
 
@@ -21,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, fx, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from cnnlab.analysis.flops import FlopCounter
 from cnnlab.analysis.receptive_field import Field, merge
 from cnnlab.errors import AnalysisError
 
@@ -69,9 +68,9 @@ POINTWISE_FUNCTIONS = frozenset(
 """Function and method names that act per spatial position (reductions and softmax: see ``_reduces``)."""
 
 
-def flop_counter() -> FlopCounterMode:
-    """The one MAC counter of the analyzer: PyTorch's, silent."""
-    return FlopCounterMode(display=False)
+def flop_counter() -> FlopCounter:
+    """The one MAC counter of the analyzer: PyTorch's formulas, FlopCounterMode's totals."""
+    return FlopCounter()
 
 
 @dataclass
@@ -138,7 +137,7 @@ def _reduces(name: str, args: tuple[Any, ...], kwargs: dict[str, Any], x: Tensor
 class _Walker(fx.Interpreter):
     """Runs the traced graph on meta tensors and fills one :class:`NodeRecord` per tensor-valued node."""
 
-    def __init__(self, gm: fx.GraphModule, counter: FlopCounterMode) -> None:
+    def __init__(self, gm: fx.GraphModule, counter: FlopCounter) -> None:
         super().__init__(gm, garbage_collect_values=False)
         self.counter = counter
         self.fields: dict[fx.Node, Field | None] = {}

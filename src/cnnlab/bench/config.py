@@ -44,6 +44,7 @@ class BenchConfig:
     trainer_batch: int = 64
     trainer_repeats: int = 3  # interleaved runs of the hand-written loop and the trainer
     main_job: bool = True  # time the default main job to 98% (about 1.5 minutes)
+    analysis: bool = True  # time cnnlab.analyze on ResNet-152 and `cnnlab models` (about 15 s)
 
     def __post_init__(self) -> None:
         if not self.models or isinstance(self.models, str):
@@ -76,5 +77,6 @@ class BenchConfig:
             trainer_batch=32,
             trainer_repeats=1,
             main_job=False,
+            analysis=False,
         )
         return cls(**(settings | overrides))

@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from cnnlab.analysis import count_macs
 from cnnlab.bench.config import BenchConfig
-from cnnlab.bench.timing import Comparison, compare
-from cnnlab.errors import CnnlabError
+from cnnlab.bench.timing import Comparison, compare, warm_interleaved
+from cnnlab.errors import CnnlabError, MissingDependencyError
 from cnnlab.models.base import LogitsWithAux, calibrate_norms
-from cnnlab.optimize import optimize_for_inference
+from cnnlab.optimize import InferenceModel, OnnxRuntimeRunner, onnx_bytes, optimize_for_inference
 from cnnlab.registry import Peer, build_model, model_entry
 from cnnlab.train.engine import classification_loss
 from cnnlab.weights import load_pretrained
@@ -138,38 +138,121 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
             )
         ),
     }
+    result["onnxruntime"] = bench_onnxruntime(theirs, x, cfg)
     ours_s = result["throughput"].get("ours_s")
     result["gflops_ours"] = None if ours_s is None else flops / ours_s / 1e9
     return result
 
 
+PATHS = {
+    "peer_eager": "{peer} eager",
+    "optimized": "optimize_for_inference(backend={backend})",
+    "onnxruntime_cnnlab": "optimize_for_inference(backend=onnxruntime)",
+    "onnxruntime_peer": "onnxruntime on torch.onnx.export({peer})",
+}
+"""The inference paths of the optimization comparison, by report key, and how the report names them:
+the peer's eager model, cnnlab's optimized model, cnnlab's graph preparation (BN folded, traced once) run by
+ONNX Runtime, and what a user would do by hand (the peer exported as it is and run by ONNX Runtime)."""
+
+
+def onnxruntime_paths(ours: nn.Module, theirs: nn.Module, x: Tensor, *, cnnlab: bool) -> dict[str, tuple[Any, float]]:
+    """The ONNX Runtime paths of :data:`PATHS` for inputs shaped like ``x`` (any batch), each with its preparation
+    time in seconds: ``onnxruntime_cnnlab`` when ``cnnlab``, ``onnxruntime_peer`` always; none when onnxruntime is
+    not installed."""
+    makers: dict[str, Callable[[], Any]] = {
+        "onnxruntime_peer": lambda: InferenceModel(
+            theirs, OnnxRuntimeRunner(onnx_bytes(theirs, x), tuple(x.shape[1:])), backend="onnxruntime",
+            channels_last=False,
+        )
+    }  # fmt: skip
+    if cnnlab:
+        makers["onnxruntime_cnnlab"] = lambda: optimize_for_inference(ours, example_input=x, backend="onnxruntime")
+    paths = {}
+    try:
+        for name, make in makers.items():
+            start = time.perf_counter()
+            paths[name] = (make(), time.perf_counter() - start)
+    except MissingDependencyError:
+        return {}
+    return paths
+
+
+def bench_onnxruntime(theirs: nn.Module, x: Tensor, cfg: BenchConfig) -> dict[str, Any] | None:
+    """ONNX Runtime on the peer exported as it is (``ours_s``) against the peer's eager model (``theirs_s``), at
+    batch 1 and at the batch of ``x``; ``None`` without onnxruntime."""
+    theirs.eval()
+    paths = onnxruntime_paths(theirs, theirs, x, cnnlab=False)
+    if not paths:
+        return None
+    ort, _ = paths["onnxruntime_peer"]
+    one = x[:1]
+    return {
+        "latency_b1": guarded(
+            lambda: compare(
+                inference(ort, one), inference(theirs, one), images=1, repeats=cfg.latency_repeats,
+                min_sample_s=cfg.min_sample_s,
+            )
+        ),
+        "throughput": guarded(
+            lambda: compare(inference(ort, x), inference(theirs, x), images=len(x), repeats=cfg.repeats)
+        ),
+    }  # fmt: skip
+
+
 def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
-    """``optimize_for_inference`` on ``cfg.optimize_model`` against the peer's eager model at the bench batch."""
+    """``optimize_for_inference`` on ``cfg.optimize_model`` against the peer's eager model and against ONNX Runtime,
+    interleaved, at batch 1 and at the bench batch."""
     ours, theirs, peer = build_pair(cfg.optimize_model)
     size = model_size(ours, cfg.optimize_size)
     x = torch.randn(cfg.batch, 3, size, size, generator=torch.Generator().manual_seed(1))
     calibrate_norms(theirs, x)  # realistic activation scale for the prediction check
     load_pretrained(ours, theirs)
+    theirs.eval()
     start = time.perf_counter()
     fast = optimize_for_inference(ours, example_input=x, backend=cfg.optimize_backend)  # type: ignore[arg-type]
     compile_s = time.perf_counter() - start
+    prepared = {"peer_eager": (theirs, 0.0), "optimized": (fast, compile_s)}
+    prepared |= onnxruntime_paths(ours, theirs, x, cnnlab=fast.backend != "onnxruntime")
+    paths = {name: run for name, (run, _) in prepared.items()}
     with torch.no_grad():
-        reference, out = theirs.eval()(x), fast(x)
+        reference = theirs(x)
         exact = copy.deepcopy(theirs).double()(x.double())  # float64: the rounding error float32 eager makes
+        outs = {name: run(x) for name, run in paths.items()}
     flops = 2 * count_macs(ours, (3, size, size))  # the same architecture as the peer
-    t = compare(inference(fast, x), inference(theirs, x), images=cfg.batch, repeats=cfg.repeats)
+    b1 = warm_interleaved(
+        {name: inference(run, x[:1]) for name, run in paths.items()},
+        images=1,
+        repeats=cfg.latency_repeats,
+        min_sample_s=cfg.min_sample_s,
+    )
+    batch = warm_interleaved(
+        {name: inference(run, x) for name, run in paths.items()}, images=cfg.batch, repeats=cfg.repeats
+    )
+    out = outs["optimized"]
     return {
         "name": cfg.optimize_model,
         "status": "ok",
         "peer": f"{peer.library}:{peer.name}",
         "backend": fast.backend,
         "size": size,
+        "batch": cfg.batch,
         "compile_s": compile_s,
         "max_abs_diff": (out - reference).abs().max().item(),
         "eager_fp32_error": (reference.double() - exact).abs().max().item(),
         "output_absmax": reference.abs().max().item(),
         "same_top1": (out.argmax(1) == reference.argmax(1)).float().mean().item(),
-        "throughput": asdict(t),
-        "gflops_optimized": flops / t.ours_s / 1e9,
-        "gflops_peer_eager": flops / t.theirs_s / 1e9,
+        "throughput": asdict(Comparison(batch["optimized"], batch["peer_eager"])),
+        "gflops_optimized": flops / batch["optimized"] / 1e9,
+        "gflops_peer_eager": flops / batch["peer_eager"] / 1e9,
+        "paths": {
+            name: {
+                "prepare_s": prepared[name][1],
+                "b1_s": b1[name],
+                "batch_s": batch[name],
+                "gflops": flops / batch[name] / 1e9,
+                "max_abs_diff": (outs[name] - reference).abs().max().item(),
+                "same_top1": (outs[name].argmax(1) == reference.argmax(1)).float().mean().item(),
+            }
+            for name in paths
+        },
     }

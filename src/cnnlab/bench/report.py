@@ -8,9 +8,10 @@ from dataclasses import asdict
 from typing import Any
 
 from cnnlab.analysis.report import format_table
+from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.config import BenchConfig
-from cnnlab.bench.peers import attempt, bench_model, bench_optimized
-from cnnlab.bench.timing import matmul_peak_gflops
+from cnnlab.bench.peers import PATHS, attempt, bench_model, bench_optimized
+from cnnlab.bench.timing import BLAS_OVERRIDES, matmul_peaks
 from cnnlab.bench.training import bench_training_loop
 from cnnlab.machine import machine_info
 
@@ -18,8 +19,8 @@ from cnnlab.machine import machine_info
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every measurement of ``cfg`` in this process, as a JSON-ready dict."""
     report: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg)}
-    first_peak = matmul_peak_gflops(cfg.peak_matmul_n)
-    log(f"float32 matmul peak: {first_peak:.1f} GFLOP/s")
+    first_peak = matmul_peaks(cfg.peak_matmul_n)
+    log("float32 matmul: " + ", ".join(f"{k} {_num(v)} GFLOP/s" for k, v in first_peak.items()))
     report["models"] = []
     for name in cfg.models:
         log(f"{name} ...")
@@ -28,9 +29,19 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
     log("training loop ...")
     report["training_loop"] = bench_training_loop(cfg)
+    if cfg.analysis:
+        log("analyzer ...")
+    report["analysis"] = bench_analysis() if cfg.analysis else None
     # measured at the start and the end: on a shared machine one of them may fall on a busy moment
-    report["peak_matmul_samples"] = [first_peak, matmul_peak_gflops(cfg.peak_matmul_n)]
-    report["peak_matmul_gflops"] = max(report["peak_matmul_samples"])
+    samples = [first_peak, matmul_peaks(cfg.peak_matmul_n)]
+    report["peak_matmul_samples"] = samples
+    by_source = {k: max((s[k] for s in samples if s[k] is not None), default=None) for k in first_peak}
+    report["peak_matmul_by_source"] = by_source
+    report["peak_matmul_source"] = max((k for k, v in by_source.items() if v is not None), key=by_source.__getitem__)
+    report["peak_matmul_gflops"] = by_source[report["peak_matmul_source"]]
+    if report["optimized"]["status"] == "ok":
+        for path in report["optimized"]["paths"].values():
+            path["fraction_of_peak"] = path["gflops"] / report["peak_matmul_gflops"]
     return report
 
 
@@ -74,20 +85,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         for key in ("latency_b1", "throughput", "train_step")
         if r["status"] == "ok" and "error" in r[key]
     ]
+    lines += _format_onnxruntime(report["models"])
+    lines += ["", _format_peak(report)]
     o = report["optimized"]
     lines.append("")
     if o["status"] == "ok":
-        t = o["throughput"]
-        lines += [
-            f"optimize_for_inference({o['name']}, backend={o['backend']}) at {o['size']}x{o['size']}: "
-            f"{1 / t['ours_s']:,.1f} img/s vs "
-            f"{o['peer']} eager {1 / t['theirs_s']:,.1f} img/s, ratio {t['ratio']:.3f}; "
-            f"max abs diff {o['max_abs_diff']:.2e} (outputs up to {o['output_absmax']:.2f}; float32 eager itself is "
-            f"{o['eager_fp32_error']:.2e} off float64), "
-            f"same top-1 {o['same_top1']:.0%}; prepared in {o['compile_s']:.1f} s",
-            f"GFLOP/s: optimized {o['gflops_optimized']:.1f}, peer eager {o['gflops_peer_eager']:.1f}, "
-            f"float32 matmul peak {report['peak_matmul_gflops']:.1f}",
-        ]
+        lines += _format_optimized(o, report["peak_matmul_gflops"])
     else:
         lines.append(f"optimize_for_inference({o['name']}): {o['status']}")
     t = report["training_loop"]
@@ -104,4 +107,73 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"test accuracy (evaluated once) {job['final_test_acc']:.2%} final, {job['best_test_acc']:.2%} for the "
             f"best validation epoch ({job['best_epoch']})"
         )
+    a = report["analysis"]
+    if a is not None:
+        lines.append(
+            f"analyzer: cnnlab.analyze({a['model']}, 3x{a['size']}x{a['size']}) {a['analyze_s']:.2f} s "
+            f"({a['analyze_first_s']:.2f} s the first call in a process, PyTorch's one-time imports included); "
+            f"`cnnlab models` (the whole registry, Python's start included) {a['models_cli_s']:.1f} s"
+        )
     return "\n".join(lines)
+
+
+def _format_peak(report: Mapping[str, Any]) -> str:
+    """The float32 GEMM peak, the implementation that reached it, and each implementation's rate."""
+    n = report["config"]["peak_matmul_n"]
+    rates = ", ".join(
+        f"{k} {'failed' if v is None else f'{v:,.1f}'}" for k, v in report["peak_matmul_by_source"].items()
+    )
+    return (
+        f"float32 GEMM peak ({n}x{n}, the best of torch.mm, numpy's OpenBLAS without {'/'.join(BLAS_OVERRIDES)} and "
+        f"onnxruntime's MatMul): {report['peak_matmul_gflops']:,.1f} GFLOP/s by {report['peak_matmul_source']} "
+        f"(GFLOP/s: {rates})"
+    )
+
+
+def _format_optimized(o: Mapping[str, Any], peak: float) -> list[str]:
+    """The inference paths of the optimization comparison as a table, and the optimized path's accuracy."""
+    b = o["batch"]
+    eager = o["paths"]["peer_eager"]
+    rows = []
+    for key, p in o["paths"].items():
+        name = PATHS[key].format(peer=o["peer"], backend=o["backend"])
+        rows.append([
+            name, _num(p["prepare_s"]), _num(p["b1_s"] * 1e3, 2), _num(eager["b1_s"] / p["b1_s"], 3),
+            _num(1 / p["batch_s"]), _num(eager["batch_s"] / p["batch_s"], 3), _num(p["gflops"]),
+            f"{p['gflops'] / peak:.0%}", f"{p['max_abs_diff']:.1e}", f"{p['same_top1']:.0%}",
+        ])  # fmt: skip
+    headers = ["inference path", "prepare s", "b1 ms", "ratio", f"b{b} img/s", "ratio", "GFLOP/s", "of peak"]
+    headers += ["max diff", "top-1"]
+    return [
+        f"inference of {o['name']} at {o['size']}x{o['size']}, batch 1 and {b}; ratio = speed / peer eager speed; "
+        f"max diff and top-1 against the peer's eager output (up to {o['output_absmax']:.2f}; float32 eager itself is "
+        f"{o['eager_fp32_error']:.2e} off float64)",
+        format_table(rows, headers, right_aligned=[i >= 1 for i in range(len(headers))]),
+    ]
+
+
+def _format_onnxruntime(models: list[Mapping[str, Any]]) -> list[str]:
+    """ONNX Runtime on each peer exported as it is, against the peer's eager model (ratio > 1: onnxruntime faster)."""
+    rows = []
+    for r in models:
+        ort = r.get("onnxruntime") if r["status"] == "ok" else None
+        if ort is None:
+            continue
+        cells = [r["name"], r["peer"], str(r["size"])]
+        for key, per_image in (("latency_b1", True), ("throughput", False)):
+            c = ort[key]
+            if "error" in c:
+                cells += ["error", "", ""]
+            elif per_image:  # milliseconds per image
+                cells += [_num(c["ours_s"] * 1e3), _num(c["theirs_s"] * 1e3), _num(c["ratio"], 3)]
+            else:
+                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), _num(c["ratio"], 3)]
+        rows.append(cells)
+    if not rows:
+        return []
+    headers = ["model", "peer", "size", "ort b1 ms", "eager ms", "ratio", "ort img/s", "eager img/s", "ratio"]
+    return [
+        "",
+        "onnxruntime on torch.onnx.export(peer) against the peer's eager model; ratio = onnxruntime / eager speed",
+        format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]),
+    ]

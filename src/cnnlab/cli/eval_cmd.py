@@ -46,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=positive_int, default=3)
     p.add_argument("--out", default=None, help="segmentation: folder for the PNGs (default: RUN/predictions)")
+    p.add_argument(
+        "--runtime", choices=("torch", "onnxruntime"), default="torch",
+        help="eager PyTorch (default), or ONNX Runtime on the model exported with BatchNorm folded",
+    )  # fmt: skip
     p.set_defaults(func=run_predict)
 
     p = sub.add_parser("export", help="write a trained model as ONNX or TorchScript (BatchNorm folded)")
@@ -134,10 +138,12 @@ def _eval_segmentation(
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.train.predict import model_from_checkpoint, predict, predict_mask, write_mask_pngs
+    from cnnlab.train.predict import model_from_checkpoint, predict, predict_mask, with_runtime, write_mask_pngs
 
     model, meta = model_from_checkpoint(args.checkpoint)
-    if getattr(model, "dense_output", False):
+    dense = getattr(model, "dense_output", False)
+    model = with_runtime(model, meta, args.runtime)
+    if dense:
         out = Path(args.out) if args.out else Path(meta["path"]).parent / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         for image in args.images:

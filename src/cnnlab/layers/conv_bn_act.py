@@ -6,6 +6,7 @@ is also why the convolution carries no bias when a norm follows it: the norm's s
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from torch import nn
@@ -17,10 +18,19 @@ from cnnlab.layers.types import LayerFactory, Size2, pair
 def create_act(act_layer: LayerFactory) -> nn.Module:
     """Build an activation, in place where the layer supports it (``nn.ReLU(inplace=True)``) to save memory."""
     try:
-        takes_inplace = "inplace" in inspect.signature(act_layer).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        takes_inplace = False
+        takes_inplace = _takes_inplace(act_layer)
+    except TypeError:  # an unhashable factory: asked each time
+        takes_inplace = _takes_inplace.__wrapped__(act_layer)
     return act_layer(inplace=True) if takes_inplace else act_layer()
+
+
+@functools.cache
+def _takes_inplace(act_layer: LayerFactory) -> bool:
+    """Whether ``act_layer`` has an ``inplace`` argument (cached: a model builds thousands of activations)."""
+    try:
+        return "inplace" in inspect.signature(act_layer).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
 
 
 def same_padding(kernel_size: Size2, dilation: Size2 = 1) -> tuple[int, int]:

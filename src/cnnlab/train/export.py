@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.optimize import fold_conv_bn
+from cnnlab.optimize import fold_conv_bn, onnx_bytes, quiet_export
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -38,15 +37,7 @@ def export_model(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = fold_conv_bn(model) if fold else model.eval()
-    with warnings.catch_warnings():
-        # TorchScript and the TorchScript-based ONNX exporter are deprecated in favour of torch.export; they still
-        # give the most portable files, so their FutureWarnings are silenced here.
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        # option-A shortcuts subsample with a strided slice, which the exporter leaves to run time
-        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-        # the model's input check (a forward pre-hook) is traced as constants: channels and minimum size are fixed
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+    with quiet_export():
         return _export(net, example, path, fmt, metadata or {})
 
 
@@ -69,16 +60,7 @@ def _export(net: nn.Module, example: Tensor, path: Path, fmt: str, metadata: dic
 def _export_onnx(net: nn.Module, example: Tensor, path: Path, metadata: dict[str, Any]) -> None:
     import onnx
 
-    torch.onnx.export(
-        net,
-        (example,),
-        str(path),
-        input_names=["image"],
-        output_names=["logits"],
-        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-        dynamo=False,
-    )
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(onnx_bytes(net, example))
     for key, value in metadata.items():
         proto.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save(proto, str(path))

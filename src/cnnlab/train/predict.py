@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import InputPipeline, SegmentationDataset, load_images, make_loader, open_image
+from cnnlab.errors import ConfigError
+from cnnlab.optimize import optimize_for_inference
 from cnnlab.plotting import label_colours
 from cnnlab.registry import build_model
 from cnnlab.train.atomic import write_atomic
@@ -31,6 +33,22 @@ def model_from_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = 
     model = build_model(meta["model"], kwargs, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
     load_model_state(model, state)
     return model.eval(), {**meta, "path": state["path"]}
+
+
+RUNTIMES = ("torch", "onnxruntime")
+"""What runs a checkpoint's model in ``cnnlab predict``: eager PyTorch, or ONNX Runtime on the model exported with its
+batch norms folded (:func:`cnnlab.optimize_for_inference` with ``backend="onnxruntime"``)."""
+
+
+def with_runtime(model: nn.Module, meta: dict[str, Any], runtime: str) -> nn.Module:
+    """``model`` as ``runtime`` runs it (one of :data:`RUNTIMES`), for inputs of the checkpoint's pipeline."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        return model
+    pipeline = input_pipeline(meta)
+    example = torch.zeros(1, pipeline.in_chans, pipeline.size, pipeline.size)
+    return optimize_for_inference(model, example_input=example, backend="onnxruntime")
 
 
 def input_pipeline(meta: dict[str, Any]) -> InputPipeline:
