@@ -45,7 +45,9 @@ def collect_into(
     folder already recorded for the same experiment (an interrupted experiment started again). Collected from
     elsewhere (``None``), the wall time is the sum of the runs' own.
     """
-    result = collect(spec, runs_dir, partial=partial)
+    t0 = time.perf_counter()
+    result = collect(spec, runs_dir, partial=partial)  # measures every run: training error, probes
+    collect_s = time.perf_counter() - t0
     if result.missing():
         names = ", ".join(f"{r.label} seed {r.seed}" for r in result.missing())
         log(f"note: {len(result.missing())} run(s) have not finished and are left out: {names}")
@@ -55,6 +57,7 @@ def collect_into(
         "machine": machine_summary(),
         "wall_s": _previous_wall_s(out_dir, spec) + trained_s if trained_s is not None else sum(walls),
         "runs_wall_s": sum(walls),  # each run's training time, summed (runs in parallel overlap)
+        "collect_s": collect_s,  # measuring the trained runs (training error, lesion probes), after the training
         "runs": str(runs_dir),
     }
     path = report.write(result, out_dir, meta=meta)

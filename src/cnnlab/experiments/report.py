@@ -265,7 +265,10 @@ def write(result: ExperimentResult, out_dir: Path, *, meta: dict[str, Any]) -> P
         f"Command: `{meta.get('command') or '(Python)'}`",
         "",
         f"Recipe: {recipe}; seeds {list(spec.seeds)}. Machine: {meta.get('machine', '?')}; "
-        f"wall time {meta.get('wall_s', 0) / 60:.1f} min.",
+        f"wall time {meta.get('wall_s', 0) / 60:.1f} min of training"
+        + (f" (the runs' own times sum to {meta['runs_wall_s'] / 60:.1f} min)" if meta.get("runs_wall_s") else "")
+        + (f", then {meta['collect_s'] / 60:.1f} min measuring them" if meta.get("collect_s") else "")
+        + ".",
         "",
         (
             "Mean IoUs (overall, on the pixels of small and of large objects) are mean ± sample standard deviation "
