@@ -403,3 +403,18 @@ def test_without_channel_shuffle_each_group_sees_only_its_own_inputs(shuffle: bo
     changed = (out[0] - out[1]).abs().amax(dim=(0, 2, 3)) > 1e-6
     per_group = changed.view(g, c // g).any(1).tolist()
     assert per_group == ([True, True, True] if shuffle else [True, False, False])
+
+
+def test_the_analyzer_counts_a_deformable_net_on_the_meta_device() -> None:
+    """The analyzer builds models on the meta device, which has no autocast: the deformable conv must run there,
+    and its MACs are the conv's (the matrix product of the sampled columns) plus the offset conv's."""
+    import cnnlab
+    from cnnlab.registry import build_model
+
+    kwargs = {"stage_conv_layers": ["conv", "conv", "deformable"]}
+    with torch.device("meta"):
+        deform = build_model("cifar_resnet20", kwargs, num_classes=10, in_chans=1)
+        plain = build_model("cifar_resnet20", {}, num_classes=10, in_chans=1)
+    a, b = cnnlab.analyze(deform, (1, 42, 42)), cnnlab.analyze(plain, (1, 42, 42))
+    offsets = sum(m.offset.weight.numel() for m in deform.modules() if isinstance(m, DeformConv2d)) * 11 * 11
+    assert a.macs - b.macs == offsets  # six 64-channel offset convs at 11x11; the sampled conv costs as the conv

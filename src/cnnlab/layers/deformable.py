@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from contextlib import nullcontext
 from typing import ClassVar
 
 import torch
@@ -58,7 +59,8 @@ def deform_conv2d(
     n, in_chs, out_h, out_w = x.shape[0], x.shape[1], offset.shape[-2], offset.shape[-1]
     out_chs, group_chs, kh, kw = weight.shape
     groups = in_chs // group_chs
-    with torch.autocast(x.device.type, enabled=False):
+    exact = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda") else nullcontext()
+    with exact:  # no autocast inside (the meta device of the analyzer has none)
         x32, offset32, weight32 = x.float(), offset.float().contiguous(), weight.float()
         mask32 = None if mask is None else mask.float().contiguous()
         columns = sampled_columns(x32, offset32, (kh, kw), stride, padding, dilation, mask32)  # N x C*kh*kw x H'W'
