@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +14,9 @@ import torch
 # The CI machine has 2 cores and may share them; one intra-op thread per test process avoids the
 # oversubscription that made some ops 100x slower there. Speed is measured by the benchmarks, not here.
 torch.set_num_threads(1)
+
+# `cnnlab models` caches its counts (cnnlab.analysis.catalog): a folder of this process's own, never the user's.
+os.environ["CNNLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnlab-test-cache-")
 
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", "0.0.0.0"}
 _connect = socket.socket.connect

@@ -18,12 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import cnnlab
+from cnnlab.bench import training
 from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.peers import as_cnnlab_output, attempt, guarded, model_size, training_step
+from cnnlab.bench.report import _format_models, summarize_runs
 from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, numpy_matmul
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
+from cnnlab.train import TrainConfig
 
 SANE_S = 5.0  # seconds per image: far above any model of the quick run (32x32, batch 4), far below a hang
 SANE_GFLOPS = 1e5  # 100 TFLOP/s: above any CPU's float32 matmul
@@ -39,8 +42,9 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     report = json.loads(out.read_text())
     assert report.keys() == {
         "machine", "config", "peak_matmul_samples", "peak_matmul_by_source", "peak_matmul_source",
-        "peak_matmul_gflops", "models", "optimized", "training_loop", "analysis",
+        "peak_matmul_gflops", "parity_runs", "models", "optimized", "training_loop", "analysis",
     }  # fmt: skip
+    assert len(report["parity_runs"]) == 1 and report["parity_runs"][0][0]["name"] == "resnet18"
     assert report["analysis"] is None  # the quick run skips the analyzer's timing
     assert report["machine"].keys() == {"cpu", "cpu_features", "cores", "threads", "torch", "python", "platform"}
     assert report["machine"]["threads"] == torch.get_num_threads() and report["machine"]["torch"] == torch.__version__
@@ -57,7 +61,8 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert r18["max_abs_diff"] <= 1e-5  # the peer's weights were loaded: the same function
     for key in ("latency_b1", "throughput", "train_step"):
         c = r18[key]
-        assert c.keys() == {"ours_s", "theirs_s", "ratio"}
+        assert c.keys() == {"ours_s", "theirs_s", "ratio", "ratios"}
+        assert c["ratios"] == [report["parity_runs"][0][0][key]["ratio"]] == [c["ratio"]]
         assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
         assert positive_finite(c["ratio"], SANE_S / 1e-6)  # both above a microsecond per image
     for key in ("latency_b1", "throughput"):  # onnxruntime on the peer's export against the peer's eager model
@@ -92,6 +97,25 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
         and "onnxruntime on torch.onnx.export" in table
         and "ort b1 ms" in table
     )
+
+
+def test_eager_parity_is_the_median_of_the_runs_ratios() -> None:
+    def row(ratio: float, *, ours_s: float = 1.0, error: bool = False) -> dict[str, object]:
+        c = {"error": "RuntimeError: out of memory"} if error else {"ours_s": ours_s, "theirs_s": ours_s * ratio}
+        c |= {} if error else {"ratio": ratio}
+        m = {"name": "m", "status": "ok", "peer": "tv:m", "size": 32, "gflop_per_image": 2.0, "onnxruntime": None}
+        return m | {"latency_b1": c, "throughput": c, "train_step": c}
+
+    runs = [[row(0.9, ours_s=2.0)], [row(1.1, ours_s=1.0)], [row(0.95, ours_s=4.0)]]
+    (m,) = summarize_runs(runs)
+    assert m["throughput"] == {"ours_s": 2.0, "theirs_s": 1.8, "ratio": 0.95, "ratios": [0.9, 1.1, 0.95]}
+    assert m["gflops_ours"] == 1.0  # 2 GFLOP per image at the median 2 s per image
+    (m,) = summarize_runs([*runs[:2], [row(1.0, error=True)]])
+    assert m["train_step"] == {"error": "RuntimeError: out of memory"}  # one failed run is not hidden
+    skipped = {"name": "m", "status": "skipped: no peer"}
+    assert summarize_runs([runs[0], [skipped]]) == [skipped]
+    text = _format_models(summarize_runs(runs))
+    assert "0.950 (0.90-1.10)" in text
 
 
 def test_interleaved_alternates_and_takes_medians() -> None:
@@ -188,6 +212,24 @@ def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
     assert reached is not None and probe.seconds == reached  # later epochs do not move it
 
 
+def test_the_main_job_is_timed_against_the_previous_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = training.main_job(TrainConfig(model="lenet5", epochs=1, train_per_class=20))
+    assert (job["model"], job["epochs"], job["best_epoch"]) == ("lenet5", 1, 1)
+    assert 0 <= job["best_test_acc"] <= 1 and 0 <= job["final_test_acc"] <= 1 and job["total_s"] > 0
+    assert job["seconds_to_98"] is None or job["seconds_to_98"] <= job["total_s"]
+    seen: list[TrainConfig] = []
+
+    def fake(config: TrainConfig | None = None) -> dict[str, object]:
+        seen.append(config or TrainConfig())
+        return {"total_s": 30.0 if config is None else 40.0}
+
+    monkeypatch.setattr(training, "main_job", fake)
+    jobs = training.bench_main_jobs()
+    assert seen == [TrainConfig(), training.PREVIOUS_MAIN_JOB] and jobs["wall_ratio"] == 0.75
+    previous = training.PREVIOUS_MAIN_JOB  # what `cnnlab train` ran until 2026-12-01
+    assert (previous.model, previous.epochs, previous.lr, previous.batch_size) == ("cifar_resnet20", 10, 0.1, 64)
+
+
 def test_numpys_matmul_runs_without_the_old_openblas_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """numpy's measurement runs in a child process that lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (it reports
     its own environment) and uses torch's threads; this process keeps both settings."""
@@ -212,4 +254,5 @@ def test_the_peak_is_measured_by_three_implementations(monkeypatch: pytest.Monke
 def test_the_analyzers_timing_runs_it_in_a_fresh_process_and_as_a_command() -> None:
     a = bench_analysis("cifar_resnet20", 32, pattern="cifar_resnet20", repeats=1)
     assert (a["model"], a["size"], a["models_pattern"]) == ("cifar_resnet20", 32, "cifar_resnet20")
-    assert all(positive_finite(a[k], 60.0) for k in ("analyze_first_s", "analyze_s", "models_cli_s"))
+    keys = ("analyze_first_s", "analyze_s", "models_cli_first_s", "models_cli_s")
+    assert all(positive_finite(a[k], 60.0) for k in keys)

@@ -4,6 +4,7 @@ loaders whose batches depend only on (seed, epoch, step), image files, and the p
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,17 @@ import pytest
 import torch
 
 import cnnlab.data
-from cnnlab.data import InputPipeline, load_dataset, load_images, make_loader, open_image, random_crop_flip
+from cnnlab.data import (
+    InputPipeline,
+    load_dataset,
+    load_images,
+    load_segmentation,
+    make_loader,
+    open_image,
+    random_crop_flip,
+)
 from cnnlab.data.stats import MNIST
+from cnnlab.data.transforms import affine_batch, random_affine
 from cnnlab.errors import DataError
 from tests.train_fixtures import class_images, write_cifar10, write_image_folder, write_mnist
 
@@ -130,6 +140,47 @@ def test_random_crop_equals_a_slice_of_the_padded_image() -> None:
         assert any(torch.equal(out[i], w) for w in windows)
     flipped = random_crop_flip(x, pad=0, flip=True, gen=torch.Generator().manual_seed(0))
     assert all(torch.equal(f, o) or torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x, strict=True))
+
+
+def test_affine_batch_rotates_and_scales_about_the_centre() -> None:
+    x = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    x[:, 0, 1, 2:6] = 200  # a bar in the top rows
+    same = affine_batch(x, torch.zeros(2), torch.ones(2))
+    assert torch.equal(same, x)  # no rotation, no scaling: the same pixels
+    quarter = affine_batch(x, torch.tensor([90.0, -90.0]), torch.ones(2))
+    assert torch.equal(quarter[0], torch.rot90(x[0], 1, (-2, -1)))  # counter-clockwise as displayed
+    assert torch.equal(quarter[1], torch.rot90(x[1], -1, (-2, -1)))
+    dot = torch.zeros(1, 1, 9, 9)
+    dot[0, 0, 4, 4] = 1.0
+    assert affine_batch(dot, torch.zeros(1), torch.tensor([3.0]))[0, 0, 3:6, 3:6].min() > 0  # grown about (4, 4)
+    assert affine_batch(dot, torch.zeros(1), torch.tensor([3.0])).dtype == torch.float32
+
+
+def test_random_affine_draws_within_its_bounds_from_the_generator() -> None:
+    x = torch.randint(0, 255, (16, 1, 12, 12), dtype=torch.uint8)
+    a = random_affine(x, rotate=15, scale=0.1, gen=torch.Generator().manual_seed(4))
+    assert a.dtype == torch.uint8 and a.shape == x.shape and not torch.equal(a, x)
+    assert torch.equal(a, random_affine(x, rotate=15, scale=0.1, gen=torch.Generator().manual_seed(4)))
+    gen = torch.Generator().manual_seed(4)
+    degrees = (torch.rand(16, generator=gen) * 2 - 1) * 15
+    factors = 1 + (torch.rand(16, generator=gen) * 2 - 1) * 0.1
+    assert degrees.abs().max() <= 15 and (factors - 1).abs().max() <= 0.1
+    assert torch.equal(a, affine_batch(x, degrees, factors))
+
+
+def test_rotation_and_scaling_reach_the_training_batches_only(tmp_path: Path) -> None:
+    data = load_dataset("mnist5k")
+    pipe = data.pipeline()
+    assert (data.augment.rotate, data.augment.scale) == (10.0, 0.1)  # mnist5k's standard augmentation
+    spec = replace(data.augment, rotate=0.0, scale=0.0)  # shifts only
+    turned = next(make_loader(data, "train", pipe, batch_size=8, seed=1).batches())[0]
+    plain = next(make_loader(data, "train", pipe, batch_size=8, seed=1, augment=spec).batches())[0]
+    assert plain.shape == turned.shape and not torch.equal(plain, turned)
+    val = make_loader(data, "val", pipe, batch_size=8)
+    assert torch.equal(next(val.batches())[0], next(make_loader(data, "val", pipe, batch_size=8).batches())[0])
+    seg = load_segmentation("mnist5k-seg")
+    with pytest.raises(DataError, match="rotate and scale augment in-memory classification data"):
+        make_loader(seg, "train", seg.pipeline(), batch_size=8, augment=replace(seg.augment, rotate=5.0))
 
 
 def test_pipeline_pads_digits_for_lenet_and_resizes_on_request() -> None:

@@ -8,6 +8,7 @@ import json
 import shlex
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,8 +26,9 @@ from cnnlab.layers import SqueezeExcite
 from cnnlab.layers.named import resolve_model_kwargs
 from cnnlab.layers.residual import ResidualBlock
 from cnnlab.registry import build_model, create_model
-from cnnlab.train import StepInfo
+from cnnlab.train import StepInfo, TrainConfig
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.config import FIELDS, FIRST_RECIPE, config_from_dict, first_recipe
 from cnnlab.train.engine import GradNormRecorder, block_names
 from tests.train_fixtures import write_mnist
 
@@ -59,6 +61,27 @@ def test_shipped_experiment_files_parse(name: str, labels: list[str], metrics: s
     assert [v.label for v in spec.variants] == labels
     assert spec.claim and spec.source is not None and spec.source.figures
     assert {e.metric for e in spec.expect} == metrics
+
+
+def test_experiments_start_from_the_recipe_they_were_run_with_not_todays_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The committed results were made with FIRST_RECIPE: a new main job (other TrainConfig defaults) must not
+    change what an experiment file runs."""
+    assert set(FIRST_RECIPE) <= set(FIELDS) and first_recipe() == config_from_dict(dict(FIRST_RECIPE))
+    spec = load_spec(REPO / "experiments" / "small_kernels.yaml")
+    before = spec.config(spec.variants[0], 0, "runs")
+    monkeypatch.setattr(TrainConfig, "__init__", _with_defaults(TrainConfig.__init__, lr=0.3, rotate=12.0, epochs=3))
+    assert TrainConfig().lr == 0.3  # today's defaults moved...
+    after = spec.config(spec.variants[0], 0, "runs")
+    assert after == before and (after.lr, after.rotate, after.epochs) == (0.1, 0.0, 10)  # ...the experiment did not
+
+
+def _with_defaults(init: Any, **defaults: Any) -> Any:
+    def patched(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **(defaults | kwargs))
+
+    return patched
 
 
 def test_grid_is_the_cartesian_product() -> None:
@@ -336,9 +359,9 @@ def test_an_interrupted_experiment_resumes_its_unfinished_run_exactly(mnist_dir:
 def test_resume_auto_starts_a_run_then_finishes_it_wherever_it_stopped(
     mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["train", "--model-kwargs", json.dumps(TINY), "--data", "mnist", "--data-dir", str(mnist_dir),
-            "--epochs", "1", "--batch-size", "16", "--no-progress", "--out-dir", str(tmp_path), "--run-name", "r",
-            "--resume", "auto"]  # fmt: skip
+    args = ["train", "--model", "cifar_resnet20", "--model-kwargs", json.dumps(TINY), "--data", "mnist",
+            "--data-dir", str(mnist_dir), "--epochs", "1", "--batch-size", "16", "--no-progress", "--out-dir",
+            str(tmp_path), "--run-name", "r", "--resume", "auto"]  # fmt: skip
     assert main(args) == 0  # nothing there: a fresh start
     first = load_checkpoint(tmp_path / "r")["model"]
     assert main(args) == 0  # finished: resumed at its end, nothing retrained

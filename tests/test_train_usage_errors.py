@@ -109,7 +109,7 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
     ),
     "a classifier on segmentation data": (
         lambda w: ["train", "--data", "mnist5k-seg", "--out-dir", str(w.out)],
-        "mnist5k-seg has a label per pixel (segmentation) and cifar_resnet20 predicts one label per image; train a "
+        "mnist5k-seg has a label per pixel (segmentation) and cifar_vgg predicts one label per image; train a "
         "segmentation model on it (`cnnlab models` lists them: fcn_cifar_resnet20, duc_cifar_resnet20, ...)",
     ),
     "in_chans in model_kwargs": (

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from cnnlab.analysis.analyze import analyze, count_macs
@@ -22,7 +21,7 @@ from cnnlab.errors import AnalysisError, CnnlabWarning
 from cnnlab.layers import Bottleneck, ConvBnAct, SqueezeExcite
 from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv
 from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1
-from cnnlab.registry import create_model
+from cnnlab.registry import create_model, on_meta
 
 
 @dataclass(frozen=True)
@@ -165,7 +164,7 @@ def se_overhead(*, chs: int = 256, reduction: int = 16) -> list[Figure]:
     se = analyze(SqueezeExcite(chs, reduction=reduction), (chs, 56, 56))
     c, r = chs, reduction
     stages = ((256, 3), (512, 4), (1024, 6), (2048, 3))  # ResNet-50: output channels and blocks per stage
-    with torch.device("meta"):
+    with on_meta():
         se50 = create_model("se_resnet50")
         plain50 = create_model("se_resnet50", attn_layer=None)  # the same net (stride on 1x1, Caffe pool), no SE
     se_params, plain_params = (sum(p.numel() for p in m.parameters()) for m in (se50, plain50))
@@ -240,7 +239,7 @@ def vgg_vs_resnet() -> list[Figure]:
     """VGG-19 against ResNet-34 (He et al. 2016, Fig. 3: 19.6 and 3.6 billion multiply-adds, "18%"), and
     ResNet-50 with the paper's stride placement (on the first 1x1 of a bottleneck: 3.8 G in Table 1)."""
     trick = "VGG-19 vs ResNet-34"
-    with torch.device("meta"):
+    with on_meta():
         resnet34 = count_macs(create_model("resnet34", stride_in="1x1")) / 1e9
         resnet50 = count_macs(create_model("resnet50", stride_in="1x1")) / 1e9
         vgg19 = count_macs(create_model("vgg19")) / 1e9

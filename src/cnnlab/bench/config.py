@@ -33,6 +33,7 @@ class BenchConfig:
     size: int = 112  # image height and width; 224 (the papers') takes about 4x longer than this
     batch: int = 32  # batch of the throughput and training-step measurements
     repeats: int = 5  # timed repetitions per implementation; medians are reported
+    parity_runs: int = 3  # full interleaved runs of the per-model table; each run's ratios and their median
     min_sample_s: float = 0.1  # batch-1 latency: repeat calls within one sample until it lasts this long
     latency_repeats: int = 21  # batch-1 samples are short and noisy on a shared VM: more of them, still seconds
     optimize_model: str = "resnet50"  # the model of the optimize_for_inference comparison
@@ -43,7 +44,7 @@ class BenchConfig:
     trainer_images: int = 3600  # training images of mnist5k used, one epoch (its whole training split: 3,600)
     trainer_batch: int = 64
     trainer_repeats: int = 3  # interleaved runs of the hand-written loop and the trainer
-    main_job: bool = True  # time the default main job to 98% (about 1.5 minutes)
+    main_job: bool = True  # the main job and the previous one, their accuracy and wall times (about 2 minutes)
     analysis: bool = True  # time cnnlab.analyze on ResNet-152 and `cnnlab models` (about 15 s)
 
     def __post_init__(self) -> None:
@@ -51,7 +52,7 @@ class BenchConfig:
             raise ConfigError(f"models must be a non-empty tuple of model names, got {self.models!r}")
         for name in (*self.models, self.optimize_model, self.trainer_model):
             model_entry(name)  # an unknown name is an UnknownModelError that suggests the nearest ones
-        counts = ("size", "batch", "repeats", "latency_repeats", "optimize_size", "peak_matmul_n")
+        counts = ("size", "batch", "repeats", "parity_runs", "latency_repeats", "optimize_size", "peak_matmul_n")
         for name in (*counts, "trainer_images", "trainer_batch", "trainer_repeats"):
             check_count(name, getattr(self, name), minimum=1, error=ConfigError)
         if not isinstance(self.min_sample_s, int | float) or self.min_sample_s < 0:
@@ -67,6 +68,7 @@ class BenchConfig:
             size=32,
             batch=4,
             repeats=1,
+            parity_runs=1,
             min_sample_s=0.0,
             latency_repeats=1,
             optimize_model=models[0],

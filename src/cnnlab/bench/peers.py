@@ -98,8 +98,9 @@ def attempt(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"name": name, "status": f"error: {type(e).__name__}: {str(e)[:300]}"}
 
 
-def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
-    """Latency, throughput and training-step comparisons of one model against its peer."""
+def bench_model(name: str, cfg: BenchConfig, *, onnxruntime: bool = True) -> dict[str, Any]:
+    """Latency, throughput and training-step comparisons of one model against its peer; with ``onnxruntime``, also
+    ONNX Runtime on the peer's export against the peer."""
     ours, theirs, peer = build_pair(name)
     size = model_size(ours, cfg.size)
     gen = torch.Generator().manual_seed(0)
@@ -138,7 +139,7 @@ def bench_model(name: str, cfg: BenchConfig) -> dict[str, Any]:
             )
         ),
     }
-    result["onnxruntime"] = bench_onnxruntime(theirs, x, cfg)
+    result["onnxruntime"] = bench_onnxruntime(theirs, x, cfg) if onnxruntime else None
     ours_s = result["throughput"].get("ours_s")
     result["gflops_ours"] = None if ours_s is None else flops / ours_s / 1e9
     return result

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -21,10 +22,16 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report: dict[str, Any] = {"machine": machine_info(), "config": asdict(cfg)}
     first_peak = matmul_peaks(cfg.peak_matmul_n)
     log("float32 matmul: " + ", ".join(f"{k} {_num(v)} GFLOP/s" for k, v in first_peak.items()))
-    report["models"] = []
-    for name in cfg.models:
-        log(f"{name} ...")
-        report["models"].append(attempt(name, lambda name=name: bench_model(name, cfg)))
+    runs = []
+    for run in range(cfg.parity_runs):  # whole runs, one after the other: a slow minute falls on one run only
+        rows = []
+        for name in cfg.models:
+            log(f"{name} (run {run + 1} of {cfg.parity_runs}) ...")
+            ort = run == 0  # onnxruntime's rows once, in the first run
+            rows.append(attempt(name, lambda name=name, ort=ort: bench_model(name, cfg, onnxruntime=ort)))
+        runs.append(rows)
+    report["parity_runs"] = runs
+    report["models"] = summarize_runs(runs)
     log(f"optimize_for_inference on {cfg.optimize_model} ...")
     report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
     log("training loop ...")
@@ -45,6 +52,42 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     return report
 
 
+MEASURES = ("latency_b1", "throughput", "train_step")
+"""The per-model comparisons of :func:`cnnlab.bench.peers.bench_model`."""
+
+PARITY = 0.97
+"""Eager parity: each measure of each model at least this fraction of the peer's speed, as the median of the
+runs."""
+
+
+def summarize_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each model's row over the runs: the first run's row with each measure's median seconds per image (ours and
+    the peer's), the median of the runs' ratios (each run's ratio is of interleaved timings) and every run's
+    ratio (``ratios``); a model that failed in any run keeps that run's status."""
+    summary = []
+    for rows in zip(*runs, strict=True):
+        failed = next((r for r in rows if r["status"] != "ok"), None)
+        if failed is not None:
+            summary.append(failed)
+            continue
+        row = dict(rows[0])
+        for key in MEASURES:
+            ok = [r[key] for r in rows if "error" not in r[key]]
+            if len(ok) < len(rows):
+                row[key] = next(r[key] for r in rows if "error" in r[key])
+                continue
+            row[key] = {
+                "ours_s": statistics.median(c["ours_s"] for c in ok),
+                "theirs_s": statistics.median(c["theirs_s"] for c in ok),
+                "ratio": statistics.median(c["ratio"] for c in ok),
+                "ratios": [c["ratio"] for c in ok],
+            }
+        ours_s = row["throughput"].get("ours_s")
+        row["gflops_ours"] = None if ours_s is None else row["gflop_per_image"] / ours_s
+        summary.append(row)
+    return summary
+
+
 def _num(v: float | None, digits: int = 1) -> str:
     return "" if v is None else f"{v:,.{digits}f}"
 
@@ -61,30 +104,25 @@ def format_report(report: Mapping[str, Any]) -> str:
         "ratio = cnnlab speed / peer speed (>1: cnnlab faster)",
         "",
     ]
-    rows = []
-    for r in report["models"]:
-        if r["status"] != "ok":
-            rows.append([r["name"], r["status"]] + [""] * 11)
-            continue
-        cells = [r["name"], r["peer"], str(r["size"])]
-        for key, scale in (("latency_b1", 1e3), ("throughput", None), ("train_step", None)):
-            c = r[key]
-            if "error" in c:
-                cells += ["error", "error", ""]
-            elif scale is None:  # images per second
-                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), _num(c["ratio"], 3)]
-            else:  # milliseconds per image
-                cells += [_num(c["ours_s"] * scale), _num(c["theirs_s"] * scale), _num(c["ratio"], 3)]
-        rows.append([*cells, _num(r["gflops_ours"])])
-    headers = ["model", "peer", "size", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
-    headers += ["train img/s", "peer train", "ratio", "GFLOP/s"]
-    lines.append(format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]))
+    runs = report["parity_runs"]
+    if len(runs) > 1:
+        for k, run in enumerate(runs, start=1):
+            lines += [f"run {k} of {len(runs)}", _format_models(run), ""]
+        lines.append(f"median of the {len(runs)} runs; ratio: the median of the runs' ratios (lowest-highest)")
+    lines.append(_format_models(report["models"]))
     lines += [
         f"{r['name']} {key}: {r[key]['error']}"
         for r in report["models"]
-        for key in ("latency_b1", "throughput", "train_step")
+        for key in MEASURES
         if r["status"] == "ok" and "error" in r[key]
     ]
+    below = [
+        f"{r['name']} {key} {r[key]['ratio']:.3f}"
+        for r in report["models"]
+        for key in MEASURES
+        if r["status"] == "ok" and "error" not in r[key] and r[key]["ratio"] < PARITY
+    ]
+    lines.append(f"below {PARITY} of the peer: " + (", ".join(below) if below else "none"))
     lines += _format_onnxruntime(report["models"])
     lines += ["", _format_peak(report)]
     o = report["optimized"]
@@ -99,22 +137,52 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"{t['minimal_loop']['images_per_s']:,.1f} img/s; cnnlab.train.fit {t['trainer_images_per_s']:,.1f} img/s, "
         f"ratio {t['trainer_ratio']:.3f}"
     )
-    job = t["main_job"]
-    if job is not None:
-        reached = "never" if job["seconds_to_98"] is None else f"{job['seconds_to_98']:.1f} s"
-        lines.append(
-            f"main job (cnnlab train): 98% validation accuracy after {reached}; done after {job['total_s']:.1f} s; "
-            f"test accuracy (evaluated once) {job['final_test_acc']:.2%} final, {job['best_test_acc']:.2%} for the "
-            f"best validation epoch ({job['best_epoch']})"
-        )
+    jobs = t["main_job"]
+    if jobs is not None:
+        for label, job in (("main job (cnnlab train)", jobs["current"]), ("previous main job", jobs["previous"])):
+            reached = "never" if job["seconds_to_98"] is None else f"{job['seconds_to_98']:.1f} s"
+            lines.append(
+                f"{label}: {job['model']}, {job['epochs']} epochs; test accuracy (evaluated once) "
+                f"{job['best_test_acc']:.2%} for the best validation epoch ({job['best_epoch']}, "
+                f"{job['best_val_acc']:.2%} on validation), {job['final_test_acc']:.2%} final; done after "
+                f"{job['total_s']:.1f} s (98% validation accuracy after {reached})"
+            )
+        lines.append(f"main job wall time / previous main job's: {jobs['wall_ratio']:.3f}")
     a = report["analysis"]
     if a is not None:
         lines.append(
             f"analyzer: cnnlab.analyze({a['model']}, 3x{a['size']}x{a['size']}) {a['analyze_s']:.2f} s "
             f"({a['analyze_first_s']:.2f} s the first call in a process, PyTorch's one-time imports included); "
-            f"`cnnlab models` (the whole registry, Python's start included) {a['models_cli_s']:.1f} s"
+            f"`cnnlab models` (the whole registry, Python's start included) {a['models_cli_s']:.1f} s "
+            f"({a['models_cli_first_s']:.1f} s the first time, every model counted into the cache)"
         )
     return "\n".join(lines)
+
+
+def _format_models(models: list[Mapping[str, Any]]) -> str:
+    """The per-model table: batch-1 latency, throughput and training speed against the peer; a summary row's
+    ratio with the lowest and highest of its runs."""
+    rows = []
+    for r in models:
+        if r["status"] != "ok":
+            rows.append([r["name"], r["status"]] + [""] * 11)
+            continue
+        cells = [r["name"], r["peer"], str(r["size"])]
+        for key, scale in zip(MEASURES, (1e3, None, None), strict=True):
+            c = r[key]
+            ratio = _num(c["ratio"], 3) if "error" not in c else ""
+            if "ratios" in c and len(c["ratios"]) > 1:
+                ratio += f" ({min(c['ratios']):.2f}-{max(c['ratios']):.2f})"
+            if "error" in c:
+                cells += ["error", "error", ""]
+            elif scale is None:  # images per second
+                cells += [_num(1 / c["ours_s"]), _num(1 / c["theirs_s"]), ratio]
+            else:  # milliseconds per image
+                cells += [_num(c["ours_s"] * scale), _num(c["theirs_s"] * scale), ratio]
+        rows.append([*cells, _num(r["gflops_ours"])])
+    headers = ["model", "peer", "size", "b1 ms", "peer ms", "ratio", "img/s", "peer img/s", "ratio"]
+    headers += ["train img/s", "peer train", "ratio", "GFLOP/s"]
+    return format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))])
 
 
 def _format_peak(report: Mapping[str, Any]) -> str:

@@ -22,6 +22,7 @@ from cnnlab.bench.config import BenchConfig
 from cnnlab.data import Dataset, load_dataset, make_loader
 from cnnlab.registry import build_model
 from cnnlab.train import Callback, TrainConfig, fit
+from cnnlab.train.config import first_recipe
 
 DATA = "mnist5k"  # embedded: no download, the same images on every machine
 
@@ -84,16 +85,23 @@ class _FirstEpochAt(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def main_job_seconds_to_98(config: TrainConfig | None = None) -> dict[str, Any]:
-    """The default main job (``cnnlab train`` with no arguments): wall seconds from the call until the end of
-    the first epoch at 98% validation accuracy or more (``None`` if it never gets there), total seconds, and the
-    test accuracy of the final and of the best-on-validation weights (the test split evaluated once, at the end)."""
+PREVIOUS_MAIN_JOB = first_recipe()
+"""The main job's recipe until 2026-12-01: the yardstick of the current one's wall time, run in the same
+benchmark."""
+
+
+def main_job(config: TrainConfig | None = None) -> dict[str, Any]:
+    """The main job (``cnnlab train`` with no arguments, or ``config``): wall seconds from the call until the end
+    of the first epoch at 98% validation accuracy or more (``None`` if it never gets there), total seconds, and
+    the test accuracy of the final and of the best-on-validation weights (the test split evaluated once, at the
+    end)."""
+    config = config or TrainConfig()
     with tempfile.TemporaryDirectory() as out:
         probe = _FirstEpochAt(0.98)
-        result = fit(
-            (config or TrainConfig()).replace(progress=False, out_dir=out), callbacks=[probe], log=lambda _s: None
-        )
+        result = fit(config.replace(progress=False, out_dir=out), callbacks=[probe], log=lambda _s: None)
     return {
+        "model": config.model,
+        "epochs": config.epochs,
         "seconds_to_98": probe.seconds,
         "total_s": result.wall_s,
         "best_epoch": result.best_epoch,
@@ -101,6 +109,13 @@ def main_job_seconds_to_98(config: TrainConfig | None = None) -> dict[str, Any]:
         "final_test_acc": result.test["final"].test_acc,
         "best_test_acc": result.test["best"].test_acc,
     }
+
+
+def bench_main_jobs() -> dict[str, Any]:
+    """The main job and :data:`PREVIOUS_MAIN_JOB`, one after the other, and the ratio of their wall times (the
+    current recipe's over the previous one's: at most 1 means no slower)."""
+    current, previous = main_job(), main_job(PREVIOUS_MAIN_JOB)
+    return {"current": current, "previous": previous, "wall_ratio": current["total_s"] / previous["total_s"]}
 
 
 def bench_training_loop(cfg: BenchConfig) -> dict[str, Any]:
@@ -120,5 +135,5 @@ def bench_training_loop(cfg: BenchConfig) -> dict[str, Any]:
     }
     result["trainer_images_per_s"] = statistics.median(trainers)
     result["trainer_ratio"] = result["trainer_images_per_s"] / result["minimal_loop"]["images_per_s"]
-    result["main_job"] = main_job_seconds_to_98() if cfg.main_job else None
+    result["main_job"] = bench_main_jobs() if cfg.main_job else None
     return result

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
 from cnnlab.analysis.report import format_table as format_table  # one table format for every command
-from cnnlab.registry import build_model
+from cnnlab.registry import meta_model as meta_model  # the commands build structure-only models here
 
 
 def _int_at_least(text: str, minimum: int) -> int:
@@ -59,13 +57,6 @@ def add_model_kwargs_arg(p: argparse.ArgumentParser) -> None:
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def meta_model(name: str, kwargs: Mapping[str, Any] | None = None, **sizes: int | None) -> nn.Module:
-    """The model built on the meta device: its structure and counts without allocating its weights.
-    ``sizes``: ``num_classes`` and ``in_chans``, as :func:`cnnlab.registry.build_model` takes them."""
-    with torch.device("meta"):
-        return build_model(name, kwargs, **sizes)
 
 
 def add_output_args(p: argparse.ArgumentParser, *, plot_default: str) -> None:

@@ -6,17 +6,16 @@ import argparse
 
 import torch
 
-from cnnlab.analysis import count_macs, parse_input_size
+from cnnlab.analysis import parse_input_size
+from cnnlab.analysis.catalog import model_counts
 from cnnlab.analysis.report import format_macs
 from cnnlab.cli.common import (
     add_model_kwargs_arg,
     count_params,
     format_table,
-    meta_model,
     nonnegative_int,
     positive_int,
 )
-from cnnlab.errors import CnnlabError
 from cnnlab.registry import build_model, list_models, model_entry
 
 
@@ -37,13 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     rows = []
-    for name in list_models(args.pattern):
-        model = meta_model(name)  # no weights allocated: params and MACs from shapes alone
-        try:
-            macs = format_macs(count_macs(model))
-        except CnnlabError as e:  # one model that cannot be counted does not hide the others
-            macs = f"? ({e})"
-        rows.append([name, model_entry(name).family, count_params(model), macs, model_entry(name).doc])
+    for name, c in model_counts(list_models(args.pattern)).items():  # counted on the meta device, then cached
+        macs = format_macs(c.macs) if c.macs is not None else f"? ({c.error})"
+        rows.append([name, model_entry(name).family, c.params, macs, model_entry(name).doc])
     headers = ["model", "family", "params", "MACs", "description"]
     print(format_table(rows, headers, right_aligned=[False, False, True, True, False]))
     print("\nMACs at each model's default input size (FlopCounterMode FLOPs / 2), in GMACs or, below a billion, MMACs")

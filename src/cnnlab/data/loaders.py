@@ -31,7 +31,14 @@ from torch.utils.data import DistributedSampler
 from cnnlab.data.datasets import FolderSplit, Split, SplitSet, TensorSplit
 from cnnlab.data.metrics import IGNORE_INDEX
 from cnnlab.data.segmentation import MaskFolderSplit, MaskSplit
-from cnnlab.data.transforms import AugmentSpec, InputPipeline, joint_crop_flip, random_crop_flip, step_generator
+from cnnlab.data.transforms import (
+    AugmentSpec,
+    InputPipeline,
+    joint_crop_flip,
+    random_affine,
+    random_crop_flip,
+    step_generator,
+)
 from cnnlab.errors import DataError
 
 
@@ -90,7 +97,7 @@ class TensorLoader:
             yield tuple(t.pin_memory() for t in batch) if self.pin_memory else batch
 
     def augmenting(self) -> bool:
-        return self.augment is not None and bool(self.augment.pad or self.augment.flip)
+        return self.augment is not None and self.augment.active
 
     def take(self, idx: Tensor, epoch: int, step: int) -> tuple[Tensor, ...]:
         """The batch of images ``idx``: (images, labels)."""
@@ -101,6 +108,8 @@ class TensorLoader:
             assert self.augment is not None
             gen = step_generator(self.seed, self.rank, epoch, step)
             x = random_crop_flip(x, pad=self.augment.pad, flip=self.augment.flip, gen=gen)
+            if self.augment.affine:
+                x = random_affine(x, rotate=self.augment.rotate, scale=self.augment.scale, gen=gen)
         return self.pipeline.normalize(self.pipeline.fit_batch(x)), y
 
 
@@ -202,15 +211,22 @@ def make_loader(
     pipeline: InputPipeline,
     *,
     batch_size: int,
-    augment: bool = True,
+    augment: bool | AugmentSpec = True,
     seed: int = 0,
     workers: int = 0,
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
 ) -> TensorLoader:
-    """The loader of ``split`` ("train": shuffled, augmented when ``augment``; "val" and "test": in order)."""
+    """The loader of ``split`` ("train": shuffled and augmented, "val" and "test": in order). ``augment``: True for
+    the data set's standard augmentation, False for none, or the :class:`AugmentSpec` to apply; rotations and
+    scalings are for in-memory classification data only (a DataError elsewhere)."""
     part = data.split(split)
+    spec = data.augment if augment is True else augment or None
+    if spec is not None and spec.affine and not isinstance(part, TensorSplit):
+        raise DataError(
+            f"rotate and scale augment in-memory classification data (mnist5k, mnist, cifar10, ...), not {data.name}"
+        )
     if isinstance(part, TensorSplit | MaskSplit) and tuple(part.x.shape[-2:]) != (pipeline.native_size,) * 2:
         raise DataError(
             f"{data.name} holds {tuple(part.x.shape[-2:])} images; this model was trained on "
@@ -218,7 +234,7 @@ def make_loader(
         )
     train = split == "train"
     common: dict[str, Any] = dict(
-        batch_size=batch_size, train=train, augment=data.augment if augment else None, seed=seed, rank=rank,
+        batch_size=batch_size, train=train, augment=spec, seed=seed, rank=rank,
         world_size=world_size, pin_memory=pin_memory,
     )  # fmt: skip
     if isinstance(part, TensorSplit):

@@ -34,6 +34,17 @@ class AugmentSpec:
 
     pad: int = 0  # random crop after zero padding by this many pixels (0: none)
     flip: bool = False  # random horizontal flip (never for digits)
+    rotate: float = 0.0  # random rotation by up to this many degrees either way (tensor data; 0: none)
+    scale: float = 0.0  # random scaling by a factor in [1 - scale, 1 + scale] (tensor data; 0: none)
+
+    @property
+    def affine(self) -> bool:
+        """Whether it rotates or scales (:func:`random_affine`), which only in-memory classification data does."""
+        return bool(self.rotate or self.scale)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.pad or self.flip or self.affine)
 
 
 def step_generator(seed: int, rank: int, epoch: int, step: int) -> torch.Generator:
@@ -71,6 +82,32 @@ def joint_crop_flip(
         mirror = torch.rand(n, generator=gen) < 0.5
         out = [torch.where(mirror.view(-1, *[1] * (t.ndim - 1)), t.flip(-1), t) for t in out]
     return out
+
+
+def affine_batch(x: Tensor, degrees: Tensor, factors: Tensor) -> Tensor:
+    """Image ``i`` of ``x`` (N x C x H x W) rotated about its centre by ``degrees[i]`` (counter-clockwise as
+    displayed, rows downwards) and scaled by ``factors[i]`` (2: twice as large), bilinear, zero where it samples
+    outside the image; ``x``'s dtype kept (integer images rounded)."""
+    n = len(x)
+    angle = torch.deg2rad(degrees.to(torch.float32))
+    inverse = 1 / factors.to(torch.float32)  # the grid maps output pixels to the input ones they sample
+    cos, sin = torch.cos(angle) * inverse, torch.sin(angle) * inverse
+    zero = torch.zeros(n)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out if x.is_floating_point() else out.round().clamp(0, torch.iinfo(x.dtype).max).to(x.dtype)
+
+
+def random_affine(x: Tensor, *, rotate: float, scale: float, gen: torch.Generator) -> Tensor:
+    """Each image of ``x`` rotated by an angle uniform in [-rotate, rotate] degrees and scaled by a factor uniform in
+    [1 - scale, 1 + scale] (:func:`affine_batch`): torchvision's ``RandomAffine(rotate, scale=(1 - scale,
+    1 + scale))`` on a whole batch, with the randomness of ``gen``. The classic digit augmentation beyond shifts
+    (Simard et al. 2003, Sec. 2; Ciresan et al. 2012: rotations of up to 15 degrees and scalings of up to 15%)."""
+    n = len(x)
+    degrees = (torch.rand(n, generator=gen) * 2 - 1) * rotate
+    factors = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    return affine_batch(x, degrees, factors)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cnnlab.analysis import analyze
 from cnnlab.experiments.collect import ExperimentResult, RunRecord, Summary, to_json
 from cnnlab.experiments.spec import SEGMENTATION_METRICS, ExperimentSpec, is_fraction
 from cnnlab.plotting import pyplot, save_figure
-from cnnlab.registry import build_model, model_entry
+from cnnlab.registry import meta_model, model_entry
 from cnnlab.train.checkpoint import LAST, load_checkpoint
 
 TABLE_METRICS = ("train_error", "val_error", "test_error")  # always in the table; expected metrics are added
@@ -66,8 +64,7 @@ def architecture(spec: ExperimentSpec, records: Sequence[RunRecord]) -> dict[str
         if run is None:
             continue
         meta = load_checkpoint(run.folder, prefer=LAST)["meta"]
-        with torch.device("meta"):
-            model = build_model(v.model, v.model_kwargs, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
+        model = meta_model(v.model, v.model_kwargs, num_classes=meta["num_classes"], in_chans=meta["in_chans"])
         report = analyze(model, (meta["in_chans"], meta["image_size"], meta["image_size"]))
         out[v.label] = {
             "params": report.params, "macs": report.macs, "receptive_field": report.rf_label,

@@ -39,13 +39,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from cnnlab.data import is_segmentation
 from cnnlab.errors import CnnlabError, ConfigError, suggest
 from cnnlab.experiments.stats import Direction
-from cnnlab.registry import build_model, list_models
-from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml
+from cnnlab.registry import list_models, meta_model
+from cnnlab.train.config import FIRST_RECIPE, TrainConfig, config_from_dict, load_yaml
 
 SPEC_KEYS = (
     "name", "description", "claim", "source", "data", "seeds", "recipe", "variants", "model", "grid", "expect",
@@ -152,8 +150,10 @@ class ExperimentSpec:
     target: float | None = None  # validation accuracy for steps_to_target
 
     def config(self, variant: Variant, seed: int, runs_dir: str | Path) -> TrainConfig:
-        """The TrainConfig of one run: the shared recipe, the variant's changes, its model, seed and folder."""
-        changes = dict(self.recipe) | dict(variant.recipe)
+        """The TrainConfig of one run: :data:`~cnnlab.train.config.FIRST_RECIPE` (the recipe every experiment was
+        run with, whatever today's defaults), the shared recipe, the variant's changes, its model, seed and
+        folder."""
+        changes = dict(FIRST_RECIPE) | dict(self.recipe) | dict(variant.recipe)
         if self.pretrain is not None and variant is not self.pretrain and "pretrained" not in variant.recipe:
             changes["pretrained"] = str(Path(runs_dir) / run_name(self.pretrain.label, seed) / "best.pt")
         return config_from_dict(
@@ -367,8 +367,7 @@ def _check(spec: ExperimentSpec, source: str) -> None:
     for v in (*((spec.pretrain,) if spec.pretrain else ()), *spec.variants):
         try:
             config = spec.config(v, spec.seeds[0], "runs")
-            with torch.device("meta"):
-                build_model(v.model, v.model_kwargs)
+            meta_model(v.model, v.model_kwargs)
         except CnnlabError as e:
             raise ConfigError(f"{source}: variant {v.label!r}: {e}") from e
         segmentation = is_segmentation(config.data)

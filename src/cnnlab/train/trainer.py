@@ -352,7 +352,9 @@ def _fit(
         batch_size=config.batch_size, seed=config.seed, workers=config.workers, rank=info.rank,
         world_size=info.world_size, pin_memory=device.type == "cuda",
     )  # fmt: skip
-    train_loader = make_loader(data, "train", pipeline, augment=config.augment, **loader_args)
+    chosen = {k: v for k, v in (("rotate", config.rotate), ("scale", config.scale)) if v is not None}
+    augment = config.augment and dataclasses.replace(data.augment, **chosen)  # the data set's, as the config changes it
+    train_loader = make_loader(data, "train", pipeline, augment=augment, **loader_args)
     val_loader = make_loader(data, "val", pipeline, **loader_args) if data.val is not None else None
     steps_per_epoch = len(train_loader)
     optimizer = build_optimizer(model, config)
