@@ -20,7 +20,8 @@ from torch import nn
 import cnnlab
 from cnnlab.bench import training
 from cnnlab.bench.analysis import bench_analysis
-from cnnlab.bench.peers import as_cnnlab_output, attempt, guarded, model_size, training_step
+from cnnlab.bench.config import BenchConfig
+from cnnlab.bench.peers import as_cnnlab_output, attempt, bench_onnxruntime, guarded, model_size, training_step
 from cnnlab.bench.report import _format_models, summarize_runs
 from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, numpy_matmul
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
@@ -116,6 +117,14 @@ def test_eager_parity_is_the_median_of_the_runs_ratios() -> None:
     assert summarize_runs([runs[0], [skipped]]) == [skipped]
     text = _format_models(summarize_runs(runs))
     assert "0.950 (0.90-1.10)" in text
+
+
+def test_a_peer_that_onnx_cannot_export_is_an_error_row_and_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    pool = nn.Sequential(nn.Conv2d(3, 4, 1), nn.AdaptiveAvgPool2d(2), nn.Flatten(1))  # 2x2 of a 3x3 map: no ONNX op
+    result = bench_onnxruntime(pool, torch.randn(2, 3, 3, 3), BenchConfig.quick())
+    assert result is not None and result.keys() == {"latency_b1", "throughput"}
+    assert "adaptive_avg_pool2d" in result["throughput"]["error"]
+    assert capfd.readouterr().out == ""  # the exporter's graph dump (from C++) did not reach stdout
 
 
 def test_interleaved_alternates_and_takes_medians() -> None:

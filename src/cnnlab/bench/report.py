@@ -165,7 +165,7 @@ def _format_models(models: list[Mapping[str, Any]]) -> str:
     rows = []
     for r in models:
         if r["status"] != "ok":
-            rows.append([r["name"], r["status"]] + [""] * 11)
+            rows.append([r["name"], r["status"][:100]] + [""] * 11)
             continue
         cells = [r["name"], r["peer"], str(r["size"])]
         for key, scale in zip(MEASURES, (1e3, None, None), strict=True):
