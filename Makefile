@@ -23,7 +23,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-# cnnlab against torchvision/timm (about 5-10 minutes on 2 cores); the table also goes to benchmarks/latest.txt
+# cnnlab against torchvision/timm (about 20 minutes on 2 cores: three parity runs); the text also goes to benchmarks/latest.txt
 bench: $(STAMP)
 	@mkdir -p benchmarks
 	$(BIN)/cnnlab bench --out benchmarks/latest.json | tee benchmarks/latest.txt

@@ -24,7 +24,7 @@ DEFAULT_MODELS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to measure. The defaults keep the full run of the eight models under 10 minutes on 2 cores.
+    """What to measure. The defaults (eight models, three parity runs, both main jobs) take about 20 minutes on 2 cores.
 
     Every field is checked on construction: an unknown model name is an UnknownModelError that suggests the
     nearest names (before anything is measured), a count below 1 a ConfigError."""
