@@ -58,6 +58,12 @@ def one_image_per_class(w: Where) -> Path:
 
 
 Argv = Callable[[Where], list[str]]
+
+
+def out_args(w: Where) -> list[str]:
+    return ["--out-dir", str(w.out)]
+
+
 TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the error says)
     "momentum -1": (lambda w: tiny(w, "--momentum", "-1"), "momentum must be in [0, 1), got -1.0"),
     "momentum 2": (lambda w: tiny(w, "--momentum", "2"), "momentum must be in [0, 1), got 2.0"),
@@ -111,6 +117,14 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
         lambda w: ["train", "--data", "mnist5k-seg", "--out-dir", str(w.out)],
         "mnist5k-seg has a label per pixel (segmentation) and cifar_vgg predicts one label per image; train a "
         "segmentation model on it (`cnnlab models` lists them: fcn_cifar_resnet20, duc_cifar_resnet20, ...)",
+    ),
+    "rotation of segmentation data": (
+        lambda w: ["train", "--model", "fcn_cifar_resnet20", "--data", "mnist5k-seg", "--rotate", "5", *out_args(w)],
+        "rotate and scale augment in-memory classification data (mnist5k, mnist, cifar10, ...), not mnist5k-seg",
+    ),
+    "rotate out of range": (
+        lambda w: ["train", "--rotate", "200", *out_args(w)],
+        "rotate must be degrees in [0, 180] (or None: the data set's standard), got 200.0",
     ),
     "in_chans in model_kwargs": (
         lambda w: ["train", "--model-kwargs", '{"in_chans": 3}', "--out-dir", str(w.out)],
