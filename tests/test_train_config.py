@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab.errors import ConfigError
-from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.config import ADDED_FIELDS, TrainConfig, config_from_dict, load_yaml, recorded_config
 from cnnlab.train.optim import WARMUP_START, lr_factor
 
 
@@ -50,3 +50,11 @@ def test_every_config_default_has_a_comment() -> None:
     assert len(fields) == len(module.FIELDS)
     assert all("#" in line for line in fields), [line for line in fields if "#" not in line]
     assert np.isfinite(TrainConfig().lr)
+
+
+def test_a_run_recorded_before_rotation_existed_keeps_no_rotation() -> None:
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("rotate", "scale")}  # as recorded then
+    assert (recorded_config(old).rotate, recorded_config(old).scale) == (0.0, 0.0)
+    new = TrainConfig(scale=0.2).to_dict()  # recorded now: its own values, None included
+    assert (recorded_config(new).rotate, recorded_config(new).scale) == (None, 0.2)
+    assert set(ADDED_FIELDS) <= set(TrainConfig().to_dict())

@@ -13,7 +13,15 @@ import typing
 from typing import Any
 
 from cnnlab.cli.common import json_object
-from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.config import (
+    FIELDS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    config_from_dict,
+    load_yaml,
+    recorded_config,
+)
 from cnnlab.train.runfolder import AUTO
 
 _HELP = {
@@ -62,7 +70,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         from cnnlab.train.checkpoint import load_checkpoint
 
         recorded = load_checkpoint(flags["resume"])["config"]
-        config = config_from_dict({**recorded, "overwrite": False})  # how the run took its folder is not its recipe
+        config = recorded_config({**recorded, "overwrite": False})  # how the run took its folder is not its recipe
     if getattr(args, "config", None):
         config = config_from_dict(load_yaml(args.config), base=config)
     return config_from_dict(flags, base=config)

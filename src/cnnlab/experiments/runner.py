@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cnnlab.errors import ConfigError, DivergedError
 from cnnlab.experiments.spec import ExperimentSpec, Variant
-from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml, recorded_config
 from cnnlab.train.runfolder import AUTO
 
 Phase = Literal["pretrain", "variant"]
@@ -59,7 +59,7 @@ class Run:
         saved = self.folder / "config.yaml"
         if not saved.is_file():
             return
-        recorded, planned = _recipe(config_from_dict(load_yaml(saved))), _recipe(self.config)
+        recorded, planned = _recipe(recorded_config(load_yaml(saved))), _recipe(self.config)
         if recorded != planned:
             diff = ", ".join(
                 f"{k} {recorded[k]!r} (the file says {planned[k]!r})" for k in planned if recorded[k] != planned[k]

@@ -232,6 +232,17 @@ from today's defaults, so that a new main job leaves their numbers as they were 
 today's main job against it. Every field it does not name has the same default as then."""
 
 
+ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"rotate": 0.0, "scale": 0.0})
+"""Fields added after runs had been recorded (2026-12-01), each with the value that does what a run recorded without
+it did: such a run had no rotation or scaling, whatever the data set's standard augmentation is now."""
+
+
+def recorded_config(values: Mapping[str, Any]) -> TrainConfig:
+    """The config a run recorded (its checkpoint's or its ``config.yaml``): :func:`config_from_dict`, with the
+    fields it lacks from :data:`ADDED_FIELDS`, so that resuming or checking an older run keeps its recipe."""
+    return config_from_dict(dict(ADDED_FIELDS) | dict(values))
+
+
 def first_recipe(**changes: Any) -> TrainConfig:
     """:data:`FIRST_RECIPE` with ``changes``."""
     return config_from_dict(dict(FIRST_RECIPE) | changes)

@@ -52,7 +52,7 @@ from cnnlab.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from cnnlab.train.config import TrainConfig, check_resume, config_from_dict
+from cnnlab.train.config import TrainConfig, check_resume, recorded_config
 from cnnlab.train.engine import (
     NO_IGNORE,
     Callback,
@@ -133,7 +133,7 @@ def _check_inputs(config: TrainConfig, state: dict[str, Any] | None, info: D.Dis
             check_run_folder(planned, resume=False, overwrite=config.overwrite)
         return
     run = str(_planned_folder(config))
-    check_resume(config_from_dict(state["config"]), config, run=run, epochs_done=state["epoch"] - 1)
+    check_resume(recorded_config(state["config"]), config, run=run, epochs_done=state["epoch"] - 1)
     if state["world_size"] != info.world_size:
         raise ConfigError(
             f"{run} was trained by {state['world_size']} process(es) and this run has {info.world_size}: each "
