@@ -49,7 +49,11 @@ def test_counts_are_the_models_own_and_come_back_from_the_cache(cache: Path, mon
     for name in NAMES:
         model = build_model(name)
         assert counts[name] == ModelCounts(sum(p.numel() for p in model.parameters()), count_macs(model))
-    assert counts["cifar_resnet20"] == ModelCounts(269_722, 40_551_040)
+    # ResNet-20 on 3 x 32 x 32 (He et al. 2016: 0.27M params): the stem, 6 convs per stage at 32, 16 and 8 px (the
+    # first of stages 2 and 3 at stride 2 from the narrower width), and the fc
+    convs = 16 * 3 * 9 * 32**2 + 6 * 16 * 16 * 9 * 32**2
+    convs += (32 * 16 + 5 * 32 * 32) * 9 * 16**2 + (64 * 32 + 5 * 64 * 64) * 9 * 8**2
+    assert counts["cifar_resnet20"] == ModelCounts(269_722, convs + 64 * 10)
     assert len(list(cache.glob("model-counts-*.json"))) == 1
 
     def no_counting(name: str) -> ModelCounts:

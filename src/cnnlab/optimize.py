@@ -191,9 +191,7 @@ def optimize_for_inference(
     if backend == "onnxruntime":
         return _onnxruntime_model(model, example_input)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    folded = fold_conv_bn(model).to(memory_format=memory_format)
-    for p in folded.parameters():
-        p.requires_grad_(False)
+    folded = _frozen_fold(model).to(memory_format=memory_format)
     if backend == "eager":
         return InferenceModel(folded, folded, backend=backend, channels_last=channels_last)
     if example_input is None:
@@ -212,6 +210,14 @@ def optimize_for_inference(
             )
             return InferenceModel(folded, folded, backend="eager", channels_last=channels_last)
     return InferenceModel(folded, runner, backend=backend, channels_last=channels_last)
+
+
+def _frozen_fold(model: nn.Module) -> nn.Module:
+    """:func:`fold_conv_bn`'s copy of ``model`` with no parameter requiring gradients (inference only)."""
+    folded = fold_conv_bn(model)
+    for p in folded.parameters():
+        p.requires_grad_(False)
+    return folded
 
 
 def _default_example(model: nn.Module) -> Tensor:
@@ -289,9 +295,7 @@ class OnnxRuntimeRunner:
 def _onnxruntime_model(model: nn.Module, example_input: Tensor | None) -> InferenceModel:
     """The ``"onnxruntime"`` backend of :func:`optimize_for_inference`."""
     _import_onnxruntime()  # before the fold and the export: a missing package fails at once
-    folded = fold_conv_bn(model)
-    for p in folded.parameters():
-        p.requires_grad_(False)
+    folded = _frozen_fold(model)
     example = _default_example(folded) if example_input is None else example_input.contiguous()
     with torch.inference_mode():
         run_input_checks(folded, example)  # a bad example fails here with the model's own message

@@ -85,8 +85,9 @@ def matmul_peak_gflops(n: int, *, repeats: int = 5) -> float:
 
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-"""Settings that some machines make for old OpenBLAS builds; they keep a current numpy's OpenBLAS off its native
-kernel (on the AVX-512 CI machine: 200 instead of 475 GFLOP/s), so numpy's measurement runs without them, in a
+"""Settings that some machines make for old OpenBLAS builds; they can keep a current numpy's OpenBLAS off its
+native kernel (on the machine issue 17 was measured on: 200 instead of 475 GFLOP/s; on the one of 2026-12-01's
+benchmark they were unset and no core type did better than 213), so numpy's measurement runs without them, in a
 process of its own; nothing else is measured without them."""
 
 _NUMPY_MATMUL = """
