@@ -87,6 +87,7 @@ def test_claims_says_where_it_looked_when_there_is_no_ledger(
         ["erf", "resnt50"],
         ["report", "resnt50"],
         ["train", "--model", "resnt50", "--epochs", "1"],
+        ["bench", "--quick", "--models", "resnt50"],
     ],
 )
 def test_an_unknown_model_on_the_command_line_points_to_cnnlab_models(
