@@ -56,3 +56,15 @@ def slow_if_largest(name: str, *values: Any, id: str | None = None) -> Any:
 
 def params_of(names: Iterable[str]) -> list[Any]:
     return [slow_if_largest(n) for n in names]
+
+
+def png_figure(path: Any) -> tuple[int, int]:
+    """The (width, height) of a figure that cnnlab drew, after checking that it is one: a PNG that decodes and
+    holds a drawing (a blank canvas has a colour or two; axes, text and data drawn with anti-aliasing, dozens)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "PNG", f"{path} is a {image.format}"
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 16, f"{path} is blank ({len(colours)} colours)"
+        return image.size

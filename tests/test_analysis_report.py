@@ -45,15 +45,19 @@ REFERENCE = {
     "shufflenet_v2_x1_0": (2_278_604, "0.145"),
     "mobilenet_v2": (3_504_872, "0.301"),
     "resnext50_32x4d": (25_028_904, "4.23"),
+    "mobilenet_v1": (4_231_976, "0.569"),
     "inception_v4": (42_679_816, "12.28"),
     "inception_resnet_v2": (55_843_464, "13.18"),
     "se_resnet50": (28_088_024, "3.875"),
-    "mobilenet_v1": (4_231_976, "0.569"),
 }
+COUNTED_ELSEWHERE = {"inception_v4", "inception_resnet_v2", "se_resnet50"}
+"""GMACs from timm's tables and the SENet paper (3.87, timm 3.88), counted by other tools that also count some
+element-wise operations: 0.2-0.4% above PyTorch's FlopCounterMode here, so within 1%. Every other figure is
+torchvision's ``_meta``, counted the way FlopCounterMode counts: equal to the digits printed."""
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_reference_params_exact_and_macs_within_1_percent(name: str) -> None:
+def test_reference_params_and_macs_exact(name: str) -> None:
     if name not in cnnlab.list_models():
         pytest.skip(f"{name} is not registered in this build")
     params, gmacs = REFERENCE[name]
@@ -61,9 +65,10 @@ def test_reference_params_exact_and_macs_within_1_percent(name: str) -> None:
         model = cnnlab.create_model(name)
     counted = sum(p.numel() for p in model.parameters())
     assert counted in (params if isinstance(params, tuple) else (params,))
-    # SE-ResNet-50's paper figure 3.87 and timm's 3.88 bracket the expectation; 1% covers both
-    rounding = 0.5 * 10 ** -len(gmacs.split(".")[1])
-    assert count_macs(model) / 1e9 == pytest.approx(float(gmacs), rel=0.01, abs=rounding)
+    if name in COUNTED_ELSEWHERE:
+        assert count_macs(model) / 1e9 == pytest.approx(float(gmacs), rel=0.01)
+    else:  # to the digits REFERENCE.md prints: "1.498" is 1.4975 up to 1.4985
+        assert round(count_macs(model) / 1e9, len(gmacs.split(".")[1])) == float(gmacs)
 
 
 def test_analyze_agrees_with_flop_counter_on_the_real_model_and_real_shapes() -> None:

@@ -106,5 +106,5 @@ def test_naive_against_reduced_inception_3a() -> None:
 
 def test_vgg19_against_resnet34() -> None:
     figures = {f.quantity: f for f in tricks_report(["vgg"])}
-    assert figures["GMACs VGG-19"].measured == pytest.approx(19.6, rel=0.01)
+    assert round(figures["GMACs VGG-19"].measured, 1) == 19.6  # the ResNet paper's figure, to its digits
     assert figures["ResNet-34 / VGG-19"].agrees

@@ -27,14 +27,25 @@ from cnnlab.bench.timing import Comparison, compare, interleaved, matmul_peaks, 
 from cnnlab.bench.training import _FirstEpochAt, as_tensors, minimal_training_loop, training_images
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
-from cnnlab.train import TrainConfig
-
-SANE_S = 5.0  # seconds per image: far above any model of the quick run (32x32, batch 4), far below a hang
-SANE_GFLOPS = 1e5  # 100 TFLOP/s: above any CPU's float32 matmul
+from cnnlab.train import TrainConfig, fit
 
 
-def positive_finite(v: object, bound: float = math.inf) -> bool:
-    return isinstance(v, float) and math.isfinite(v) and 0 < v < bound
+def positive_finite(v: object) -> bool:
+    """A measured time or speed: what it is depends on the machine and its load; that it is one does not."""
+    return isinstance(v, float) and math.isfinite(v) and v > 0
+
+
+def torchvision_gflop(name: str, size: int) -> float:
+    """FLOPs (2 per multiply-add) of one image through torchvision's model, counted by PyTorch: the oracle of the
+    report's ``gflop_per_image``."""
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, name)().eval()
+        with FlopCounterMode(display=False) as counter:
+            model(torch.empty(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
 
 
 def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,7 +64,7 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert len(report["peak_matmul_samples"]) == 2  # at the start and at the end
     by_source = report["peak_matmul_by_source"]
     assert by_source.keys() == {"torch", "numpy", "onnxruntime"}
-    assert all(positive_finite(v, SANE_GFLOPS) for s in report["peak_matmul_samples"] for v in s.values())
+    assert all(positive_finite(v) for s in report["peak_matmul_samples"] for v in s.values())
     assert by_source == {k: max(s[k] for s in report["peak_matmul_samples"]) for k in by_source}
     assert report["peak_matmul_gflops"] == max(by_source.values()) == by_source[report["peak_matmul_source"]]
 
@@ -64,30 +75,34 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
         c = r18[key]
         assert c.keys() == {"ours_s", "theirs_s", "ratio", "ratios"}
         assert c["ratios"] == [report["parity_runs"][0][0][key]["ratio"]] == [c["ratio"]]
-        assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
-        assert positive_finite(c["ratio"], SANE_S / 1e-6)  # both above a microsecond per image
+        assert positive_finite(c["ours_s"]) and positive_finite(c["theirs_s"])
+        assert c["ratio"] == c["theirs_s"] / c["ours_s"]  # above 1: cnnlab faster
     for key in ("latency_b1", "throughput"):  # onnxruntime on the peer's export against the peer's eager model
         c = r18["onnxruntime"][key]
-        assert positive_finite(c["ours_s"], SANE_S) and positive_finite(c["theirs_s"], SANE_S)
-    # ResNet-18: 1.814 GMACs at 224 (REFERENCE.md), scaling with the area; 2 FLOPs per multiply-add
-    assert r18["gflop_per_image"] == pytest.approx(2 * 1.814 * (32 / 224) ** 2, rel=0.05)
+        assert positive_finite(c["ours_s"]) and positive_finite(c["theirs_s"])
+        assert c["ratio"] == c["theirs_s"] / c["ours_s"]
+    assert r18["gflop_per_image"] == torchvision_gflop("resnet18", 32)  # the same architecture, counted apart
+    assert r18["gflops_ours"] == pytest.approx(r18["gflop_per_image"] / r18["throughput"]["ours_s"])
 
     opt = report["optimized"]
     assert opt["status"] == "ok" and opt["name"] == "resnet18"
-    assert all(positive_finite(opt["throughput"][k], SANE_S) for k in ("ours_s", "theirs_s"))
+    assert all(positive_finite(opt["throughput"][k]) for k in ("ours_s", "theirs_s"))
+    assert opt["throughput"]["ours_s"] == opt["paths"]["optimized"]["batch_s"]
+    assert opt["throughput"]["theirs_s"] == opt["paths"]["peer_eager"]["batch_s"]
     assert opt["backend"] == "eager" and opt["size"] == 32 and opt["same_top1"] == 1.0
     assert opt["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"])
-    assert 0 <= opt["eager_fp32_error"] <= 1e-4 * max(1.0, opt["output_absmax"])
+    assert 0 < opt["eager_fp32_error"] <= 1e-4 * max(1.0, opt["output_absmax"])  # float32 rounds; not by much
     assert opt["paths"].keys() == {"peer_eager", "optimized", "onnxruntime_cnnlab", "onnxruntime_peer"}
     for path in opt["paths"].values():
-        assert all(positive_finite(path[k], SANE_S) for k in ("b1_s", "batch_s"))
+        assert all(positive_finite(path[k]) for k in ("b1_s", "batch_s"))
+        assert path["gflops"] == pytest.approx(torchvision_gflop("resnet18", 32) / path["batch_s"])
         assert path["fraction_of_peak"] == pytest.approx(path["gflops"] / report["peak_matmul_gflops"])
         assert path["max_abs_diff"] <= 1e-4 * max(1.0, opt["output_absmax"]) and path["same_top1"] == 1.0
 
     loop = report["training_loop"]
     assert (loop["model"], loop["images"], loop["batch"]) == ("cifar_resnet20", 128, 32)
-    assert positive_finite(loop["minimal_loop"]["images_per_s"], 1 / 1e-6)
-    assert positive_finite(loop["trainer_images_per_s"], 1 / 1e-6) and 1e-3 < loop["trainer_ratio"] < 1e3
+    assert positive_finite(loop["minimal_loop"]["images_per_s"]) and positive_finite(loop["trainer_images_per_s"])
+    assert loop["trainer_ratio"] == loop["trainer_images_per_s"] / loop["minimal_loop"]["images_per_s"]
     assert math.isfinite(loop["minimal_loop"]["last_loss"]) and loop["minimal_loop"]["last_loss"] > 0
     assert loop["main_job"] is None  # the quick run skips the 1.5-minute main job
 
@@ -131,7 +146,7 @@ def test_interleaved_alternates_and_takes_medians() -> None:
     calls: list[str] = []
     t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=4, inner=2)
     assert calls == ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
-    assert set(t) == {"a", "b"} and all(positive_finite(v, 1e-2) for v in t.values())  # a list append
+    assert set(t) == {"a", "b"} and all(positive_finite(v) for v in t.values())  # a list append
     assert Comparison(ours_s=2.0, theirs_s=3.0).ratio == 1.5
 
 
@@ -221,11 +236,15 @@ def test_time_to_target_is_the_end_of_the_first_epoch_that_reaches_it() -> None:
     assert reached is not None and probe.seconds == reached  # later epochs do not move it
 
 
-def test_the_main_job_is_timed_against_the_previous_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
-    job = training.main_job(TrainConfig(model="lenet5", epochs=1, train_per_class=20))
+def test_the_main_job_is_timed_against_the_previous_recipe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = TrainConfig(model="lenet5", epochs=1, train_per_class=20)
+    job = training.main_job(config)
     assert (job["model"], job["epochs"], job["best_epoch"]) == ("lenet5", 1, 1)
-    assert 0 <= job["best_test_acc"] <= 1 and 0 <= job["final_test_acc"] <= 1 and job["total_s"] > 0
-    assert job["seconds_to_98"] is None or job["seconds_to_98"] <= job["total_s"]
+    # the same seed on the same machine gives the same metrics: what fit itself reports for this recipe
+    run = fit(config.replace(progress=False, out_dir=str(tmp_path)), log=lambda _s: None)
+    assert job["final_test_acc"] == run.test["final"].test_acc and job["best_test_acc"] == run.test["best"].test_acc
+    assert job["best_test_acc"] == job["final_test_acc"]  # one epoch: the best weights are the final ones
+    assert job["total_s"] > 0 and (job["seconds_to_98"] is None or job["seconds_to_98"] <= job["total_s"])
     seen: list[TrainConfig] = []
 
     def fake(config: TrainConfig | None = None) -> dict[str, object]:
@@ -248,14 +267,14 @@ def test_numpys_matmul_runs_without_the_old_openblas_settings(monkeypatch: pytes
     assert result["env"] == {
         "OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None, "OPENBLAS_NUM_THREADS": str(torch.get_num_threads())
     }  # fmt: skip
-    assert positive_finite(result["gflops"], SANE_GFLOPS)
+    assert positive_finite(result["gflops"])
     assert os.environ["OPENBLAS_CORETYPE"] == "Haswell" and os.environ["OPENBLAS_L2_SIZE"] == "1048576"
 
 
 def test_the_peak_is_measured_by_three_implementations(monkeypatch: pytest.MonkeyPatch) -> None:
     peaks = matmul_peaks(64, repeats=1)
     assert peaks.keys() == {"torch", "numpy", "onnxruntime"}
-    assert all(positive_finite(v, SANE_GFLOPS) for v in peaks.values())
+    assert all(positive_finite(v) for v in peaks.values())
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: that source is missing, not fatal
     assert matmul_peaks(64, repeats=1)["onnxruntime"] is None
 
@@ -264,4 +283,4 @@ def test_the_analyzers_timing_runs_it_in_a_fresh_process_and_as_a_command() -> N
     a = bench_analysis("cifar_resnet20", 32, pattern="cifar_resnet20", repeats=1)
     assert (a["model"], a["size"], a["models_pattern"]) == ("cifar_resnet20", 32, "cifar_resnet20")
     keys = ("analyze_first_s", "analyze_s", "models_cli_first_s", "models_cli_s")
-    assert all(positive_finite(a[k], 60.0) for k in keys)
+    assert all(positive_finite(a[k]) for k in keys)

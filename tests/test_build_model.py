@@ -53,6 +53,7 @@ def se_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "runs" / "se"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_a_run_with_a_named_layer_is_evaluated_used_and_exported(
     se_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -74,7 +75,9 @@ def test_a_run_with_a_named_layer_is_evaluated_used_and_exported(
     assert main(["predict", str(se_run), str(tmp_path / "blank.png"), "--topk", "1"]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'blank.png'}: ")
     assert main(["export", str(se_run), "--format", "torchscript", "--output", str(tmp_path / "m.pt")]) == 0
-    assert (tmp_path / "m.pt").stat().st_size > 0
+    exported, x = torch.jit.load(tmp_path / "m.pt"), torch.randn(2, 1, 28, 28)
+    with torch.no_grad():  # the SE layers went with it: the same function as the checkpoint's model (BN folded)
+        assert torch.allclose(exported(x), model.eval()(x), atol=1e-5)
 
 
 def test_the_checkpoint_holds_the_layer_as_plain_data(se_run: Path) -> None:

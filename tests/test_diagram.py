@@ -67,19 +67,36 @@ def assert_readable(d: Diagram) -> None:
             assert not hit, f"{by_key[e.source].path} -> {by_key[e.target].path} crosses {hit}"
 
 
-def test_googlenet_at_depth_1_has_one_box_per_child_and_its_aux_heads_hang_off_4a_and_4d() -> None:
+def test_googlenet_at_depth_1_has_one_box_per_row_of_table_1_and_its_aux_heads_hang_off_4a_and_4d() -> None:
+    """Szegedy et al. 2015, Table 1: the stem's convs and pools, each Inception module (3a ... 5b) and the pools
+    between them, one box each; the model keeps 4b-4d in one stage (the auxiliary heads tap 4a and 4d), which the
+    drawing opens because its modules differ."""
     model = meta("googlenet")
     d = cnnlab.diagram(model, depth=1)
-    expected = children(model)  # transform is an identity: stem ... head, aux1, aux2
-    assert [n.path for n in d.blocks] == expected and len(d.blocks) == 9
-    rows = [r for r in d.report.grouped(1) if r.kind != "Identity"]
-    assert [r.path for r in rows] == expected  # the report's depth-1 rows, the same blocks
+    table_1 = ["stem.conv1", "stem.pool1", "stem.conv2", "stem.conv3", "inception3.pool", "inception3.a",
+               "inception3.b", "inception4a", "inception4d.b", "inception4d.c", "inception4d.d", "inception4e",
+               "inception5.pool", "inception5.a", "inception5.b", "head", "aux1", "aux2"]  # fmt: skip
+    assert [n.path for n in d.blocks] == table_1
+    modules = ("inception3.a", "inception3.b", "inception4d.b", "inception4d.c", "inception4d.d", "inception5.b")
+    assert [d.node(p).output_shape[1] for p in modules] == [256, 480, 512, 512, 528, 1024]  # Table 1's depths
+    assert d.node("inception4a").kind == "Sequential" and d.node("inception4d.b").kind == "InceptionV1"
     dashed = {(d.node(e.source).path if e.source != "input" else "input", e.target) for e in d.edges if e.dashed}
-    assert dashed == {("inception4a", "aux1"), ("inception4d", "aux2")}
-    assert d.node("inception4d").kind == "Sequential" and "3 x InceptionV1" in d.node("inception4d").lines[1]
+    assert dashed == {("inception4a", "aux1"), ("inception4d.d", "aux2")}
     assert d.node("aux1").params == 3_188_968
     assert sum(n.params for n in d.blocks) == d.report.params == 13_004_888  # every parameter is in a box
     assert_readable(d)
+
+
+def test_a_stage_of_repeated_blocks_is_one_box_and_a_stage_of_different_blocks_opens() -> None:
+    """ResNet-50's layer1 (3 x Bottleneck), VGG-16's stages (convs of one width and a pool) stay whole; DenseNet's
+    transition and dense block and Inception-v4's reduction and its blocks are drawn apart, as the papers do."""
+    d = cnnlab.diagram(meta("resnet50"), depth=1)
+    assert [n.path for n in d.blocks] == ["stem", "pool", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert "3 x Bottleneck" in d.node("layer1").lines[1]
+    d = cnnlab.diagram(meta("vgg16"), depth=1)
+    assert [n.path for n in d.blocks] == [*(f"stage{i}" for i in range(1, 6)), "head"]
+    d = cnnlab.diagram(meta("densenet121"), depth=1)
+    assert [n.path for n in d.blocks][2:5] == ["stage1", "stage2.transition", "stage2.block"]
 
 
 def test_an_opened_residual_unit_shows_the_shortcut_meeting_the_convs_at_the_addition() -> None:
@@ -107,14 +124,18 @@ def test_an_opened_inception_module_shows_four_branches_meeting_at_the_concatena
     assert_readable(d)
 
 
+INCEPTION_V4_FIG_9 = ["stem", "stage_a", "stage_b.reduction", "stage_b.blocks", "stage_c.reduction",
+                      "stage_c.blocks", "head"]  # 4 x Inception-A, Reduction-A, 7 x Inception-B, ...  # fmt: skip
+
+
 @pytest.mark.parametrize(("name", "depth", "blocks"), [("resnet152", 1, 7), ("resnet152", 2, 58),
-                                                       ("inception_v4", 1, 5), ("inception_v4", 2, 18)])  # fmt: skip
+                                                       ("inception_v4", 1, 7), ("inception_v4", 2, 18)])  # fmt: skip
 def test_the_largest_models_are_readable(name: str, depth: int, blocks: int) -> None:
     model = meta(name)
     d = cnnlab.diagram(model, depth=depth)
-    assert len(d.blocks) == blocks == len([r for r in d.report.grouped(depth) if r.kind != "Identity"])
+    assert len(d.blocks) == blocks
     if depth == 1:
-        assert [n.path for n in d.blocks] == children(model)
+        assert [n.path for n in d.blocks] == (children(model) if name == "resnet152" else INCEPTION_V4_FIG_9)
     assert_readable(d)
 
 
@@ -143,10 +164,15 @@ def test_diagram_errors_name_the_blocks() -> None:
 def test_diagram_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = tmp_path / "g.svg"
     assert main(["diagram", "googlenet", "--depth", "1", "--out", str(out)]) == 0
-    assert f"wrote {out}: 9 blocks" in capsys.readouterr().out
+    assert f"wrote {out}: 18 blocks" in capsys.readouterr().out
     assert ET.parse(out).getroot().tag.endswith("svg")
     assert main(["diagram", "resnet50", "--expand", "layer1.0", "--out", str(tmp_path / "r.png")]) == 0
-    assert "14 blocks" in capsys.readouterr().out and (tmp_path / "r.png").stat().st_size > 10_000
+    assert "14 blocks" in capsys.readouterr().out
+    drawn = cnnlab.diagram(meta("resnet50"), expand=["layer1.0"])
+    with Image.open(tmp_path / "r.png") as image:  # the same drawing, at 1.5 px per unit
+        assert all(
+            abs(got - want * 1.5) <= 1 for got, want in zip(image.size, (drawn.width, drawn.height), strict=True)
+        )
     assert main(["diagram", "cifar_resnet20", "--model-kwargs", '{"attn_layer": "se"}',
                  "--out", str(tmp_path / "c.svg")]) == 0  # fmt: skip
     assert main(["diagram", "resnet18", "--expand", "nope"]) == 2

@@ -27,6 +27,7 @@ from cnnlab.registry import build_model
 from cnnlab.train import TrainConfig, fit
 from cnnlab.train.engine import PixelTotals, classification_loss, evaluate_pixels
 from cnnlab.train.runlog import read_metrics
+from tests.helpers import png_figure
 from tests.train_fixtures import StopAt, assert_same_weights, metrics
 
 SEG_FLAGS = ["--model", "fcn_cifar_resnet20", "--data", "mnist5k-seg", "--batch-size", "8", "--no-progress"]
@@ -79,7 +80,8 @@ def test_eval_writes_the_iou_table_and_the_masks_png(run: Path, capsys: pytest.C
     assert f"mean IoU   {results['test_miou']:.4f}" in out and "small IoU" in out and "background" in out
     rows = (run / "iou_test.csv").read_text().splitlines()
     assert rows[0] == "class,pixels,iou" and len(rows) == 1 + 11 + 3  # classes, mean, small and large
-    assert (run / "masks_test.png").stat().st_size > 1000
+    width, height = png_figure(run / "masks_test.png")
+    assert height > width  # three rows (--show 3) of input, true and predicted mask
 
 
 def test_predict_writes_a_mask_and_an_overlay(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

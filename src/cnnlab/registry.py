@@ -117,10 +117,7 @@ class _Registry:
 
     def get(self, name: str) -> ModelEntry:
         if not isinstance(name, str) or name not in self._entries:
-            raise UnknownModelError(
-                f"unknown model {name!r}.{suggest(str(name), self._entries)} "
-                f"`cnnlab.list_models()` lists all {len(self._entries)} models."
-            )
+            raise unknown_model(name)
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -131,6 +128,15 @@ class _Registry:
 
 
 _REGISTRY = _Registry()
+
+
+def unknown_model(name: object, *, listed_by: str = "`cnnlab.list_models()`") -> UnknownModelError:
+    """The error for a name the registry does not hold: the nearest names, and what lists them all (``listed_by``:
+    the Python call; the command line says ``cnnlab models``)."""
+    names = _REGISTRY.names()
+    return UnknownModelError(
+        f"unknown model {name!r}.{suggest(str(name), names)} {listed_by} lists all {len(names)} models."
+    )
 
 
 def _model_class(fn: Callable[..., nn.Module]) -> type[nn.Module]:

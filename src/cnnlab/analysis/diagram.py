@@ -2,7 +2,11 @@
 
 Every operation of the graph falls into one box: the module it runs in, cut to ``depth`` components of its path
 (``layer3.2``, ``inception4a``), so that a box is a block of the model with its class, output shape, parameters
-and MACs (and, with ``rf=True``, its receptive field and jump). The boxes are joined where one block's output
+and MACs (and, with ``rf=True``, its receptive field and jump). A stage (an ``nn.Sequential``) is one box when its
+blocks repeat one block, as the papers' tables write "3 x Bottleneck"; a stage of different blocks opens into
+them, one box each, as the papers list them: GoogLeNet's inception (4b), (4c) and (4d), which its model keeps in
+one stage ``inception4d`` (the stages break where the auxiliary heads tap), DenseNet's transition and dense block,
+Inception-v4's reduction and its seven Inception-B blocks. The boxes are joined where one block's output
 feeds another: a residual unit opened with ``expand=("layer1.0",)`` shows its shortcut beside the convs meeting
 at the addition (a circled +), an Inception module its four branches meeting at the concatenation. Inside an
 opened block a conv-norm-act unit (:class:`~cnnlab.layers.ConvBnAct`) stays one box, as the papers draw a
@@ -174,8 +178,10 @@ def diagram(
 # -- the graph of blocks -----------------------------------------------------------------------------------
 
 
-def _key(model: nn.Module, path: str, name: str, depth: int, expand: tuple[str, ...]) -> tuple[str, str]:
-    """(node key, node path) of the operation ``name`` at ``path``."""
+def _key(
+    model: nn.Module, path: str, name: str, depth: int, expand: tuple[str, ...], outputs: dict[str, tuple[int, ...]]
+) -> tuple[str, str]:
+    """(node key, node path) of the operation ``name`` at ``path``; ``outputs``: each module's output shape."""
     parts = path.split(".")
     for block in expand:
         head = block.split(".")
@@ -196,7 +202,34 @@ def _key(model: nn.Module, path: str, name: str, depth: int, expand: tuple[str, 
             cut = max(cut, common + 1)
     if "." not in path and _module(model, path) is None:  # a function in the model's own forward
         return name, path
+    while cut < len(parts) and _opens(model, ".".join(parts[:cut]), outputs):
+        cut += 1
     return group_path(path, cut), group_path(path, cut)
+
+
+def _opens(model: nn.Module, path: str, outputs: dict[str, tuple[int, ...]]) -> bool:
+    """Whether the module at ``path`` is a stage of different blocks: an ``nn.Sequential`` whose children with
+    parameters differ in class or output shape (a stage that repeats one block, its first one downsampling in
+    the block's own layers, stays one box)."""
+    stage = _module(model, path)
+    if type(stage) is not nn.Sequential:
+        return False
+    blocks = {
+        (type(m), outputs.get(f"{path}.{n}"))
+        for n, m in stage.named_children()
+        if next(m.parameters(), None) is not None
+    }
+    return len(blocks) > 1
+
+
+def _output_shapes(report: ModelReport) -> dict[str, tuple[int, ...]]:
+    """The output shape of every module that runs: its last operation's."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for row in report.layers:
+        parts = row.path.split(".")
+        for n in range(1, len(parts) + 1):
+            shapes[".".join(parts[:n])] = row.output_shape
+    return shapes
 
 
 def _module(model: nn.Module, path: str) -> nn.Module | None:
@@ -211,8 +244,9 @@ def _graph(
 ) -> tuple[list[DiagramNode], list[tuple[str, str, bool]]]:
     groups: dict[str, tuple[str, list[int]]] = {}
     key_of: dict[str, str] = {}  # fx node name -> node key
+    outputs = _output_shapes(report)
     for i, rec in enumerate(walk.records):
-        key, path = _key(model, rec.path, rec.name, depth, expand)
+        key, path = _key(model, rec.path, rec.name, depth, expand, outputs)
         groups.setdefault(key, (path, []))[1].append(i)
         key_of[rec.name] = key
     shape = (1, *report.input_size)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.bench import BenchConfig, format_report, run_bench
-from cnnlab.cli.common import positive_int
+from cnnlab.cli.common import known_model, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in ("size", "batch", "repeats") if getattr(args, k) is not None}
-    models = tuple(args.models) if args.models else None
+    models = tuple(known_model(m) for m in args.models) if args.models else None
     if args.quick:  # the config checks every name before anything runs
         cfg = BenchConfig.quick(models or ("resnet18",), **overrides)
     else:

@@ -9,8 +9,8 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab import registry
 from cnnlab.analysis.report import format_table as format_table  # one table format for every command
-from cnnlab.registry import meta_model as meta_model  # the commands build structure-only models here
 
 
 def _int_at_least(text: str, minimum: int) -> int:
@@ -53,6 +53,25 @@ def add_model_kwargs_arg(p: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='model arguments as JSON, layers by name, e.g. \'{"attn_layer": {"name": "se", "reduction": 4}}\'',
     )
+
+
+def known_model(name: str) -> str:
+    """``name`` when the registry holds it; else the registry's error, pointing to ``cnnlab models`` (what lists
+    the names on the command line) rather than to the Python call."""
+    if name not in registry.model_entries():
+        raise registry.unknown_model(name, listed_by="`cnnlab models`")
+    return name
+
+
+def meta_model(name: str, kwargs: dict[str, Any] | None = None, **sizes: int | None) -> nn.Module:
+    """:func:`cnnlab.registry.meta_model` of a name typed on the command line: the structure and the counts of a
+    model without its weights (what the analysis commands need)."""
+    return registry.meta_model(known_model(name), kwargs, **sizes)
+
+
+def build_model(name: str, kwargs: dict[str, Any] | None = None, **sizes: int | None) -> nn.Module:
+    """:func:`cnnlab.registry.build_model` of a name typed on the command line (real weights)."""
+    return registry.build_model(known_model(name), kwargs, **sizes)
 
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -9,8 +9,7 @@ import numpy as np
 
 from cnnlab.analysis import parse_input_size
 from cnnlab.analysis.erf import EffectiveField, effective_receptive_field
-from cnnlab.cli.common import add_model_kwargs_arg, add_output_args, nonnegative_int, positive_int
-from cnnlab.registry import build_model
+from cnnlab.cli.common import add_model_kwargs_arg, add_output_args, build_model, nonnegative_int, positive_int
 
 SHADES = " .:-=+*#%@"
 

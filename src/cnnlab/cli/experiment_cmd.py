@@ -39,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=collect_cmd)
 
     q = sub.add_parser("claims", help="the ledger: each claim, its paper's figures, our measurement, the verdict")
-    q.add_argument("--experiments", type=Path, default=Path("experiments"), help="experiment files and results/")
+    q.add_argument(
+        "--experiments", type=Path, default=None,
+        help="experiment files and results/ (default: ./experiments, else the repository cnnlab runs from)",
+    )  # fmt: skip
     q.add_argument("--run", metavar="NAME", default=None, help="rerun the experiment NAME first")
     q.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1))
     q.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -101,17 +104,18 @@ def collect_cmd(args: argparse.Namespace) -> int:
 def claims_cmd(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError, suggest
     from cnnlab.experiments.experiment import run_experiment
-    from cnnlab.experiments.ledger import entries, results_dir
+    from cnnlab.experiments.ledger import entries, find_experiments, results_dir
     from cnnlab.experiments.spec import load_spec
 
+    folder = find_experiments(args.experiments)
     if args.run:
-        files = {load_spec(p).name: p for p in sorted(args.experiments.glob("*.yaml"))}
+        files = {load_spec(p).name: p for p in sorted(folder.glob("*.yaml"))}
         if args.run not in files:
-            raise ConfigError(f"no experiment named {args.run!r} in {args.experiments}.{suggest(args.run, files)}")
+            raise ConfigError(f"no experiment named {args.run!r} in {folder}.{suggest(args.run, files)}")
         spec = load_spec(files[args.run])
         log = print if args.format == "table" else (lambda s: print(s, file=sys.stderr))  # stdout stays parseable
-        run_experiment(spec, results_dir(args.experiments, spec), jobs=args.jobs, command=_command(), log=log)
-    rows = entries(args.experiments)
+        run_experiment(spec, results_dir(folder, spec), jobs=args.jobs, command=_command(), log=log)
+    rows = entries(folder)
     if args.format == "json":
         print(json.dumps([dataclasses.asdict(e) for e in rows], indent=2))
     elif args.format == "csv":

@@ -11,12 +11,13 @@ from cnnlab.analysis.catalog import model_counts
 from cnnlab.analysis.report import format_macs
 from cnnlab.cli.common import (
     add_model_kwargs_arg,
+    build_model,
     count_params,
     format_table,
     nonnegative_int,
     positive_int,
 )
-from cnnlab.registry import build_model, list_models, model_entry
+from cnnlab.registry import list_models, model_entry
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from cnnlab.cli.common import add_model_kwargs_arg, nonnegative_int, positive_int
+from cnnlab.cli.common import add_model_kwargs_arg, known_model, nonnegative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from cnnlab.pages import write_report
 
+    if not Path(args.target).exists():  # not a folder: a model's name
+        known_model(args.target)
     path = write_report(
         args.target, args.out, model_kwargs=args.model_kwargs, input_size=args.input, depth=args.depth,
         expand=args.expand, erf_samples=args.erf_samples, data_dir=args.data_dir,

@@ -12,7 +12,7 @@ import sys
 import typing
 from typing import Any
 
-from cnnlab.cli.common import json_object
+from cnnlab.cli.common import json_object, known_model
 from cnnlab.train.config import (
     FIELDS,
     OPTIMIZERS,
@@ -77,9 +77,10 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    demo = TrainConfig()
     p = sub.add_parser(
         "train",
-        help="train a model (no arguments: ResNet-20 on the embedded MNIST-5k)",
+        help=f"train a model (no arguments: the demo, {demo.model} for {demo.epochs} epochs on {demo.data})",
         description=__doc__,
     )
     add_config_flags(p)
@@ -91,6 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     from cnnlab.train.trainer import fit
 
     config = resolve_config(args)
+    known_model(config.model)  # an unknown name points to `cnnlab models` before anything is written
     try:
         report_after_training(fit(config).run_dir)  # RUN/report.html; a failure there is a warning
     except KeyboardInterrupt:

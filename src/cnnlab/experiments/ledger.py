@@ -3,7 +3,7 @@
 It reads the experiment files (``experiments/*.yaml``) and their committed results
 (``experiments/results/NAME/results.json``); nothing is retrained to print it. A claim whose results are missing,
 or were made from another version of its file (another recipe, seeds, variants or expectations), is listed as
-"not run".
+"not run". :func:`find_experiments` finds that folder wherever ``cnnlab claims`` runs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.errors import ConfigError
 from cnnlab.experiments.spec import ExperimentSpec, is_fraction, load_spec
 
 RESULTS_DIR = "results"
+CHECKOUT_EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"
+"""The experiment files beside the source this cnnlab runs from (``src/cnnlab/experiments/ledger.py`` -> the
+repository's ``experiments/``): there in a checkout or an editable install, absent from an installed wheel."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,21 @@ class Entry:
 
 def results_dir(experiments: Path, spec: ExperimentSpec) -> Path:
     return experiments / RESULTS_DIR / spec.name
+
+
+def find_experiments(given: str | Path | None = None) -> Path:
+    """The folder of experiment files (``*.yaml``, their results in ``results/``): ``given``, else ``experiments``
+    in the working directory, else :data:`CHECKOUT_EXPERIMENTS`. A :class:`~cnnlab.errors.ConfigError` names the
+    places it looked when none holds an experiment file."""
+    places = [Path(given)] if given is not None else [Path("experiments"), CHECKOUT_EXPERIMENTS]
+    for place in places:
+        if any(place.glob("*.yaml")):
+            return place
+    looked = " or ".join(str(p.resolve()) for p in places)
+    raise ConfigError(
+        f"no experiment files (*.yaml) in {looked}; run from cnnlab's repository or pass --experiments DIR "
+        "(the folder that holds the experiment files and their results/)"
+    )
 
 
 def _measured(results: dict) -> str:
