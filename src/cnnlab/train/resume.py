@@ -1,0 +1,133 @@
+"""Whether a run resumes, from which checkpoint, and with which recipe: decided here, and only here.
+
+``TrainConfig.resume`` names a run folder (or a checkpoint in one) to continue; ``"auto"`` continues
+``out_dir/run_name`` when it holds ``last.pt`` and starts it otherwise, so that the same command line, run again
+after any interruption, finishes the run. :func:`open_run` makes that decision, reads the checkpoint (once), and
+gives the run its config: the recorded recipe, which a resumed run keeps (only the fields in
+:data:`~cnnlab.train.config.RESUME_FREE` may change). :func:`restore` then puts the checkpoint's weights, optimizer,
+schedule and RNG states back and returns where the run stands (:class:`Progress`): the epoch and step it goes on
+from, each rank's totals of an interrupted epoch, the history, and the best epoch with its weights from ``best.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, set_rng_state
+from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, recorded_config
+from cnnlab.train.engine import EpochTotals
+from cnnlab.train.runfolder import AUTO, planned_folder, run_files
+from cnnlab.train.runlog import EpochMetrics
+
+
+@dataclass
+class Progress:
+    """Where a run stands: what a checkpoint holds besides the weights, the optimizer and the RNG states."""
+
+    epoch: int = 1  # the epoch to train next
+    partial: EpochTotals = field(default_factory=EpochTotals)  # this rank's totals of that epoch so far (its steps)
+    history: list[EpochMetrics] = field(default_factory=list)  # one entry per finished epoch
+    best: EpochMetrics | None = None  # the best epoch on validation so far (None: none validated yet)
+    best_state: dict[str, Tensor] | None = None  # its weights (best.pt's), for the final test
+    grad_norms: dict[str, dict[str, float]] | None = None  # GradNormRecorder's, when it records
+
+
+def open_run(config: TrainConfig, given: Collection[str] | None = None) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The run's config and, when it resumes, its checkpoint (read here, once; None for a new run).
+
+    ``given``: the fields the caller chose (``cnnlab train --resume RUN``'s flags and YAML keys); the others are
+    RUN's recorded ones. None: ``config`` is the whole recipe, as ``resume="auto"`` always takes it. Either way a
+    field that would change what the run computes is refused (:func:`check_resume`)."""
+    if config.resume == AUTO:
+        config, given = resolve_auto(config), None
+    if not config.resume:
+        return config, None
+    state = load_checkpoint(config.resume)
+    recorded = recorded_config({**state["config"], "overwrite": False})  # how it took its folder is no recipe
+    if given is not None:
+        config = dataclasses.replace(recorded, **{name: getattr(config, name) for name in {*given, "resume"}})
+    check_resume(recorded, config, run=str(planned_folder(config)), epochs_done=state["epoch"] - 1)
+    return config, state
+
+
+def resolve_auto(config: TrainConfig) -> TrainConfig:
+    """``resume="auto"`` made concrete: the run folder ``out_dir/run_name`` when it holds a last checkpoint (the
+    run continues exactly), else a fresh start over what a run killed before its first checkpoint left."""
+    if not config.run_name:
+        raise ConfigError("--resume auto needs --run-name: it continues the run of that name when there is one")
+    folder = Path(config.out_dir) / config.run_name
+    if (folder / LAST).is_file():
+        return config.replace(resume=str(folder))
+    return config.replace(resume=None, overwrite=folder.is_dir() and bool(run_files(folder)))
+
+
+def check_resume(recorded: TrainConfig, given: TrainConfig, *, run: str, epochs_done: int) -> None:
+    """A ConfigError naming every field of ``given`` that differs from ``recorded`` (the config in the
+    checkpoint of ``run``, which has finished ``epochs_done`` epochs) where :data:`RESUME_FREE` does not allow it."""
+    old, new = recorded.to_dict(), given.to_dict()
+    if new["pretrained"] != old["pretrained"]:
+        raise ConfigError(
+            f"pretrained with resume: a resumed run continues from its own checkpoint in {run}, so it loads no other "
+            f"weights ({new['pretrained']!r} given, {old['pretrained']!r} recorded); drop --pretrained, or start a "
+            "new run with it"
+        )
+    changed = [name for name in FIELDS if name not in RESUME_FREE and new[name] != old[name]]
+    if "epochs" in changed and given.schedule == "constant" == recorded.schedule:
+        changed.remove("epochs")
+    if given.epochs < epochs_done:
+        raise ConfigError(f"epochs must be >= {epochs_done}: {run} has already run {epochs_done} epochs")
+    if changed:
+        what = "; ".join(f"{name} was {old[name]!r} in {run} (given: {new[name]!r})" for name in changed)
+        why = f" (the {given.schedule} schedule spans all the epochs)" if "epochs" in changed else ""
+        raise ConfigError(
+            f"a resumed run continues its recorded recipe: {what}{why}. Start a new run with --pretrained "
+            f"{Path(run) / BEST} to train on with another {', '.join(changed)}"
+        )
+
+
+def check_world_size(state: dict[str, Any], world_size: int) -> None:
+    """A ConfigError when the run was trained by another number of processes than this one has."""
+    if state["world_size"] != world_size:
+        raise ConfigError(
+            f"{Path(state['path']).parent} was trained by {state['world_size']} process(es) and this run has "
+            f"{world_size}: each process's batches and the global batch depend on it; resume with torchrun "
+            f"--nproc-per-node {state['world_size']} (or without torchrun for 1)"
+        )
+
+
+def restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    *,
+    rank: int,
+    log: Callable[[str], None],
+) -> Progress:
+    """Put the checkpoint's weights, optimizer, schedule and RNG states back; where the run goes on from."""
+    load_model_state(model, state)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (ValueError, KeyError) as e:
+        raise TrainingError(f"the optimizer state in {state['path']} does not fit (was --freeze changed?): {e}") from e
+    set_rng_state(state["rng"])
+    best = EpochMetrics(**state["best"]) if state.get("best") else None
+    progress = Progress(
+        epoch=state["epoch"],
+        partial=EpochTotals(*state["partial"][rank]) if state["partial"] else EpochTotals(),
+        history=[EpochMetrics(**m) for m in state["history"]],
+        best=best,
+        best_state=load_checkpoint(Path(state["path"]).parent / BEST)["model"] if best is not None else None,
+        grad_norms=state.get("grad_norms"),
+    )
+    log(f"resumed from {state['path']} at epoch {progress.epoch}, step {progress.partial.steps}")
+    return progress
