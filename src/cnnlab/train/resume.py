@@ -6,7 +6,8 @@ after any interruption, finishes the run. :func:`open_run` makes that decision, 
 gives the run its config: the recorded recipe, which a resumed run keeps (only the fields in
 :data:`~cnnlab.train.config.RESUME_FREE` may change). :func:`restore` then puts the checkpoint's weights, optimizer,
 schedule and RNG states back and returns where the run stands (:class:`Progress`): the epoch and step it goes on
-from, each rank's totals of an interrupted epoch, the history, and the best epoch with its weights from ``best.pt``.
+from, each rank's totals of an interrupted epoch, the history, and the best epoch with its weights from ``best.pt``,
+checked to be this run's own (a best.pt copied from elsewhere would be tested, and reported, as the run's best).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ConfigError, TrainingError
-from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, set_rng_state
+from cnnlab.train.checkpoint import BEST, LAST, load_checkpoint, load_model_state, misfit, set_rng_state
 from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, recorded_config
 from cnnlab.train.engine import EpochTotals
 from cnnlab.train.runfolder import AUTO, planned_folder, run_files
@@ -126,8 +127,30 @@ def restore(
         partial=EpochTotals(*state["partial"][rank]) if state["partial"] else EpochTotals(),
         history=[EpochMetrics(**m) for m in state["history"]],
         best=best,
-        best_state=load_checkpoint(Path(state["path"]).parent / BEST)["model"] if best is not None else None,
+        best_state=_best_weights(state, model) if best is not None else None,
         grad_norms=state.get("grad_norms"),
     )
     log(f"resumed from {state['path']} at epoch {progress.epoch}, step {progress.partial.steps}")
     return progress
+
+
+def _best_weights(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
+    """The weights of the best epoch that the checkpoint names, from the run's ``best.pt``, once it is shown to
+    be this run's: the same model, and a history that agrees with the checkpoint's (``best.pt`` is written before
+    ``last.pt``, so it may be one epoch ahead)."""
+    run, epoch = Path(state["path"]).parent, state["best"]["epoch"]
+    path = run / BEST
+    way_out = (
+        f"the run names epoch {epoch} its best and its final test needs those weights: put the run's own {BEST} "
+        f"back, or start the run again with --overwrite"
+    )
+    if not path.is_file():
+        raise TrainingError(f"{str(run)!r} holds no {BEST}: {way_out}")
+    best = load_checkpoint(path)
+    why = misfit(model, best)
+    theirs, ours = best.get("history") or [], state["history"]
+    if why is None and (not theirs or theirs[: len(ours)] != ours[: len(theirs)]):
+        why = "holds the history of another run"
+    if why is not None:
+        raise TrainingError(f"{str(path)!r} is not this run's best checkpoint ({why}): {way_out}")
+    return best["model"]

@@ -1,0 +1,68 @@
+"""Resumes that cannot go on as the checkpoints are: a best.pt that is not the run's own. Each ends with one line
+that says what is wrong and what to do, and leaves the run folder as it was."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.train import fit
+from cnnlab.train.checkpoint import load_checkpoint
+from tests.train_fixtures import tiny_config, write_mnist
+
+QUIET = {"log": lambda _s: None}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+def files(run: Path) -> dict[str, bytes]:
+    """Every file the run folder holds (TensorBoard's events aside), by name."""
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+OTHER = {  # where a best.pt that is not the run's comes from
+    "another model": {"model": "cifar_vgg", "model_kwargs": {}},  # other tensors: load_state_dict would raise
+    "a model with the same tensors": {"model": "cifar_plain20"},  # ResNet-20 without shortcuts: it would load
+    "another run": {"seed": 1},  # the same model: only the history tells
+}
+
+
+def other_best(data: Path, out: Path, source: str) -> Path:
+    return fit(tiny_config(data, out, run_name="other", epochs=1, **OTHER[source]), **QUIET).run_dir / "best.pt"
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("another model", "holds a cifar_vgg, not a cifar_resnet20"),
+        ("a model with the same tensors", "holds a cifar_plain20, not a cifar_resnet20"),
+        ("another run", "holds the history of another run"),
+        ("deleted", None),
+    ],
+)
+def test_a_best_pt_that_is_not_the_runs_is_refused_when_the_run_resumes(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, why: str | None
+) -> None:
+    run = fit(tiny_config(data, tmp_path, run_name="r"), **QUIET).run_dir  # finished: no epoch would replace best.pt
+    if source == "deleted":
+        (run / "best.pt").unlink()
+    else:
+        shutil.copy(other_best(data, tmp_path, source), run / "best.pt")
+    before = files(run)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    best_epoch = load_checkpoint(run)["best"]["epoch"]
+    way_out = f"the run names epoch {best_epoch} its best and its final test needs those weights: put the run's own "
+    assert err.startswith("cnnlab: error: ") and way_out in err and "or start the run again with --overwrite" in err
+    if why is None:
+        assert f"{str(run)!r} holds no best.pt" in err
+    else:
+        assert f"{str(run / 'best.pt')!r} is not this run's best checkpoint ({why}" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert files(run) == before  # results.json of the finished run too
