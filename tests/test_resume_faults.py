@@ -1,5 +1,5 @@
-"""Resumes that cannot go on as the checkpoints are: a best.pt that is not the run's own. Each ends with one line
-that says what is wrong and what to do, and leaves the run folder as it was."""
+"""Resumes that cannot go on as the checkpoints are: a best.pt that is not the run's own, weights that are NaN on
+arrival. Each ends with one line that says what is wrong and what to do, and leaves the run folder as it was."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.train import fit
-from cnnlab.train.checkpoint import load_checkpoint
-from tests.train_fixtures import tiny_config, write_mnist
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from tests.train_fixtures import StopAt, tiny_config, write_mnist
 
 QUIET = {"log": lambda _s: None}
 
@@ -66,3 +66,30 @@ def test_a_best_pt_that_is_not_the_runs_is_refused_when_the_run_resumes(
         assert f"{str(run / 'best.pt')!r} is not this run's best checkpoint ({why}" in err
     assert "Traceback" not in err and err.count("\n") == 1
     assert files(run) == before  # results.json of the finished run too
+
+
+def test_weights_that_are_nan_on_arrival_blame_the_checkpoint_not_the_recipe(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tiny_config(data, tmp_path, run_name="r")
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg, callbacks=[StopAt(5)], **QUIET)  # in epoch 2: steps left to train
+    run = tmp_path / "r"
+    state = load_checkpoint(run)
+    state["model"]["stem.conv.weight"][0, 0, 0, 0] = float("nan")
+    save_checkpoint({k: v for k, v in state.items() if k != "path"}, run / "last.pt")
+    before = files(run)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    nan = f"the weights in {str(run / 'last.pt')!r} are not finite: 1 tensor(s) hold NaN or Inf (stem.conv.weight)"
+    assert nan in err
+    assert f"; start a new run from its best weights (--pretrained {run / 'best.pt'}), or start this run again" in err
+    assert "--lr" not in err and "Traceback" not in err
+    assert files(run) == before  # no results.json that calls the run diverged
+
+    best = load_checkpoint(run, prefer="best.pt")
+    best["model"]["stem.conv.weight"].fill_(float("inf"))
+    save_checkpoint({k: v for k, v in best.items() if k != "path"}, run / "best.pt")
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"so {run} cannot go on from them; start this run again (--overwrite)" in err and "--pretrained" not in err

@@ -8,6 +8,8 @@ gives the run its config: the recorded recipe, which a resumed run keeps (only t
 schedule and RNG states back and returns where the run stands (:class:`Progress`): the epoch and step it goes on
 from, each rank's totals of an interrupted epoch, the history, and the best epoch with its weights from ``best.pt``,
 checked to be this run's own (a best.pt copied from elsewhere would be tested, and reported, as the run's best).
+Weights that are not finite on arrival are refused: a run stops before its weights take a NaN, so the checkpoint,
+not the recipe, is at fault.
 """
 
 from __future__ import annotations
@@ -114,6 +116,7 @@ def restore(
     log: Callable[[str], None],
 ) -> Progress:
     """Put the checkpoint's weights, optimizer, schedule and RNG states back; where the run goes on from."""
+    _check_finite(state)
     load_model_state(model, state)
     try:
         optimizer.load_state_dict(state["optimizer"])
@@ -154,3 +157,34 @@ def _best_weights(state: dict[str, Any], model: nn.Module) -> dict[str, Tensor]:
     if why is not None:
         raise TrainingError(f"{str(path)!r} is not this run's best checkpoint ({why}): {way_out}")
     return best["model"]
+
+
+def _check_finite(state: dict[str, Any]) -> None:
+    """A TrainingError when the checkpoint's weights hold NaN or Inf: no step can train them, and the recipe did
+    not make them so (the trainer stops before the weights take a NaN); it points to best.pt when that is sound."""
+    bad = _nonfinite(state["model"])
+    if not bad:
+        return
+    run, best = Path(state["path"]).parent, Path(state["path"]).parent / BEST
+    way_out = "start this run again (--overwrite)"
+    if _finite_elsewhere(best, state):
+        way_out = f"start a new run from its best weights (--pretrained {best}), or {way_out}"
+    raise TrainingError(
+        f"the weights in {state['path']!r} are not finite: {len(bad)} tensor(s) hold NaN or Inf "
+        f"({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}), so {run} cannot go on from them; {way_out}"
+    )
+
+
+def _nonfinite(weights: dict[str, Tensor]) -> list[str]:
+    """The names of the floating-point tensors that hold NaN or Inf."""
+    return [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def _finite_elsewhere(path: Path, state: dict[str, Any]) -> bool:
+    """Whether ``path`` is a readable checkpoint other than ``state``'s, with finite weights."""
+    if not path.is_file() or path == Path(state["path"]):
+        return False
+    try:
+        return not _nonfinite(load_checkpoint(path)["model"])
+    except TrainingError:
+        return False
