@@ -1,17 +1,21 @@
-"""Resumes that cannot go on as the checkpoints are: a best.pt that is not the run's own, weights that are NaN on
-arrival. Each ends with one line that says what is wrong and what to do, and leaves the run folder as it was."""
+"""Resumes that cannot go on as the checkpoints are, and a stop that comes after the last step: a best.pt that is not
+the run's own, weights that are NaN on arrival, and Ctrl-C while the last epoch's checkpoints are written. Each ends
+with one line that says what is wrong and what to do, leaves the run folder as it was, and resumes where it can."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.train import fit
+from cnnlab.train import checkpoint, fit
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.train_fixtures import StopAt, tiny_config, write_mnist
+from tests.train_fixtures import TINY_FLAGS, StopAt, assert_same_weights, tiny_config, write_mnist
 
 QUIET = {"log": lambda _s: None}
 
@@ -93,3 +97,50 @@ def test_weights_that_are_nan_on_arrival_blame_the_checkpoint_not_the_recipe(
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err
     assert f"so {run} cannot go on from them; start this run again (--overwrite)" in err and "--pretrained" not in err
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, nth: int) -> None:
+    """Ctrl-C (a real SIGINT to this process) while the ``nth`` last.pt of the run is written."""
+    real, seen = checkpoint.write_atomic, []
+
+    def write(path: Path, *chunks: bytes | memoryview) -> Path:
+        seen.append(path.name)
+        if path.name == "last.pt" and seen.count("last.pt") == nth:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(path, *chunks)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", write)
+
+
+@pytest.mark.parametrize(
+    ("case", "last_pt", "epochs_run"),
+    [("the last epoch", 2, 2), ("the epoch that stops early", 3, 3)],
+)
+def test_ctrl_c_while_the_last_checkpoints_are_written_stops_before_the_test_and_resumes(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], case: str,
+    last_pt: int, epochs_run: int,
+) -> None:  # fmt: skip
+    from cnnlab.train import trainer
+
+    flags = ["--data", "mnist", "--data-dir", str(data), "--batch-size", "16", "--no-progress",
+             "--out-dir", str(tmp_path)]  # fmt: skip
+    recipe = {"epochs": 2} if case == "the last epoch" else {"epochs": 6, "early_stop": 2}
+    if "early_stop" in recipe:
+        monkeypatch.setattr(trainer, "improves", lambda m, best, **_: best is None)  # only epoch 1 is ever "better"
+    straight = fit(tiny_config(data, tmp_path, run_name="straight", **recipe), **QUIET)
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.items()]
+    real = checkpoint.write_atomic
+    interrupt_at(monkeypatch, last_pt)
+    assert main(["train", *TINY_FLAGS, *flags, *args, "--run-name", "r"]) == 130
+    out, err = capsys.readouterr()
+    run = tmp_path / "r"
+    assert f"interrupted after epoch {epochs_run}: saved {run / 'last.pt'}; resume: --resume {run}" in out
+    assert err.strip().endswith("cnnlab: interrupted") and "test (" not in out
+    assert not (run / "results.json").exists() and load_checkpoint(run)["epoch"] == epochs_run + 1
+
+    monkeypatch.setattr(checkpoint, "write_atomic", real)
+    assert main(["train", "--resume", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs_run"] == epochs_run and results["stopped_early"] == straight.stopped_early
+    assert results["test"] == {k: t.to_dict() for k, t in straight.test.items()}
+    assert_same_weights(straight.model.state_dict(), load_checkpoint(run)["model"])

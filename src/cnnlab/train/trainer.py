@@ -11,8 +11,8 @@ A run has four parts, and :func:`fit` calls them in order:
 3. **The epochs** (:func:`_train`): per epoch, train (:func:`cnnlab.train.engine.train_one_epoch`), validate, log
    (stdout, CSV, TensorBoard) and save (``best.pt`` when the validation score improves, then ``last.pt``). Named
    steps around it: DDP's sums over the ranks, early stopping (:func:`_stops_early`), and Ctrl-C or SIGTERM
-   (:func:`_stop_on_signals`), which stop at the next step boundary (the same step on every rank) with ``last.pt``
-   saved there.
+   (:func:`_stop_on_signals`), which stop at the next step boundary (the same step on every rank), or after the
+   last epoch is saved, with ``last.pt`` saved there.
 4. **Finish** (:func:`_finish`): the test split once, for the final and for the best weights (``results.json``).
    The test split never chooses anything.
 
@@ -405,18 +405,21 @@ def _train(
     job: Job, net: nn.Module, progress: Progress, folder: Folder, callbacks: Sequence[Callback], log: Log
 ) -> bool:
     """The epochs from where ``progress`` stands, each trained, validated, logged and saved; True when early
-    stopping ended them. A stop asked for by Ctrl-C, SIGTERM or a callback ends the run at a step boundary."""
+    stopping ended them. A stop asked for by Ctrl-C, SIGTERM or a callback ends the run before its test."""
     stop = StopFlag()
     hooks = StepHooks(callbacks, stop=stop, any_rank=lambda flag: D.any_rank(flag, job.info))
     with _stop_on_signals(stop):
+        stopped_early = _stops_early(job.config, progress, log)  # a resumed run that had stopped stays stopped
         for epoch in range(progress.epoch, job.config.epochs + 1):
+            if stopped_early:
+                break
             m = _train_epoch(job, net, progress, folder, epoch, hooks, log)
             _record_epoch(job, progress, folder, m, log)
             for c in callbacks:
                 c.on_epoch_end(epoch, m, job.model)
-            if _stops_early(job.config, progress, log):
-                return True
-    return False
+            stopped_early = _stops_early(job.config, progress, log)
+        _stop_after_the_last_step(job, progress, folder, stop, log)
+    return stopped_early
 
 
 def _train_epoch(
@@ -539,6 +542,15 @@ def _stops_early(config: TrainConfig, progress: Progress, log: Log) -> bool:
         return False
     log(f"early stop: no better validation accuracy for {since} validations (best: epoch {best.epoch})")
     return True
+
+
+def _stop_after_the_last_step(job: Job, progress: Progress, folder: Folder, stop: StopFlag, log: Log) -> None:
+    """A stop asked for after the last step (while the last epoch was validated and saved) ends the run before
+    its test, as any other stop does: last.pt is saved, and its resume tests and reports."""
+    if D.any_rank(stop.requested, job.info):
+        epoch = progress.history[-1].epoch if progress.history else progress.epoch - 1
+        log(f"interrupted after epoch {epoch}: saved {folder.path / LAST}; resume: --resume {folder.path}")
+        raise StopRequested("stop requested")
 
 
 @contextlib.contextmanager
