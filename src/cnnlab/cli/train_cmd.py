@@ -2,7 +2,8 @@
 
 Precedence: the defaults, then the resumed run's config (``--resume``), then ``--config``, then the flags. A resumed
 run continues its recorded recipe: flags that would change what it computes are refused (see RESUME_FREE in
-cnnlab.train.config for those that may change).
+cnnlab.train.config for those that may change). The trainer reads the resumed run's checkpoint
+(:mod:`cnnlab.train.resume`); this command passes it the flags and keys that were given.
 """
 
 from __future__ import annotations
@@ -13,16 +14,7 @@ import typing
 from typing import Any
 
 from cnnlab.cli.common import json_object, known_model
-from cnnlab.train.config import (
-    FIELDS,
-    OPTIMIZERS,
-    SCHEDULES,
-    TrainConfig,
-    config_from_dict,
-    load_yaml,
-    recorded_config,
-)
-from cnnlab.train.runfolder import AUTO
+from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
 
 _HELP = {
     "model": "a registered model name (`cnnlab models` lists them)",
@@ -64,16 +56,14 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    flags = {k: v for k, v in vars(args).items() if k in FIELDS}
-    config = TrainConfig()
-    if "resume" in flags and flags["resume"] != AUTO:  # auto: the flags give the whole recipe (fit resolves it)
-        from cnnlab.train.checkpoint import load_checkpoint
+    """The defaults, then ``--config``'s keys, then the flags (a resumed run's own recipe comes in :func:`fit`)."""
+    return config_from_dict(_chosen(args))
 
-        recorded = load_checkpoint(flags["resume"])["config"]
-        config = recorded_config({**recorded, "overwrite": False})  # how the run took its folder is not its recipe
-    if getattr(args, "config", None):
-        config = config_from_dict(load_yaml(args.config), base=config)
-    return config_from_dict(flags, base=config)
+
+def _chosen(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command line sets: ``--config``'s keys, then the flags (which win)."""
+    keys = load_yaml(args.config) if getattr(args, "config", None) else {}
+    return {**keys, **{k: v for k, v in vars(args).items() if k in FIELDS}}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,10 +81,12 @@ def run_train(args: argparse.Namespace) -> int:
     from cnnlab.pages import report_after_training
     from cnnlab.train.trainer import fit
 
-    config = resolve_config(args)
+    chosen = _chosen(args)
+    config = config_from_dict(chosen)
     known_model(config.model)  # an unknown name points to `cnnlab models` before anything is written
+    given = {str(key).replace("-", "_") for key in chosen}  # a resumed run takes the rest from its checkpoint
     try:
-        report_after_training(fit(config).run_dir)  # RUN/report.html; a failure there is a warning
+        report_after_training(fit(config, given=given).run_dir)  # RUN/report.html; a failure there is a warning
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130

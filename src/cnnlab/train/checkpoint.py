@@ -121,14 +121,12 @@ def load_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = LAST) 
     return state
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Load the checkpoint's weights into ``model``; a TrainingError that names the difference otherwise."""
+def misfit(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """Why the checkpoint's weights do not fit ``model``, or None: it "holds a <model>, not a <model>", or it
+    "does not fit <model> with model_kwargs ...: N tensors differ (...)" (another variant of the model)."""
     name = getattr(model, "model_name", type(model).__name__)
     if state["meta"].get("model") not in (None, name):
-        raise TrainingError(
-            f"{state.get('path', 'the checkpoint')!r} holds a {state['meta']['model']}, not a {name}; "
-            f"pass --model {state['meta']['model']} or another checkpoint"
-        )
+        return f"holds a {state['meta']['model']}, not a {name}"
     have, want = state["model"], model.state_dict()
     problems = [
         f"{k} is {tuple(have[k].shape)}, the model's {tuple(v.shape)}"
@@ -136,13 +134,24 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
         if k in have and have[k].shape != v.shape
     ]
     problems += [f"missing {k}" for k in want if k not in have] + [f"unexpected {k}" for k in have if k not in want]
-    if problems:
-        raise TrainingError(
-            f"the checkpoint {state.get('path', '')!r} does not fit {name} with model_kwargs "
-            f"{state['meta'].get('model_kwargs', {})}: {len(problems)} tensors differ ({'; '.join(problems[:3])}"
-            f"{' ...' if len(problems) > 3 else ''}); its weights come from another variant of the model"
-        )
-    model.load_state_dict(have)
+    if not problems:
+        return None
+    return (
+        f"does not fit {name} with model_kwargs {state['meta'].get('model_kwargs', {})}: {len(problems)} tensors "
+        f"differ ({'; '.join(problems[:3])}{' ...' if len(problems) > 3 else ''})"
+    )
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load the checkpoint's weights into ``model``; a TrainingError that names the difference otherwise."""
+    why = misfit(model, state)
+    if why is not None:
+        other = state["meta"].get("model")
+        hint = f"pass --model {other} or another checkpoint"
+        if other in (None, getattr(model, "model_name", type(model).__name__)):
+            hint = "its weights come from another variant of the model"
+        raise TrainingError(f"the checkpoint {state.get('path', '')!r} {why}; {hint}")
+    model.load_state_dict(state["model"])
 
 
 def rng_state() -> dict[str, Any]:

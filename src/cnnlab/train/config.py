@@ -251,9 +251,9 @@ def first_recipe(**changes: Any) -> TrainConfig:
 
 
 # The fields a resumed run may give other values than its checkpoint's, and why they leave what the run computes
-# as it was. Any other field that differs is refused: a resumed run continues its recorded recipe. epochs may
-# also change under the constant schedule (its steps do not depend on the run's length); under every other
-# schedule the learning rate of each step depends on the total.
+# as it was. Any other field that differs is refused (cnnlab.train.resume): a resumed run continues its recorded
+# recipe. epochs may also change under the constant schedule (its steps do not depend on the run's length); under
+# every other schedule the learning rate of each step depends on the total.
 RESUME_FREE: dict[str, str] = {
     "resume": "names the run to continue",
     "overwrite": "says how a new run takes its folder",
@@ -268,30 +268,6 @@ RESUME_FREE: dict[str, str] = {
     "early_stop": "when to stop, not what a step computes",
     "record_grad_norms": "what is recorded, not what is computed",
 }
-
-
-def check_resume(recorded: TrainConfig, given: TrainConfig, *, run: str, epochs_done: int) -> None:
-    """A ConfigError naming every field of ``given`` that differs from ``recorded`` (the config in the
-    checkpoint of ``run``, which has finished ``epochs_done`` epochs) where :data:`RESUME_FREE` does not allow it."""
-    old, new = recorded.to_dict(), given.to_dict()
-    if new["pretrained"] != old["pretrained"]:
-        raise ConfigError(
-            f"pretrained with resume: a resumed run continues from its own checkpoint in {run}, so it loads no other "
-            f"weights ({new['pretrained']!r} given, {old['pretrained']!r} recorded); drop --pretrained, or start a "
-            "new run with it"
-        )
-    changed = [name for name in FIELDS if name not in RESUME_FREE and new[name] != old[name]]
-    if "epochs" in changed and given.schedule == "constant" == recorded.schedule:
-        changed.remove("epochs")
-    if given.epochs < epochs_done:
-        raise ConfigError(f"epochs must be >= {epochs_done}: {run} has already run {epochs_done} epochs")
-    if changed:
-        what = "; ".join(f"{name} was {old[name]!r} in {run} (given: {new[name]!r})" for name in changed)
-        why = f" (the {given.schedule} schedule spans all the epochs)" if "epochs" in changed else ""
-        raise ConfigError(
-            f"a resumed run continues its recorded recipe: {what}{why}. Start a new run with --pretrained "
-            f"{Path(run) / 'best.pt'} to train on with another {', '.join(changed)}"
-        )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

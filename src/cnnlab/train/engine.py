@@ -122,6 +122,11 @@ def classification_loss(
     return F.cross_entropy(output, target, **kw), output
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """NHWC when ``channels_last``, else the default (NCHW)."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA when ``enabled``; nothing elsewhere (the trainer prints a notice for the CPU)."""
     if enabled and device.type == "cuda":
@@ -136,6 +141,20 @@ class EpochTotals:
     count: int = 0
     steps: int = 0  # optimizer steps taken (where an interrupted epoch goes on)
     images: int = 0  # images seen (``count`` counts labels: pixels for segmentation)
+
+    def add(self, loss: float, logits: Tensor, y: Tensor, *, ignore_index: int) -> None:
+        """Count one step: ``loss`` (the mean over its labelled items), its correct predictions, its images."""
+        labelled = y != ignore_index
+        n = int(labelled.sum())
+        self.steps += 1
+        self.loss_sum += loss * n
+        self.correct += int(((logits.argmax(1) == y) & labelled).sum())
+        self.count += n
+        self.images += len(y)
+
+    def running(self) -> dict[str, str]:
+        """The epoch's loss and accuracy so far, for a progress bar."""
+        return {"loss": f"{self.loss_sum / self.count:.3f}", "acc": f"{self.correct / self.count:.3f}"}
 
     def as_tensor(self) -> Tensor:
         return torch.tensor([self.loss_sum, float(self.correct), float(self.count)], dtype=torch.float64)
@@ -162,87 +181,122 @@ def _failed_step(e: Exception, *, epoch: int, step: int, x: Tensor, model: nn.Mo
     return TrainingError(f"the training step failed at epoch {epoch}, step {step + 1}: {what}")
 
 
+@dataclass(frozen=True)
+class StepRecipe:
+    """How every training step of a run computes, the same in each epoch: what :func:`train_one_epoch` needs
+    besides the model, its batches and the optimizer."""
+
+    device: torch.device
+    steps_per_epoch: int  # optimizer steps per epoch: a step's global index is (epoch - 1) * this + its step
+    aux_weight: float = 0.0  # the model's aux_loss_weight (models with auxiliary classifiers)
+    label_smoothing: float = 0.0  # 0: plain cross-entropy
+    ignore_index: int = NO_IGNORE  # labels that no loss or count sees (segmentation: IGNORE_INDEX)
+    channels_last: bool = False  # NHWC input (the model was moved to the same memory format)
+    amp: bool = False  # bf16 autocast on CUDA (:func:`autocast`)
+    grad_clip: float | None = None  # clip the global gradient norm to this (None: no clipping)
+
+
+@dataclass(frozen=True)
+class StepHooks:
+    """Who hears of each training step: the callbacks (after backward, before the update), a progress bar, and
+    the flag that stops the loop at the step's end. ``any_rank`` makes one rank's finding every rank's decision
+    (:func:`cnnlab.train.distributed.any_rank`), so that the ranks stop together, for a NaN or for ``stop``, and
+    none waits for the others forever."""
+
+    callbacks: Sequence[Callback] = ()
+    progress: Any = None  # a tqdm bar (None: none)
+    stop: StopFlag | None = None  # None: only an exception stops the epoch
+    any_rank: Callable[[bool], bool] = bool  # bool: a single process decides alone
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Iterable[tuple[Tensor, ...]],
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    recipe: StepRecipe,
     *,
-    device: torch.device,
     epoch: int,
-    start_step: int = 0,
-    label_smoothing: float = 0.0,
-    aux_weight: float,  # the model's aux_loss_weight (models with auxiliary classifiers)
-    ignore_index: int = NO_IGNORE,  # labels that no loss or count sees (segmentation: IGNORE_INDEX)
-    channels_last: bool = False,
-    amp: bool = False,
-    grad_clip: float | None = None,
-    steps_per_epoch: int = 0,
-    on_step: Callable[[StepInfo], None] | None = None,
-    progress: Any = None,
     totals: EpochTotals | None = None,
-    stop: StopFlag | None = None,
-    any_rank: Callable[[bool], bool] = bool,
+    hooks: StepHooks = StepHooks(),  # frozen, so sharing the default is safe
 ) -> EpochTotals:
-    """One pass over ``batches``; the scheduler steps per batch. ``totals`` (filled in place) tells an
-    interrupted caller how far the epoch got. A batch is (images, labels, ...): labels per image, or per pixel
-    for segmentation (whose batches carry size maps too, unused here); the totals count labelled items (pixels
-    for segmentation, so its accuracy is the pixel accuracy).
+    """One pass over ``batches``, which start at step ``totals.steps`` of the epoch (an interrupted epoch goes on
+    where it stopped); the scheduler steps per batch. ``totals`` (filled in place) tells an interrupted caller how
+    far the epoch got. A batch is (images, labels, ...): labels per image, or per pixel for segmentation (whose
+    batches carry size maps too, unused here); the totals count labelled items (pixels for segmentation, so its
+    accuracy is the pixel accuracy).
 
     A NaN or infinite loss or logits (before the backward pass), gradient norm (before the update), or a layer
-    that raises on NaN input, is a TrainingError naming the epoch and step: the weights are never updated with
-    it. ``any_rank`` turns a rank's finding into every rank's decision (:func:`cnnlab.train.distributed.any_rank`),
-    so that the ranks stop together, for a NaN or for ``stop``, and none waits for the others forever.
+    that raises on NaN input, is a TrainingError naming the epoch and step: the weights are never updated with it.
     """
     totals = totals if totals is not None else EpochTotals()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for step, (x, y, *_) in enumerate(batches, start=start_step):
-        x = x.to(device, non_blocking=True, memory_format=memory_format)
-        y = y.to(device, non_blocking=True)
-        try:
-            with autocast(device, amp):
-                output = model(x)
-                loss, logits = classification_loss(
-                    output, y, label_smoothing=label_smoothing, aux_weight=aux_weight, ignore_index=ignore_index
-                )
-            value = loss.item()
-            finite = math.isfinite(value) and bool(torch.isfinite(logits.detach()).all())
-            if any_rank(not finite):
-                what = "another rank's loss became NaN or Inf"
-                if not finite:
-                    what = f"the loss became {value}" if not math.isfinite(value) else "the logits became NaN or Inf"
-                raise _nonfinite(what, epoch=epoch, step=step, x=x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        except (FloatingPointError, ValueError) as e:
-            if isinstance(e, CnnlabError) and not isinstance(e, FloatingPointError):
-                raise  # an input the model cannot take says so itself
-            raise _failed_step(e, epoch=epoch, step=step, x=x, model=model) from None
-        if on_step is not None:
-            on_step(StepInfo(unwrap(model), epoch, step, (epoch - 1) * steps_per_epoch + step, value, stop))
-        params = [p for p in model.parameters() if p.grad is not None]
-        norm = nn.utils.get_total_norm([p.grad for p in params])  # the same on every rank after DDP's all-reduce
-        if not math.isfinite(norm.item()):
-            raise _nonfinite(f"the gradient norm became {norm.item()}", epoch=epoch, step=step, x=x)
-        if grad_clip:
-            nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
-        optimizer.step()
-        scheduler.step()
-        totals.steps += 1
-        labelled = y != ignore_index
-        n = int(labelled.sum())
-        totals.loss_sum += value * n
-        totals.correct += int(((logits.argmax(1) == y) & labelled).sum())
-        totals.count += n
-        totals.images += len(x)
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix(
-                loss=f"{totals.loss_sum / totals.count:.3f}", acc=f"{totals.correct / totals.count:.3f}"
-            )
-        if stop is not None and any_rank(stop.requested):
+    for step, (x, y, *_) in enumerate(batches, start=totals.steps):
+        x = x.to(recipe.device, non_blocking=True, memory_format=memory_format(recipe.channels_last))
+        y = y.to(recipe.device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        value, logits = _forward_backward(model, x, y, recipe, epoch=epoch, step=step, any_rank=hooks.any_rank)
+        if hooks.callbacks:
+            global_step = (epoch - 1) * recipe.steps_per_epoch + step
+            info = StepInfo(unwrap(model), epoch, step, global_step, value, hooks.stop)
+            for c in hooks.callbacks:
+                c.on_step(info)
+        _update(model, optimizer, scheduler, recipe.grad_clip, epoch=epoch, step=step, x=x)
+        totals.add(value, logits, y, ignore_index=recipe.ignore_index)
+        if hooks.progress is not None:
+            hooks.progress.update(1)
+            hooks.progress.set_postfix(totals.running())
+        if hooks.stop is not None and hooks.any_rank(hooks.stop.requested):
             raise StopRequested("stop requested")
     return totals
+
+
+def _forward_backward(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    recipe: StepRecipe,
+    *,
+    epoch: int,
+    step: int,
+    any_rank: Callable[[bool], bool],
+) -> tuple[float, Tensor]:
+    """(the batch's loss, its main logits), the gradients in place; a TrainingError on every rank when the loss
+    or the logits of any rank are not finite, before the backward pass."""
+    try:
+        with autocast(recipe.device, recipe.amp):
+            output = model(x)
+            loss, logits = classification_loss(
+                output, y, label_smoothing=recipe.label_smoothing, aux_weight=recipe.aux_weight,
+                ignore_index=recipe.ignore_index,
+            )  # fmt: skip
+        value = loss.item()
+        finite = math.isfinite(value) and bool(torch.isfinite(logits.detach()).all())
+        if any_rank(not finite):
+            what = "another rank's loss became NaN or Inf"
+            if not finite:
+                what = f"the loss became {value}" if not math.isfinite(value) else "the logits became NaN or Inf"
+            raise _nonfinite(what, epoch=epoch, step=step, x=x)
+        loss.backward()
+    except (FloatingPointError, ValueError) as e:
+        if isinstance(e, CnnlabError) and not isinstance(e, FloatingPointError):
+            raise  # an input the model cannot take says so itself
+        raise _failed_step(e, epoch=epoch, step=step, x=x, model=model) from None
+    return value, logits
+
+
+def _update(
+    model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, grad_clip: float | None, **where: Any
+) -> None:
+    """Clip the gradients (when asked) and take the optimizer's and the scheduler's step; a TrainingError naming
+    ``where`` (epoch, step, x) when the gradient norm is not finite, before the weights take it."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = nn.utils.get_total_norm([p.grad for p in params])  # the same on every rank after DDP's all-reduce
+    if not math.isfinite(norm.item()):
+        raise _nonfinite(f"the gradient norm became {norm.item()}", **where)
+    if grad_clip:
+        nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
+    optimizer.step()
+    scheduler.step()
 
 
 @torch.no_grad()
@@ -256,11 +310,10 @@ def predict_batches(
 ) -> tuple[Tensor, Tensor]:
     """(logits, labels) over all ``batches``, in eval mode, on the CPU."""
     model.eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     outs, labels = [], []
     for x, y, *_ in batches:
         with autocast(device, amp):
-            outs.append(model(x.to(device, memory_format=memory_format)).float().cpu())
+            outs.append(model(x.to(device, memory_format=memory_format(channels_last))).float().cpu())
         labels.append(y)
     if not outs:
         return torch.empty(0, 0), torch.empty(0, dtype=torch.int64)
@@ -327,13 +380,12 @@ def evaluate_pixels(
     """Summed (unsmoothed) pixel cross-entropy and the confusion matrices of (images, labels, size maps)
     batches, in eval mode, batch by batch (a split's logits per pixel would not fit in memory at once)."""
     model.eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     k = num_classes
     zeros = torch.zeros(1 + len(bucket_names), k, k, dtype=torch.int64)
     totals = PixelTotals(0.0, zeros[0], zeros[1:])
     for x, y, sizes in batches:
         with autocast(device, amp):
-            logits = model(x.to(device, memory_format=memory_format)).float()
+            logits = model(x.to(device, memory_format=memory_format(channels_last))).float()
         y, sizes = y.to(device), sizes.to(device)
         totals.loss_sum += F.cross_entropy(logits, y, ignore_index=ignore_index, reduction="sum").item()
         pred = logits.argmax(1)

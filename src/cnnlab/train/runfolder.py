@@ -65,18 +65,12 @@ def check_run_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
 AUTO = "auto"  # --resume auto: continue the run named by --out-dir and --run-name if it can, else start it
 
 
-def resolve_resume(config: TrainConfig) -> TrainConfig:
-    """``config`` with ``resume="auto"`` made concrete: the run folder ``out_dir/run_name`` when it holds a last
-    checkpoint (the run continues exactly), else a fresh start over what a run killed before its first checkpoint
-    left. So the same command line, run again after any interruption, finishes the run."""
-    if config.resume != AUTO:
-        return config
-    if not config.run_name:
-        raise ConfigError("--resume auto needs --run-name: it continues the run of that name when there is one")
-    folder = Path(config.out_dir) / config.run_name
-    if (folder / LAST).is_file():
-        return config.replace(resume=str(folder))
-    return config.replace(resume=None, overwrite=folder.is_dir() and bool(run_files(folder)))
+def planned_folder(config: TrainConfig) -> Path | None:
+    """The folder the run will write: the resumed one, ``out_dir/run_name``, or None (a new name, made later)."""
+    if config.resume:
+        path = Path(config.resume)
+        return path if path.is_dir() else path.parent
+    return Path(config.out_dir) / config.run_name if config.run_name else None
 
 
 def _holder() -> dict[str, Any]:
