@@ -67,6 +67,7 @@ from cnnlab.train.engine import (
     evaluate_pixels,
     train_one_epoch,
 )
+from cnnlab.train.memory import check_fits_memory
 from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, resolve_resume
 from cnnlab.train.runlog import EpochMetrics, RunLog
@@ -324,6 +325,7 @@ def _fit(
     pipeline = data.pipeline(
         min_size=model.min_input_size, default_size=model.default_image_size, size=config.image_size
     )
+    check_fits_memory(config, data, pipeline.size, device)  # before the run folder is made
     if config.pretrained and state is None:  # a resumed run has its own weights (check_resume)
         from cnnlab.weights import load_pretrained
 
