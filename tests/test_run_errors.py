@@ -17,6 +17,7 @@ from torch import nn
 from cnnlab.cli import main
 from cnnlab.data import load_any, make_loader
 from cnnlab.errors import DataError
+from cnnlab.machine import total_memory
 from cnnlab.registry import meta_model
 from cnnlab.train import fit, memory
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
@@ -89,6 +90,13 @@ def test_activation_bytes_add_up_every_layer_output_and_the_input() -> None:
         pooled, strided = s // 2, (s // 2 - 3) // 2 + 1
         floats = s * s + 3 * 4 * s * s + 4 * pooled**2 + 8 * strided**2 + 8 + 8 + 3  # input, conv-bn-relu, pool, ...
         assert memory.activation_bytes(model, 1, s) == 4 * floats
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").is_file(), reason="Linux's /proc/meminfo is the oracle")
+def test_the_cpu_s_memory_is_the_machine_s_ram() -> None:
+    line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal:"))
+    assert total_memory(torch.device("cpu")) == int(line.split()[1]) * 1024  # kB
+    assert total_memory(torch.device("meta")) is None
 
 
 def test_a_run_that_cannot_fit_in_memory_is_refused_before_its_folder(
