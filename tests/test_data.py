@@ -107,15 +107,15 @@ def test_a_flat_image_folder_is_split_test_then_validation(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("folders", "sizes"),
     [
-        (("train", "val", "test"), (5, 2, 3)),  # each folder is its split
-        (("train", "test"), (4, 1, 3)),  # validation carved from train/ (one image of each class)
-        (("train", "val"), (5, 2, None)),  # val/ is validation, never also the test split
+        (("train", "val", "test"), (10, 4, 6)),  # each folder is its split
+        (("train", "test"), (8, 2, 6)),  # validation carved from train/ (one image of each class)
+        (("train", "val"), (10, 4, None)),  # val/ is validation, never also the test split
     ],
 )
 def test_image_folder_splits_by_sub_folder(tmp_path: Path, folders: tuple[str, ...], sizes: tuple) -> None:
-    per = {"train": 5, "val": 2, "test": 3}
+    per = {"train": 5, "val": 2, "test": 3}  # images of each of the two classes
     for f in folders:
-        write_image_folder(tmp_path / f, classes=("ant",), per_class=per[f])
+        write_image_folder(tmp_path / f, classes=("ant", "bee"), per_class=per[f])
     data = load_dataset(f"imagefolder:{tmp_path}")
     got = tuple(None if p is None else len(p) for p in (data.train, data.val, data.test))
     assert got == sizes

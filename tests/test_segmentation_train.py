@@ -28,7 +28,7 @@ from cnnlab.train import TrainConfig, fit
 from cnnlab.train.engine import PixelTotals, classification_loss, evaluate_pixels
 from cnnlab.train.runlog import read_metrics
 from tests.helpers import png_figure
-from tests.train_fixtures import StopAt, assert_same_weights, metrics
+from tests.train_fixtures import StopAt, assert_same_weights, metrics, write_squares
 
 SEG_FLAGS = ["--model", "fcn_cifar_resnet20", "--data", "mnist5k-seg", "--batch-size", "8", "--no-progress"]
 SIZES = {"train": 18, "val": 8, "test": 8}  # 18 train canvases in batches of 8: 3 steps per epoch
@@ -121,25 +121,6 @@ def test_a_stopped_segmentation_run_resumes_exactly(small_seg: None, tmp_path: P
     assert_same_weights(straight.model.state_dict(), resumed.model.state_dict())
     assert metrics(resumed) == metrics(straight) and resumed.test == straight.test
     assert [m.val_miou for m in resumed.history] == [m.val_miou for m in straight.history]
-
-
-def write_squares(root: Path, n: int, *, size: int = 16) -> Path:
-    """``root/images/*.png`` (RGB) and ``root/masks/*.png``: a bright square of class 1 or 2 at a random place on
-    a dark noisy image, its mask that square (one ignored pixel in a corner, which is dark)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for d in ("images", "masks"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for k in range(n):
-        image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        mask = np.zeros((size, size), dtype=np.uint8)
-        top, left = rng.integers(1, size - 6, 2)
-        image[top : top + 5, left : left + 3] = (255, 200, 150) if k % 2 else (150, 255, 200)
-        mask[top : top + 5, left : left + 3], mask[0, 0] = 1 + k % 2, IGNORE_INDEX
-        Image.fromarray(image).save(root / "images" / f"{k}.png")
-        Image.fromarray(mask).save(root / "masks" / f"{k}.png")
-    return root
 
 
 def test_a_segfolder_trains_with_each_mask_flipped_with_its_image(tmp_path: Path) -> None:

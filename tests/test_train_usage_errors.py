@@ -69,7 +69,7 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
     "momentum 2": (lambda w: tiny(w, "--momentum", "2"), "momentum must be in [0, 1), got 2.0"),
     "image size -5": (
         lambda w: tiny(w, "--image-size", "-5"),
-        "image_size must be an integer >= 1 (or None: the data's own), got -5",
+        "image_size must be an integer in [1, 4096] (or None: the data's own), got -5",
     ),
     "grad clip -1": (
         lambda w: tiny(w, "--grad-clip", "-1"),
@@ -79,7 +79,7 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
     "lr inf": (lambda w: tiny(w, "--lr", "inf"), "lr must be a finite number > 0, got inf"),
     "lr 0": (lambda w: tiny(w, "--lr", "0"), "lr must be a finite number > 0, got 0.0"),
     "batch size 0": (lambda w: tiny(w, "--batch-size", "0"), "batch_size must be an integer >= 1, got 0"),
-    "epochs 0": (lambda w: tiny(w, "--epochs", "0"), "epochs must be an integer >= 1, got 0"),
+    "epochs 0": (lambda w: tiny(w, "--epochs", "0"), "epochs must be an integer in [1, 10000], got 0"),
     "seed -1": (lambda w: tiny(w, "--seed", "-1"), "seed must be an integer in [0, 2**63), got -1"),
     "label smoothing 1": (lambda w: tiny(w, "--label-smoothing", "1"), "label_smoothing must be in [0, 1), got 1.0"),
     "warm-up -1": (
@@ -87,7 +87,7 @@ TRAIN: dict[str, tuple[Argv, str]] = {  # name: (the command line, what the erro
         "warmup_epochs must be a finite number >= 0, got -1.0",
     ),
     "weight decay nan": (lambda w: tiny(w, "--weight-decay", "nan"), "weight_decay must be >= 0, got nan"),
-    "workers -1": (lambda w: tiny(w, "--workers", "-1"), "workers must be an integer >= 0, got -1"),
+    "workers -1": (lambda w: tiny(w, "--workers", "-1"), "workers must be an integer in [0, 256], got -1"),
     "val fraction 1": (lambda w: tiny(w, "--val-fraction", "1"), "val_fraction must be in [0, 1), got 1.0"),
     "eval every 0": (lambda w: tiny(w, "--eval-every", "0"), "eval_every must be an integer >= 1, got 0"),
     "early stop 0": (
@@ -260,10 +260,10 @@ def test_python_resumes_follow_the_same_rules(where: Where) -> None:
     [
         ("grad_clip", -1.0, "grad_clip must be a finite number > 0 (or None: no clipping), got -1.0"),
         ("momentum", 2.0, "momentum must be in [0, 1), got 2.0"),
-        ("image_size", -3, "image_size must be an integer >= 1 (or None: the data's own), got -3"),
+        ("image_size", -3, "image_size must be an integer in [1, 4096] (or None: the data's own), got -3"),
         ("lr", float("inf"), "lr must be a finite number > 0, got inf"),
         ("lr", "0.1", "lr must be a finite number > 0, got '0.1'"),
-        ("epochs", 2.5, "epochs must be an integer >= 1, got 2.5"),
+        ("epochs", 2.5, "epochs must be an integer in [1, 10000], got 2.5"),
         ("batch_size", True, "batch_size must be an integer >= 1, got True"),
         ("label_smoothing", float("nan"), "label_smoothing must be in [0, 1), got nan"),
         ("model_kwargs", [1], "model_kwargs must be a mapping, got [1]"),

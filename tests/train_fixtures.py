@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cnnlab.data import IGNORE_INDEX
 from cnnlab.models.base import CnnlabModel, FeatureInfo, LogitsWithAux
 from cnnlab.train import Callback, StepInfo, TrainConfig
 
@@ -84,6 +85,25 @@ def write_image_folder(
         folder = root / classes[c]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{i}.png")
+    return root
+
+
+def write_squares(root: Path, n: int, *, size: int = 16) -> Path:
+    """``root/images/*.png`` (RGB) and ``root/masks/*.png``: a bright square of class 1 or 2 at a random place on
+    a dark noisy image, its mask that square (one ignored pixel in a corner, which is dark)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), dtype=np.uint8)
+        top, left = rng.integers(1, size - 6, 2)
+        image[top : top + 5, left : left + 3] = (255, 200, 150) if k % 2 else (150, 255, 200)
+        mask[top : top + 5, left : left + 3], mask[0, 0] = 1 + k % 2, IGNORE_INDEX
+        Image.fromarray(image).save(root / "images" / f"{k}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{k}.png")
     return root
 
 

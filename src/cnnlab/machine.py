@@ -46,3 +46,16 @@ def machine_summary(info: dict[str, Any] | None = None) -> str:
     """One line of :func:`machine_info`: ``"<cpu>, 2 cores, torch 2.x, Python 3.x"``."""
     m = info or machine_info()
     return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
+
+
+def total_memory(device: torch.device) -> int | None:
+    """Bytes of memory that ``device`` has: the GPU's own for CUDA, the machine's RAM for the CPU (physical pages
+    times their size); None where it is not known (another device, a system without ``sysconf``)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+            return None
+    return None

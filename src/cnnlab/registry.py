@@ -309,9 +309,26 @@ def build_model(
     This is the one place where layers given by name (``"se"``, ``{"name": "se", "reduction": 4}``, ``None``;
     see :mod:`cnnlab.layers.named`) become classes; the rest is :func:`create_model`. The trainer, evaluation,
     the experiments, the benchmark and the analyzer's commands all build their models here, so a model trained
-    from a config is rebuilt from its checkpoint the same way.
+    from a config is rebuilt from its checkpoint the same way. ``num_classes`` and ``in_chans`` may come in
+    ``kwargs`` or as arguments, not as both with different values.
     """
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **resolve_model_kwargs(kwargs or {}))
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise ModelArgumentError(
+            f"the model arguments of {name} must be a mapping of argument names to values, such as "
+            f"{{'drop_rate': 0.2}}; got {reprlib.repr(kwargs)} ({type(kwargs).__name__})"
+        )
+    plain = dict(kwargs)
+    sizes = {"num_classes": num_classes, "in_chans": in_chans}
+    for key, given in sizes.items():
+        inside = plain.pop(key, None)
+        if given is not None and inside is not None and given != inside:
+            raise ModelArgumentError(
+                f"{name}: {key} is given twice, {inside!r} in the model arguments and {given!r} as {key}=; give it once"
+            )
+        sizes[key] = given if given is not None else inside
+    return create_model(name, **sizes, **resolve_model_kwargs(plain))
 
 
 _INITIALIZERS = tuple(

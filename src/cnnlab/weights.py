@@ -60,6 +60,8 @@ class LoadReport:
     new_head: list[str] = field(default_factory=list)
     adapted_input: list[str] = field(default_factory=list)
     new_layers: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # strict=False: tensors of another shape, left as they were
+    converted: dict[str, int] = field(default_factory=dict)  # source dtype -> tensors cast to the model's dtype
 
     def __str__(self) -> str:
         parts = [f"loaded {self.loaded} tensors from {self.source} ({self.key_map} naming)"]
@@ -69,6 +71,11 @@ class LoadReport:
             parts.append(f"first conv adapted to the input channels: {', '.join(self.adapted_input)}")
         if self.new_layers:
             parts.append(f"newly initialised (absent from the source): {', '.join(self.new_layers)}")
+        if self.skipped:
+            parts.append(f"skipped, another shape than the model's (left as initialised): {', '.join(self.skipped)}")
+        if self.converted:
+            cast = ", ".join(f"{n} from {dtype}" for dtype, n in self.converted.items())
+            parts.append(f"converted to the model's dtype: {cast}")
         return "; ".join(parts)
 
 
@@ -185,6 +192,24 @@ def _match_keys(model: nn.Module, sd: Mapping[str, Tensor]) -> tuple[str, dict[s
     )
 
 
+def nonfinite_tensors(state_dict: Mapping[str, Tensor]) -> list[str]:
+    """The names of the floating-point tensors of ``state_dict`` that hold a NaN or an infinity."""
+    return [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite(state_dict: Mapping[str, Tensor], *, where: str) -> None:
+    """A WeightsError naming the tensors of ``state_dict`` (read from ``where``) that are not finite: weights with a
+    NaN or an infinity make every output NaN (a run that diverged, or a damaged file)."""
+    bad = nonfinite_tensors(state_dict)
+    if bad:
+        floats = sum(1 for v in state_dict.values() if v.is_floating_point())
+        raise WeightsError(
+            f"{where} holds NaN or infinite values in {len(bad)} of its {floats} floating-point tensors (first: "
+            f"{', '.join(bad[:3])}): a model with them outputs NaN. They come from a run that diverged or a damaged "
+            "file; use weights saved before (a run's best.pt or an earlier checkpoint)"
+        )
+
+
 def adapt_input_conv(weight: Tensor, in_chans: int) -> Tensor:
     """A first-conv weight trained on ``weight.shape[1]`` channels, reshaped for ``in_chans`` channels.
 
@@ -204,18 +229,22 @@ def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True, new_h
     """Load weights from ``source`` into ``model`` (in place) and report what was done.
 
     Raises :class:`~cnnlab.errors.WeightsError` when the file is unreadable or the weights belong to
-    another architecture. With ``strict=False`` tensors whose shapes differ are skipped instead. With
+    another architecture, when a floating-point tensor holds a NaN or an infinity (:func:`check_finite`), or when
+    integer tensors (quantized weights) would be cast into floating-point weights; tensors of another floating-point
+    dtype are cast and the report says so. With ``strict=False`` tensors whose shapes differ are skipped instead,
+    and the report names them. With
     ``new_head=True`` the classifier keeps its fresh initialisation even where the shapes match (the source was
     trained on other classes: digits 0-4 for a 5-9 task have the same head shape and the wrong meaning). The head
     is everything under the model's ``head_modules``: an FcHead's fc6 and fc7 (AlexNet, VGG) start anew too.
     """
     raw, where = _resolve_source(model, source)
     key_map, sd = _match_keys(model, raw)
+    check_finite(sd, where=where)
     target = model.state_dict()
     report = LoadReport(source=where, key_map=key_map, loaded=0)
     new = _new_prefixes(model)
     to_load: dict[str, Tensor] = {}
-    mismatched = []
+    mismatched, integer = [], []
     for key, want in target.items():
         have = sd.get(key)
         if have is not None and new_head and _is_head(key, model):
@@ -227,21 +256,44 @@ def load_pretrained(model: nn.Module, source: Any, *, strict: bool = True, new_h
             if _is_head(key, model):
                 report.new_head.append(key)
                 continue
-            if have.ndim == 4 and have.shape[0] == want.shape[0] and have.shape[2:] == want.shape[2:]:
+            if have.ndim == want.ndim == 4 and have.shape[0] == want.shape[0] and have.shape[2:] == want.shape[2:]:
                 have = adapt_input_conv(have, want.shape[1])
                 report.adapted_input.append(key)
             else:
-                mismatched.append(f"{key}: {tuple(have.shape)} vs the model's {tuple(want.shape)}")
+                mismatched.append((key, f"{key}: {tuple(have.shape)} vs the model's {tuple(want.shape)}"))
                 continue
-        to_load[key] = have.to(dtype=want.dtype) if want.is_floating_point() else have
+        if want.is_floating_point() and not have.is_floating_point():  # quantized weights without their scales
+            integer.append(f"{key} is {str(have.dtype).removeprefix('torch.')}")
+            continue
+        if want.is_floating_point() and have.dtype != want.dtype:
+            dtype = str(have.dtype).removeprefix("torch.")
+            report.converted[dtype] = report.converted.get(dtype, 0) + 1
+            have = have.to(dtype=want.dtype)
+        to_load[key] = have
+    if integer:
+        raise WeightsError(
+            f"{len(integer)} tensors hold integers where the model's weights are floating point "
+            f"({'; '.join(integer[:3])}{' ...' if len(integer) > 3 else ''}): quantized weights need their scales "
+            "to be turned back into numbers; dequantize them first (or save the float weights)"
+        )
     if mismatched and strict:
         raise WeightsError(
             f"{len(mismatched)} tensors have other shapes than the model's (another variant or width?): "
-            + "; ".join(mismatched[:3])
+            + "; ".join(text for _, text in mismatched[:3])
         )
+    report.skipped = [key for key, _ in mismatched]
     model.load_state_dict(to_load, strict=False)
     report.loaded = len(to_load)
     return report
 
 
-__all__ = ["IDENTITY", "KeyMap", "LoadReport", "adapt_input_conv", "load_pretrained", "read_state_dict"]
+__all__ = [
+    "IDENTITY",
+    "KeyMap",
+    "LoadReport",
+    "adapt_input_conv",
+    "check_finite",
+    "load_pretrained",
+    "nonfinite_tensors",
+    "read_state_dict",
+]

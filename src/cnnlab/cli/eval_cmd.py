@@ -4,11 +4,16 @@ For a segmentation run, ``eval`` prints the IoU of each class, the mean IoU, the
 on small and on large objects, and writes them to ``iou_SPLIT.csv`` with ``masks_SPLIT.png`` (the first images of
 the split, their true and their predicted masks side by side); ``predict`` writes ``NAME_mask.png`` and
 ``NAME_overlay.png`` for each image into ``--out`` (default: ``predictions/`` in the run folder).
+
+``eval`` prints its scores first; a file it then cannot write (a read-only run folder, a full disk) is a warning
+line that names the file and where it was to go, and the exit code stays 0: the evaluation itself succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import torch
 
 from cnnlab.cli.common import format_table, positive_int
 from cnnlab.data import SegmentationDataset
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, TrainingError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,10 +98,27 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"top-5      {topk_accuracy(logits, y, 5):.4f}")
     rows = [[c, int(matrix[i].sum()), float(per_class[i])] for i, c in enumerate(data.classes)]
     print(format_table(rows, ["class", "images", "accuracy"]))
-    out.mkdir(parents=True, exist_ok=True)
-    path = plot_confusion(matrix, data.classes, out / "confusion.png", title=f"{meta['model']} on {data.name}")
-    print(f"confusion matrix: {path}")
+    title = f"{meta['model']} on {data.name}"
+    path = _written(out / "confusion.png", lambda p: plot_confusion(matrix, data.classes, p, title=title))
+    if path is not None:
+        print(f"confusion matrix: {path}")
     return 0
+
+
+def _written(path: Path, write: Callable[[Path], Path]) -> Path | None:
+    """``write(path)`` into a folder made when missing, or None and a warning line when the file cannot be written
+    there (a read-only folder, a full disk: see the module docstring)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write(path)
+    except (OSError, TrainingError) as e:  # a full disk is a TrainingError (cnnlab.train.atomic)
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        print(
+            f"cnnlab eval: warning: could not write {path.name} in {path.parent} ({why}); the scores above are "
+            "complete; --out FOLDER writes the file elsewhere",
+            file=sys.stderr,
+        )
+        return None
 
 
 def _eval_segmentation(
@@ -120,7 +142,6 @@ def _eval_segmentation(
     named = [("mean IoU", scores["miou"]), ("pixel acc", scores["acc"])]
     named += [(f"{b} IoU", scores[f"{b}_iou"]) for b in data.size_buckets]  # objects of that size bucket
     print("\n".join(f"{name:<10} {score_text(v)}" for name, v in named))
-    out.mkdir(parents=True, exist_ok=True)
 
     def cell(v: float | None) -> str:
         return "" if v is None else str(v)
@@ -129,11 +150,11 @@ def _eval_segmentation(
     csv += f"mean,{sum(n for _, n, _ in rows)},{cell(scores['miou'])}\n" + "".join(
         f"{b} objects,,{cell(scores[f'{b}_iou'])}\n" for b in data.size_buckets
     )
-    table_path = write_atomic(out / f"iou_{args.split}.csv", csv.encode())
+    table_path = _written(out / f"iou_{args.split}.csv", lambda p: write_atomic(p, csv.encode()))
     images, y, pred = sample_masks(model, data, args.split, input_pipeline(meta), args.show, device=device)
     title = f"{meta['model']} on {data.name} ({args.split}): mean IoU {scores['miou']:.3f}"
-    png = plot_masks(images, y, pred, data.classes, out / f"masks_{args.split}.png", title=title)
-    print(f"IoU table: {table_path}\nmasks: {png}")
+    png = _written(out / f"masks_{args.split}.png", lambda p: plot_masks(images, y, pred, data.classes, p, title=title))
+    print("".join(f"{what}: {p}\n" for what, p in (("IoU table", table_path), ("masks", png)) if p), end="")
     return 0
 
 

@@ -385,7 +385,8 @@ def load_dataset(
 ) -> Dataset:
     """The classification data set called ``name`` (see :data:`DATASETS`) with its train, validation and test splits; a
     DataError says what is missing and where. ``classes`` and ``train_per_class`` make a smaller problem of it
-    (:func:`select`)."""
+    (:func:`select`). A data set of fewer than two classes is refused: a classifier of one class is right on every
+    image whatever it learns."""
     if name in MNIST5K:
         data = _mnist5k(name, val_fraction)
     elif name in TORCHVISION:
@@ -399,9 +400,17 @@ def load_dataset(
         )
     else:
         raise DataError(f"unknown dataset {name!r}.{suggest(name, DATASETS)} Datasets: {', '.join(DATASETS)}.")
-    if classes is None and train_per_class is None:
-        return data
-    return select(data, classes=classes, train_per_class=train_per_class)
+    if classes is not None or train_per_class is not None:
+        data = select(data, classes=classes, train_per_class=train_per_class)
+    if data.num_classes < 2:
+        chosen = "" if classes is None else f" (classes={list(classes)} keeps only that one)"
+        raise DataError(
+            f"{data.name} has {data.num_classes} class{'' if data.num_classes == 1 else 'es'} "
+            f"({', '.join(map(repr, data.classes))}){chosen}: a classifier needs at least 2 classes, or every "
+            "prediction is right whatever it learns; give the images of another class (an image folder: one "
+            "sub-folder per class)"
+        )
+    return data
 
 
 def _is_segmentation(name: str) -> bool:

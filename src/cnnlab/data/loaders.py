@@ -8,7 +8,9 @@ same batches as one that never stopped, with ``workers=0`` or ``workers=4``, and
 save beyond the epoch and step.
 
 In-memory data need no worker processes on 2 CPU cores (for 28-32 px images they cost more than they save);
-image files are decoded in ``workers`` processes.
+image files are decoded in ``workers`` processes. A cnnlab error in a worker (an unreadable image, a mask with an
+unknown class) reaches the caller as that error, with its own message: a DataLoader would re-raise it with the
+worker's whole traceback as its message.
 
 Segmentation splits (:mod:`cnnlab.data.segmentation`) yield (images, label maps, size maps): N x H x W int64 labels
 (:data:`~cnnlab.data.metrics.IGNORE_INDEX` where unlabelled) and uint8 size buckets (zeros for a data set without
@@ -20,13 +22,14 @@ image-pooling branch of ASPP), and which image is left over changes every epoch.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, default_collate
 
 from cnnlab.data.datasets import FolderSplit, Split, SplitSet, TensorSplit
 from cnnlab.data.metrics import IGNORE_INDEX
@@ -39,7 +42,7 @@ from cnnlab.data.transforms import (
     random_crop_flip,
     step_generator,
 )
-from cnnlab.errors import DataError
+from cnnlab.errors import CnnlabError, DataError
 
 
 class TensorLoader:
@@ -133,6 +136,18 @@ class MaskLoader(TensorLoader):
         return fit.normalize(fit.fit_batch(x)), fit.fit_masks(y, fill=IGNORE_INDEX).long(), fit.fit_masks(sizes, fill=0)
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """The cnnlab error raised while an item was read, returned in its place (see the module docstring)."""
+
+    error: CnnlabError
+
+
+def _collate(items: list[Any]) -> Any:
+    """The batch of ``items``, or the first of them that failed."""
+    return next((i for i in items if isinstance(i, _Failed)), None) or default_collate(items)
+
+
 class _EpochImages(torch.utils.data.Dataset):
     """The images of one epoch in order: item ``pos`` is file ``order[pos]``, transformed under a generator
     seeded by (seed, rank, epoch, pos), so its augmentation does not depend on which worker decodes it."""
@@ -144,7 +159,10 @@ class _EpochImages(torch.utils.data.Dataset):
         return len(self.order)
 
     def __getitem__(self, pos: int) -> Any:
-        item = self.split.item(self.order[pos])
+        try:
+            item = self.split.item(self.order[pos])
+        except CnnlabError as e:
+            return _Failed(e)
         seed = int(np.random.SeedSequence([*self.key, pos]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):  # torchvision's transforms draw from the global generator
             torch.manual_seed(seed)
@@ -192,7 +210,10 @@ class FolderLoader(TensorLoader):
             # its own generator for the workers' base seed: by default a DataLoader draws it from the global
             # generator, whose state a checkpoint saves for dropout, and a resumed epoch would draw it twice
             generator=torch.Generator().manual_seed(self.seed),
+            collate_fn=_collate,
         ):
+            if isinstance(batch, _Failed):
+                raise batch.error
             yield tuple(batch)
 
 

@@ -16,7 +16,9 @@
   and ``PATH/test`` (each with ``images/`` and ``masks/``) are the splits when present, else 20% of the pairs
   are the test split (``default_rng(0)``) and 10% of the rest the validation split (``default_rng(1)``), as for
   an image folder. ``PATH/classes.txt`` names the classes, one a line; without it they are ``0..K-1`` for the
-  largest label K-1 found in the masks. Images are read as RGB through PIL.
+  largest label K-1 found in the masks. Every mask is read once when the data set is loaded, so a mask that holds
+  a class index beyond the named classes is refused then (a DataError that names the file), and again whenever a
+  mask is read for a batch. Images are read as RGB through PIL.
 
 These are not classification data sets: :func:`cnnlab.data.load_dataset` refuses their names and points here;
 :func:`load_any` reads either kind by name (what ``cnnlab train``, ``eval`` and the experiments use). Training
@@ -83,20 +85,24 @@ class MaskSplit:
 
 @dataclass
 class MaskFolderSplit:
-    """Image and mask files: ``pairs[k]`` is (image path, mask path)."""
+    """Image and mask files: ``pairs[k]`` is (image path, mask path); each mask's class indices are below
+    ``num_classes`` or :data:`~cnnlab.data.metrics.IGNORE_INDEX` (None: not checked)."""
 
     pairs: list[tuple[Path, Path]]
+    num_classes: int | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def subset(self, idx: np.ndarray) -> MaskFolderSplit:
-        return MaskFolderSplit([self.pairs[i] for i in idx])
+        return MaskFolderSplit([self.pairs[i] for i in idx], self.num_classes)
 
     def item(self, k: int) -> tuple[Any, Tensor]:
         """The k-th image (PIL, RGB) and its mask (H x W uint8 tensor of class indices)."""
         image_path, mask_path = self.pairs[k]
         image, mask = open_image(image_path, mode="RGB"), read_mask(mask_path)
+        if self.num_classes is not None:
+            check_class_ids(mask, self.num_classes, mask_path)
         if (image.height, image.width) != tuple(mask.shape):
             raise DataError(
                 f"{str(image_path)!r} is {image.width}x{image.height} pixels but its mask {str(mask_path)!r} is "
@@ -228,6 +234,19 @@ def read_mask(path: str | Path) -> Tensor:
     return torch.from_numpy(values.astype(np.uint8))
 
 
+def check_class_ids(mask: Tensor, num_classes: int, path: str | Path) -> None:
+    """A DataError when ``mask`` (read from ``path``) holds a class index that is neither below ``num_classes``
+    nor :data:`~cnnlab.data.metrics.IGNORE_INDEX`: a label that no output of the model stands for."""
+    values = torch.unique(mask)
+    bad = values[(values >= num_classes) & (values != IGNORE_INDEX)].tolist()
+    if bad:
+        raise DataError(
+            f"{str(path)!r} holds the class index {', '.join(map(str, bad[:5]))}, and the data set has "
+            f"{num_classes} classes (0..{num_classes - 1}; {IGNORE_INDEX}: ignore); fix the mask, or name every "
+            "class in the folder's classes.txt, one a line"
+        )
+
+
 def _pairs(root: Path) -> list[tuple[Path, Path]]:
     """(image, mask) of every image in ``root/images``, its mask ``root/masks/<stem>.png``."""
     images_dir, masks_dir = root / "images", root / "masks"
@@ -245,13 +264,21 @@ def _pairs(root: Path) -> list[tuple[Path, Path]]:
 
 
 def _classes(path: Path, parts: list[MaskFolderSplit]) -> list[str]:
+    """The names in ``path/classes.txt``, every mask checked against them; without the file, ``0..K-1`` for the
+    largest class index K-1 of the masks."""
     listed = path / "classes.txt"
+    masks = [m for part in parts for _, m in part.pairs]
     if listed.is_file():
-        names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        try:
+            names = [line.strip() for line in listed.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"segfolder: cannot read {str(listed)!r} as text, one class name a line ({e})") from e
         if not names:
             raise DataError(f"segfolder: {str(listed)!r} names no class")
+        for m in masks:
+            check_class_ids(read_mask(m), len(names), m)
         return names
-    labels = {int(v) for part in parts for _, m in part.pairs for v in torch.unique(read_mask(m)).tolist()}
+    labels = {int(v) for m in masks for v in torch.unique(read_mask(m)).tolist()}
     largest = max(labels - {IGNORE_INDEX}, default=0)
     return [str(c) for c in range(largest + 1)]
 
@@ -282,6 +309,8 @@ def _segfolder(path: Path, val_fraction: float) -> SegmentationDataset:
         if val_fraction > 0:
             train, val = _random_split(train, val_fraction, seed=VAL_SPLIT_SEED, what="validation")
     classes = _classes(path, [p for p in (train, val, test) if p is not None])
+    train, val, test = (None if p is None else MaskFolderSplit(p.pairs, len(classes)) for p in (train, val, test))
+    assert train is not None
     return SegmentationDataset(
         f"segfolder:{path}", classes, 3, None, "folder", train, val, test, S.IMAGENET, augment=FOLDER_FLIP
     )

@@ -1,6 +1,10 @@
 """The report of one training run, read from its folder: the config, the curves, the test results of the final
 and the best-on-validation weights, the confusion matrix and per-class accuracy of the best checkpoint, the test
-images it gets wrong, and the timings."""
+images it gets wrong, and the timings.
+
+A damaged ``config.yaml`` or ``metrics.csv`` is replaced by what the run's checkpoint records, read as ``--resume``
+reads it; a damaged ``results.json`` leaves the test results out. The page and a warning line say which file was
+damaged and what was shown instead."""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ import csv
 import io
 import itertools
 import json
+import sys
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from cnnlab.data import SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError
 from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.config import load_yaml
 from cnnlab.train.engine import confusion_matrix
 from cnnlab.train.plots import plot_confusion, plot_curves, plot_masks
 from cnnlab.train.predict import input_pipeline, iou_table, model_from_checkpoint, sample_masks, score_text
@@ -31,27 +38,110 @@ def is_run_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.yaml").exists() and (path / "metrics.csv").exists()
 
 
+def _cell(hint: str, text: str | None) -> int | float | None:
+    """A metrics.csv cell as its field's type; empty only where the field may be None (no validation)."""
+    if text == "" and "None" in hint:
+        return None
+    if text is None:
+        raise ValueError("a row with fewer cells than the header")
+    return int(text) if hint == "int" else float(text)
+
+
 def read_history(run_dir: Path) -> list[EpochMetrics]:
-    """``metrics.csv`` as :class:`EpochMetrics` (empty cells: no validation that epoch)."""
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    """``metrics.csv`` as :class:`EpochMetrics` (empty cells: no validation that epoch); a ValueError or
+    TypeError when a cell, a column or a row does not fit."""
     hints = EpochMetrics.__annotations__
-    return [
-        EpochMetrics(**{k: None if v == "" else int(v) if hints[k] == "int" else float(v) for k, v in row.items()})
-        for row in rows
-    ]
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    unknown = [c for c in reader.fieldnames or [] if c not in hints]
+    if unknown:
+        raise ValueError(f"unknown column(s) {', '.join(map(repr, unknown))}")
+    return [EpochMetrics(**{k: _cell(hints[k], v) for k, v in row.items()}) for row in rows]
 
 
-def run_page(run_dir: str | Path, *, data_dir: str | None = None, batch_size: int = 256) -> Page:
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+class _RunFiles:
+    """The run's config, history and results, each from its file or, where the file is damaged, from what the
+    checkpoint records (as ``--resume`` reads them); ``damaged`` says what was replaced and why."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.damaged = run_dir, []
+        self._state: dict[str, Any] | None = None
+        try:
+            self.config: dict[str, Any] = load_yaml(run_dir / "config.yaml")
+        except CnnlabError as e:
+            self.config = self._recorded("config.yaml", e, lambda state: state["config"], {})
+        try:
+            self.history = read_history(run_dir)
+        except (ValueError, TypeError, KeyError, csv.Error) as e:  # UnicodeDecodeError is a ValueError
+            recorded = self._recorded("metrics.csv", e, lambda state: state["history"], [])
+            self.history = [EpochMetrics(**m) for m in recorded]
+        self.results = self._results(run_dir / "results.json")
+
+    def _recorded(self, name: str, error: Exception, pick: Callable[[dict[str, Any]], Any], empty: Any) -> Any:
+        why = _one_line(error)
+        if self._state is None:
+            try:
+                self._state = load_checkpoint(self.run_dir)
+            except CnnlabError as e:
+                self.damaged.append(f"{self.run_dir / name} is damaged ({why}), and no checkpoint records it: {e}")
+                return empty
+        self.damaged.append(f"{self.run_dir / name} is damaged ({why}); shown from {self._state['path']} instead")
+        return pick(self._state)
+
+    def _results(self, path: Path) -> dict[str, Any]:
+        if not path.exists():
+            return {}
+        try:
+            results = json.loads(path.read_bytes())
+            _check_results(results)
+        except (ValueError, TypeError) as e:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            left_out = "its test results are left out (`cnnlab eval` measures them)"
+            self.damaged.append(f"{path} is damaged ({_one_line(e)}): {left_out}")
+            return {}
+        return results
+
+
+def _check_results(results: Any) -> None:
+    """A ValueError unless ``results`` has the shape of a results.json in what this page reads of it."""
+    number = (int, float)
+    tests = (results.get("test") or {}) if isinstance(results, dict) else None
+    if not isinstance(tests, dict) or not all(
+        isinstance(t, dict) and all(isinstance(t.get(k), number) for k in ("epoch", "test_acc", "test_loss"))
+        for t in tests.values()
+    ):
+        raise ValueError("its test entry is not a mapping of weights to epoch, test_acc and test_loss")
+    if not isinstance(results.get("splits", {}), dict) or not all(
+        isinstance(n, int) for n in results.get("splits", {}).values()
+    ):
+        raise ValueError("its splits entry is not a mapping of split names to counts")
+    if not isinstance(results.get("wall_s", 0), number):
+        raise ValueError("its wall_s is not a number")
+
+
+def run_page(
+    run_dir: str | Path, *, data_dir: str | None = None, batch_size: int = 256, warn: Callable[[str], None] = _warn
+) -> Page:
+    """The page of the run in ``run_dir``; ``warn`` is told of each damaged file (see the module docstring)."""
     run_dir = Path(run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    results_path = run_dir / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    history = read_history(run_dir)
+    files = _RunFiles(run_dir)
+    config, history, results = files.config, files.history, files.results
     model, data = config.get("model", "?"), results.get("data", config.get("data", "?"))
     best = (results.get("test") or {}).get("best") or (results.get("test") or {}).get("final")
     acc = f"; test accuracy {best['test_acc']:.4f} (best on validation)" if best else ""
     page = Page(f"run {run_dir.name}: {model} on {data}", f"{len(history)} epochs{acc}; {run_dir.resolve()}")
+    for message in files.damaged:
+        warn(message)
+    if files.damaged:
+        page.add("Damaged files", "".join(f'<p class="note">{escape(m)}</p>' for m in files.damaged))
     page.add("Test results", _test_table(results), note=_test_note(results))
     if history:
         curves = plot_img(lambda p: plot_curves(history, p), "training curves")
@@ -59,7 +149,7 @@ def run_page(run_dir: str | Path, *, data_dir: str | None = None, batch_size: in
     page.add("Best checkpoint on the test split", _evaluation(run_dir, data_dir, batch_size))
     if history:
         page.add("Timings", _timings(history, results))
-    page.add("Config", table(["key", "value"], [[k, json.dumps(v) if not isinstance(v, str) else v]
+    page.add("Config", table(["key", "value"], [[k, json.dumps(v, default=str) if not isinstance(v, str) else v]
                                                for k, v in config.items()]))  # fmt: skip
     return page
 

@@ -7,8 +7,8 @@
 ``fit`` is what ``cnnlab train`` runs; :class:`Callback` hooks into it (per step, after backward, with the
 gradients in place; per epoch), and :func:`block_grad_norms` reads the gradient norm of each stage.
 
-May import: cnnlab.data, cnnlab.errors, cnnlab.layers, cnnlab.models, cnnlab.optimize (export folds batch norms),
-cnnlab.plotting, cnnlab.registry, cnnlab.weights.
+May import: cnnlab.data, cnnlab.errors, cnnlab.layers, cnnlab.machine (a device's memory), cnnlab.models,
+cnnlab.optimize (export folds batch norms), cnnlab.plotting, cnnlab.registry, cnnlab.weights.
 """
 
 from cnnlab.train.config import TrainConfig, config_from_dict, load_yaml

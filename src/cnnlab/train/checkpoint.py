@@ -65,15 +65,26 @@ def has_seal(path: str | os.PathLike[str]) -> bool:
         return _seal_of(f)[1] is not None
 
 
+def other_checkpoint(path: Path) -> str:
+    """For ``best.pt`` or ``last.pt`` of a run folder whose other checkpoint exists: what to use instead (", or
+    use RUN/last.pt, the run's other checkpoint"); else ``""``."""
+    other = {BEST: LAST, LAST: BEST}.get(path.name)
+    if other is None or not (path.parent / other).is_file():
+        return ""
+    return f"; use {path.parent / other} instead, the run's other checkpoint"
+
+
 @contextlib.contextmanager
 def open_sealed(path: Path) -> Iterator[IO[bytes]]:
-    """``path`` opened for reading once its bytes match its seal; a TrainingError otherwise."""
+    """``path`` opened for reading once its bytes match its seal; a TrainingError otherwise, which names the run's
+    other checkpoint when there is one."""
     with path.open("rb") as f:
         size, want = _seal_of(f)
         if want is None:
             raise TrainingError(
-                f"{str(path)!r} carries no cnnlab checksum: it is not a cnnlab checkpoint, or its end is "
-                f"damaged or cut off ({size:,} bytes). A state_dict file from elsewhere goes to --pretrained"
+                f"{str(path)!r} carries no cnnlab checksum: it is not a cnnlab checkpoint, or its end is damaged or "
+                f"cut off ({size:,} bytes)"
+                + (other_checkpoint(path) or ". A state_dict file from elsewhere goes to --pretrained")
             )
         digest = hashlib.sha256()
         f.seek(0)
@@ -84,7 +95,7 @@ def open_sealed(path: Path) -> Iterator[IO[bytes]]:
         if digest.digest() != want:
             raise TrainingError(
                 f"the checkpoint {str(path)!r} is damaged: its bytes do not match its checksum (flipped or lost "
-                "bytes on disk or in a copy); use another checkpoint, such as the other of best.pt and last.pt"
+                "bytes on disk or in a copy)" + (other_checkpoint(path) or "; use another checkpoint")
             )
         f.seek(0)
         yield f
@@ -113,7 +124,9 @@ def load_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = LAST) 
         except Exception as e:  # a sealed file that holds arbitrary objects, or one written damaged
             plain = "weights_only" not in str(e)
             why = "it is corrupt" if plain else "it holds objects other than tensors and plain values"
-            raise TrainingError(f"cannot read the checkpoint {str(path)!r}: {why} ({type(e).__name__})") from None
+            raise TrainingError(
+                f"cannot read the checkpoint {str(path)!r}: {why} ({type(e).__name__}){other_checkpoint(path)}"
+            ) from None
     missing = [k for k in ("model", "config", "meta") if not isinstance(state, dict) or k not in state]
     if missing:
         raise TrainingError(f"{str(path)!r} is not a cnnlab training checkpoint (no {', '.join(missing)})")

@@ -28,6 +28,12 @@ Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine", "onecycle", "constant"]
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("step", "cosine", "onecycle", "constant")
+MAX_EPOCHS = 10_000  # the papers' recipes run 30-300 epochs (He et al. 2016: 164 on CIFAR); more is a typo
+MAX_IMAGE_SIZE = 4096  # pixels a side: 16.8 M pixels, 335 x ImageNet's 224 px crops; whether it fits in memory is
+# checked against the model and the machine (cnnlab.train.memory)
+MAX_WORKERS = 256  # DataLoader processes; each is a Python process of its own
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max: an optimizer multiplies float32 tensors by
+# the learning rate and the weight decay, which must be float32 numbers
 
 
 @dataclass(frozen=True)
@@ -90,11 +96,22 @@ class TrainConfig:
         """(holds, what is accepted) for every field whose range is narrower than its type."""
         c = self
         return [
-            (_is_int(c.epochs, 1), f"epochs must be an integer >= 1, got {c.epochs!r}"),
+            (
+                _is_int(c.epochs, 1) and c.epochs <= MAX_EPOCHS,
+                f"epochs must be an integer in [1, {MAX_EPOCHS}], got {c.epochs!r}",
+            ),
             (_is_int(c.batch_size, 1), f"batch_size must be an integer >= 1, got {c.batch_size!r}"),
             (_is_real(c.lr) and c.lr > 0, f"lr must be a finite number > 0, got {c.lr!r}"),
+            (
+                not _is_real(c.lr) or c.lr <= FLOAT32_MAX,
+                f"lr must be at most {FLOAT32_MAX:.4g} (a float32 number), got {c.lr!r}",
+            ),
             (_is_real(c.momentum) and 0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum!r}"),
             (_is_real(c.weight_decay) and c.weight_decay >= 0, f"weight_decay must be >= 0, got {c.weight_decay!r}"),
+            (
+                not _is_real(c.weight_decay) or c.weight_decay <= FLOAT32_MAX,
+                f"weight_decay must be at most {FLOAT32_MAX:.4g} (a float32 number), got {c.weight_decay!r}",
+            ),
             (
                 _is_real(c.warmup_epochs) and c.warmup_epochs >= 0,
                 f"warmup_epochs must be a finite number >= 0, got {c.warmup_epochs!r}",
@@ -112,8 +129,9 @@ class TrainConfig:
                 f"val_fraction must be in [0, 1), got {c.val_fraction!r}",
             ),
             (
-                c.image_size is None or _is_int(c.image_size, 1),
-                f"image_size must be an integer >= 1 (or None: the data's own), got {c.image_size!r}",
+                c.image_size is None or (_is_int(c.image_size, 1) and c.image_size <= MAX_IMAGE_SIZE),
+                f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}] (or None: the data's own), "
+                f"got {c.image_size!r}",
             ),
             (
                 c.train_per_class is None or _is_int(c.train_per_class, 1),
@@ -135,7 +153,10 @@ class TrainConfig:
                 f"scale must be in [0, 1) (or None: the data set's standard), got {c.scale!r}",
             ),
             (_is_int(c.seed, 0) and c.seed < 2**63, f"seed must be an integer in [0, 2**63), got {c.seed!r}"),
-            (_is_int(c.workers, 0), f"workers must be an integer >= 0, got {c.workers!r}"),
+            (
+                _is_int(c.workers, 0) and c.workers <= MAX_WORKERS,
+                f"workers must be an integer in [0, {MAX_WORKERS}], got {c.workers!r}",
+            ),
             (_is_int(c.eval_every, 1), f"eval_every must be an integer >= 1, got {c.eval_every!r}"),
             (
                 c.early_stop is None or _is_int(c.early_stop, 1),
@@ -152,6 +173,10 @@ class TrainConfig:
                 c.run_name is None or (c.run_name not in ("", ".", "..") and "/" not in c.run_name),
                 f"run_name must be a folder name (no '/', not '.' or '..'), got {c.run_name!r}",
             ),
+            *[
+                (not (isinstance(v, str) and "\x00" in v), f"{k} holds a NUL character, which no file name can: {v!r}")
+                for k, v in vars(c).items()
+            ],
             (
                 not (c.resume and c.overwrite),
                 "resume continues a run and overwrite starts it again from scratch: give one of them",
@@ -277,7 +302,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         obj = yaml.safe_load(path.read_text())
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read the config file {str(path)!r}: {e}") from e
     except yaml.YAMLError as e:
         raise ConfigError(f"{str(path)!r} is not valid YAML: {e}") from e

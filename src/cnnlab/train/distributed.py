@@ -43,6 +43,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         device = torch.device(name)
     except RuntimeError as e:
         raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from e
+    if device.type not in ("cpu", "cuda"):  # meta has no values, mps and the others no cnnlab support
+        raise ConfigError(f"cnnlab trains and evaluates on cpu or cuda, not {name!r} (use auto, cpu, cuda or cuda:N)")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")

@@ -16,18 +16,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import InputPipeline, SegmentationDataset, load_images, make_loader, open_image
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.optimize import optimize_for_inference
 from cnnlab.plotting import label_colours
 from cnnlab.registry import build_model
 from cnnlab.train.atomic import write_atomic
-from cnnlab.train.checkpoint import BEST, load_checkpoint, load_model_state
+from cnnlab.train.checkpoint import BEST, load_checkpoint, load_model_state, other_checkpoint
+from cnnlab.weights import nonfinite_tensors
 
 
 def model_from_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = BEST) -> tuple[nn.Module, dict]:
     """(the model in eval mode with the checkpoint's weights, the checkpoint's ``meta``). A run folder gives
-    its best checkpoint (or the last one when it has no best)."""
+    its best checkpoint (or the last one when it has no best). Weights that hold a NaN or an infinity are refused:
+    such a model's every output is NaN, and its argmax a constant class that would pass for a score."""
     state = load_checkpoint(run_or_ckpt, prefer=prefer)
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        path = Path(state["path"])
+        raise TrainingError(
+            f"the weights in {str(path)!r} hold NaN or infinite values ({len(bad)} tensors, first: "
+            f"{', '.join(bad[:3])}): its model outputs NaN, so its scores would mean nothing (weights of a run that "
+            f"diverged){other_checkpoint(path) or '; use a checkpoint saved before it diverged'}"
+        )
     meta = state["meta"]
     kwargs = meta.get("model_kwargs", {})  # plain data: layers by name
     model = build_model(meta["model"], kwargs, num_classes=meta["num_classes"], in_chans=meta["in_chans"])

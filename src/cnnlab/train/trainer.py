@@ -70,6 +70,7 @@ from cnnlab.train.engine import (
     memory_format,
     train_one_epoch,
 )
+from cnnlab.train.memory import check_fits_memory
 from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.train.resume import Progress
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, planned_folder
@@ -247,6 +248,7 @@ def _set_up(
     """The model and its input, the loaders, the optimizer and its schedule: all that the epochs need."""
     _check_model_kwargs(config, data)
     model, pipeline, frozen = _build_model(config, data, pretrained=pretrained, log=log)
+    check_fits_memory(config, data, pipeline.size, device)  # before the run folder is made
     if config.amp and device.type != "cuda":
         log(f"note: --amp has no effect on {device.type}; training in float32")
     model.to(device=device, memory_format=memory_format(config.channels_last))
