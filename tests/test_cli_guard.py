@@ -43,7 +43,7 @@ def train(data: Path, _run: Path, tmp: Path) -> list[str]:
 
 
 CASES: dict[str, tuple[Argv, object, str, str]] = {  # command: (argv, where, attribute, the step named)
-    "train": (train, engine, "classification_loss", "cnnlab.train.engine.train_one_epoch"),
+    "train": (train, engine, "classification_loss", "cnnlab.train.engine._forward_backward"),
     "eval": (lambda _d, r, _t: ["eval", str(r)], InputPipeline, "normalize", "cnnlab.data.loaders.take"),
     "summary": (lambda *_: ["summary", "cifar_resnet20"], torch.nn.Conv2d, "forward", "cnnlab.analysis.graph.run_node"),
     "report": (
