@@ -71,6 +71,7 @@ from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, resolve_resume
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
+from cnnlab.train.watch import watch_for
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def load_data(config: TrainConfig) -> Dataset | SegmentationDataset:
     """The data set that ``config`` trains on: its splits, and the class and size subset it asks for."""
     return load_any(
         config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
-        classes=config.classes, train_per_class=config.train_per_class,
+        classes=config.classes, train_per_class=config.train_per_class, test_copies=config.test_copies,
     )  # fmt: skip
 
 
@@ -415,6 +416,10 @@ def _fit(
     if info.is_main:
         log(f"run folder {run_dir}")
     eval_kw = dict(device=device, channels_last=config.channels_last, amp=config.amp)
+    if config.val_every_steps:  # validation within epochs, and the zeros entering the head (cnnlab.train.watch)
+        validate = lambda net: _evaluate(net, val_loader, data, info, **eval_kw)  # noqa: E731
+        watch = watch_for(run_dir if info.is_main else None, config.val_every_steps, steps_per_epoch, validate)
+        callbacks = [*callbacks, watch]
     stop = StopFlag()
     stopped_early = False
     with _stop_on_signals(stop):
