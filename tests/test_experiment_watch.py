@@ -203,3 +203,22 @@ def test_the_test_digits_can_be_rendered_several_times() -> None:
         load_any("mnist5k", test_copies=2)
     seg = load_any("mnist5k-seg", test_copies=2)
     assert len(seg.test) == 2000 and seg.test.sizes.shape[0] == 2000
+
+
+def test_runs_trained_to_convergence_record_whether_they_converged(mnist_dir: Path, tmp_path: Path) -> None:
+    """A patience of one validation under a cap of three epochs: a run converged when it stopped by its patience,
+    or reached the cap after a validation without a better one; and the generalization gap is test minus
+    training error."""
+    spec = spec_from_dict({
+        "name": "t", "data": "mnist", "seeds": [0, 1, 2],
+        "recipe": {"data_dir": str(mnist_dir), "epochs": 3, "batch_size": 16, "channels_last": False,
+                   "early_stop": 1, "schedule": "constant", "warmup_epochs": 0},
+        "variants": [{"label": "a", "model": "cifar_resnet20", "model_kwargs": TINY}],
+    })  # fmt: skip
+    result = run_experiment(spec, tmp_path, jobs=1, **QUIET)
+    for r in result.records:
+        saved = json.loads((Path(r.folder) / "results.json").read_text())
+        after_best = [h for h in r.history if h["epoch"] > saved["best_epoch"]]
+        assert r.converged == (saved["stopped_early"] or len(after_best) >= 1)
+        assert r.metrics["generalization_gap"] == pytest.approx(r.metrics["test_error"] - r.metrics["train_error"])
+    assert "converged" in (tmp_path / "summary.md").read_text()

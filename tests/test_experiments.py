@@ -385,7 +385,7 @@ def _recomputed(saved: dict) -> None:
     """Each comparison of a results.json, recomputed from the per-seed values its runs measured (scipy), and
     the verdict: invalid where a run it rests on failed (unless the expectation is about failure, or compares
     parameters), else from the p-values at the results' level."""
-    expect = {(e["better"], e["worse"]): e for e in saved["expect"]}
+    expect = {(e["better"], e["worse"], e["metric"]): e for e in saved["expect"]}
     for c in saved["comparisons"]:
         runs = [r for r in saved["runs"] if r["label"] in (c["better"], c["worse"])]
         a = saved["summary"][c["better"]][c["metric"]]["values"]
@@ -406,7 +406,7 @@ def _recomputed(saved: dict) -> None:
             other = 1 - p
         assert c["p_expected"] == pytest.approx(p)
         alpha = saved.get("alpha", 0.05)
-        e = expect[c["better"], c["worse"]]
+        e = expect[c["better"], c["worse"], c["metric"]]
         about_failure = e.get("about_failure", e["metric"] in ("diverged", "dead", "zeros"))
         if c["metric"] != "params" and not about_failure and any(_failed(r) for r in runs):
             assert c["verdict"] == "invalid" and c["reason"]

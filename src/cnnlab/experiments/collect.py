@@ -6,14 +6,15 @@ a run whose loss became NaN), ``metrics.csv`` (train and validation per epoch), 
 validate within epochs, ``watch.json`` (:mod:`cnnlab.train.watch`). From them:
 
 * ``train_error``: the final weights on the un-augmented training images, in eval mode (the paper's training
-  error, free of the running average over a changing network that the epoch log reports);
+  error, free of the running average over a changing network that the epoch log reports), and
+  ``generalization_gap``, the test error minus it;
 * ``val_error``, ``best_val_error``, ``test_error``, ``best_test_error``;
 * the validation curve within epochs (``curve``: step, accuracy, zeros entering the head), from which
   ``steps_to_target`` is the first step at which the accuracy reached a target, or the run is censored at its
   last step (:func:`reach`); ``dead`` (1 when the zeros at the end are at least the file's ``dead_threshold``)
   and ``zeros``;
-* ``diverged``; ``params``; the per-block gradient norms when the run recorded them; ``converged`` (stopped by
-  its patience rather than at the epoch cap) when the recipe stops early;
+* ``diverged``; ``params``; the per-block gradient norms when the run recorded them; ``converged`` when the
+  recipe stops early: stopped by its patience, or at the epoch cap after as many validations without a better one;
 * with a lesion probe: the validation error with each removable block's branch removed, and with k random ones;
 * segmentation runs: ``test_miou``, ``test_small_iou``, ``test_large_iou`` (the final weights on the test split)
   and ``best_val_miou`` from ``results.json``; their errors are pixel errors (1 - pixel accuracy), and they have
@@ -183,8 +184,9 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     record.num_classes, record.test_images = data.num_classes, len(data.test) if data.test is not None else None
     steps = saved.get("steps_per_epoch") or -(-len(data.train) // config.batch_size)
     record.steps_per_epoch = steps
-    if config.early_stop:
-        record.converged = bool(saved.get("stopped_early"))
+    if config.early_stop:  # stopped by its patience, or at the cap after as many validations without a better one
+        after_best = [h for h in record.history if h.get("val_acc") is not None and h["epoch"] > saved["best_epoch"]]
+        record.converged = bool(saved.get("stopped_early")) or len(after_best) >= config.early_stop
     if config.val_every_steps:
         watch = run.folder / WATCH
         if not watch.is_file() and record.status == "ok":
@@ -223,6 +225,8 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
     pipeline = input_pipeline(meta)
     if not segmentation:
         m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))
+        if m["test_error"] is not None:
+            m["generalization_gap"] = m["test_error"] - m["train_error"]
     if spec.lesion is not None:
         val = make_loader(data, "val", pipeline, batch_size=500)
         record.lesion = lesion_errors(

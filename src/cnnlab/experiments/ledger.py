@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.experiments.spec import ExperimentSpec, is_fraction, load_spec
-from cnnlab.experiments.stats import Comparison, with_power
+from cnnlab.experiments.stats import Comparison, seeds_text, with_power
 
 RESULTS_DIR = "results"
 
@@ -52,14 +52,19 @@ def _value(v: float | None, metric: str) -> str:
     return f"{v:,.0f}" if scale == 1 and float(v).is_integer() else f"{v * scale:.3g}{unit}"  # counts exact
 
 
-def _measured(c: Comparison) -> str:
-    scale, unit = _unit(c.metric)
-    sign = "<" if c.direction == "lower" else ">"
-    within = f" within {c.margin * scale:.3g}{' points' if unit else ''}" if c.margin else ""
-    expected = f"expected {sign}{within}: p = {c.p_expected:.2g}"
-    metric = f"median {c.metric}" if c.test == "logrank" else c.metric
-    better, worse = _value(c.better_mean, c.metric), _value(c.worse_mean, c.metric)
-    return f"{c.better} {better} vs {c.worse} {worse} ({metric}, {expected})"
+def _measured(results: dict[str, Any]) -> str:
+    """The comparisons of ``results`` (a results.json, or its ``comparisons`` as dicts) in one line."""
+    parts = []
+    for c in results.get("comparisons", []):
+        scale, unit = _unit(c["metric"])
+        sign = "<" if c["direction"] == "lower" else ">"
+        margin = c.get("margin") or 0.0
+        within = f" within {margin * scale:.3g}{' points' if unit else ''}" if margin else ""
+        expected = f"expected {sign}{within}: p = {c['p_expected']:.2g}"
+        metric = f"median {c['metric']}" if c.get("test") == "logrank" else c["metric"]
+        better, worse = _value(c["better_mean"], c["metric"]), _value(c["worse_mean"], c["metric"])
+        parts.append(f"{c['better']} {better} vs {c['worse']} {worse} ({metric}, {expected})")
+    return "; ".join(parts) or "-"
 
 
 def _power(c: Comparison) -> str:
@@ -71,8 +76,7 @@ def _power(c: Comparison) -> str:
         mde = f"MDE hazard ratio {math.exp(c.mde):.3g}"
     else:
         mde = f"MDE {c.mde * scale:.3g}{' points' if unit else ''}"
-    seeds = f"{c.seeds_needed} seeds would decide it" if c.seeds_needed else "no number of seeds would decide it"
-    return f"{mde}, {seeds}"
+    return f"{mde}, {seeds_text(c)}"
 
 
 def _why(verdict: str, comparisons: list[Comparison]) -> str:
@@ -107,7 +111,7 @@ def entries(experiments: str | Path = "experiments") -> list[Entry]:
                 claim=spec.claim,
                 source=spec.source.cite() if spec.source else "",
                 paper_figures=spec.source.figures if spec.source else "",
-                measured="; ".join(map(_measured, comparisons)) or "-",
+                measured=_measured({"comparisons": [asdict(c) for c in comparisons]}),
                 verdict=verdict,
                 results=str(folder),
                 why=_why(verdict, comparisons),

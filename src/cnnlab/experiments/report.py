@@ -25,7 +25,7 @@ from cnnlab.analysis import analyze
 from cnnlab.errors import ConfigError
 from cnnlab.experiments.collect import ExperimentResult, RunRecord, Summary, rejudge, to_json
 from cnnlab.experiments.spec import COUNT_METRICS, SEGMENTATION_METRICS, Expectation, ExperimentSpec, is_fraction
-from cnnlab.experiments.stats import ALPHA, interval_label
+from cnnlab.experiments.stats import ALPHA, Comparison, interval_label, seeds_text
 from cnnlab.plotting import pyplot, save_figure
 from cnnlab.registry import meta_model, model_entry
 from cnnlab.train.checkpoint import LAST, load_checkpoint
@@ -178,6 +178,12 @@ def _mde(c: dict[str, Any], scale: int) -> str:
     return f"HR {math.exp(c['mde']):.3g}" if c["test"] == "logrank" else f"{scale * c['mde']:+.3g}"
 
 
+def _no_seeds(c: dict[str, Any]) -> str:
+    """The seeds column without a number: none would decide it (no effect) or more than the search goes."""
+    text = seeds_text(Comparison.from_json(c))
+    return f"> {text.split()[2]}" if text.startswith("more than") else "-"
+
+
 def comparison_table(payload: dict[str, Any]) -> str:
     """Each expectation: the means, the effect with its interval, the one-sided p-value, the smallest effect the
     test could detect and the seeds that would decide the observed one, and the verdict (with why, if invalid)."""
@@ -191,7 +197,7 @@ def comparison_table(payload: dict[str, Any]) -> str:
             continue
         scale = 100 if is_fraction(e.metric) else 1
         test = {"welch": "Welch", "fisher": "Fisher", "logrank": "log-rank"}[c["test"]]
-        seeds = "n/a" if "seeds_needed" not in c else c["seeds_needed"] or "-"
+        seeds = "n/a" if "seeds_needed" not in c else c["seeds_needed"] or _no_seeds(c)
         verdict = f"**{c['verdict']}**" + (f": {c['reason']}" if c.get("reason") else "")
         rows.append([
             e.text(), _means(c, scale), _effect(c, scale),

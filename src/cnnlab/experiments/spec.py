@@ -87,6 +87,7 @@ METRICS: dict[str, Direction] = {
     "val_error": "lower",  # final weights, validation split
     "best_val_error": "lower",  # the best epoch's validation error
     "test_error": "lower",  # final weights, the test split (evaluated once)
+    "generalization_gap": "lower",  # test_error - train_error (Lin et al. 2014: GAP is "a structural regularizer")
     "best_test_error": "lower",  # the best-on-validation weights, the test split (evaluated once)
     "steps_to_target": "lower",  # optimizer steps until the validation accuracy (pixel accuracy) reaches ``target``
     "diverged": "lower",  # 1 when the loss became NaN or infinite, else 0
@@ -107,12 +108,14 @@ FAILURE_METRICS = ("diverged", "dead", "zeros")  # about failure itself: failed 
 WATCH_METRICS = ("steps_to_target", "dead", "zeros")  # recorded while training (cnnlab.train.watch)
 FINAL_METRICS = (
     "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "test_miou",
-    "test_small_iou", "test_large_iou", "best_val_miou",
+    "test_small_iou", "test_large_iou", "best_val_miou", "generalization_gap",
 )  # fmt: skip
 """Metrics of the trained network at the end: with early stopping, they need runs that converged."""
 
 SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
-CLASSIFICATION_METRICS = ("train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error")
+CLASSIFICATION_METRICS = (
+    "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "generalization_gap",
+)  # fmt: skip
 TASK_METRICS = (*SEGMENTATION_METRICS, *CLASSIFICATION_METRICS)
 """Metrics of one task only (the others, steps_to_target with the pixel accuracy of a segmentation run,
 divergence and parameters, apply to both)."""

@@ -121,13 +121,21 @@ def interval_label(alpha: float) -> str:
     return f"{100 * (1 - 2 * alpha):.3g}%"
 
 
+def seeds_text(c: Comparison) -> str:
+    """``"9 seeds would decide it"``; without a number, whether none would (no effect seen) or too many."""
+    if c.seeds_needed:
+        return f"{c.seeds_needed} seeds would decide it"
+    if c.effect + (c.margin if c.test != "fisher" else 0.0) == 0:
+        return "no number of seeds would decide it (no effect either way)"
+    return f"more than {MAX_FISHER_SEEDS if c.test == 'fisher' else MAX_SEEDS} seeds would be needed"
+
+
 def power_text(c: Comparison) -> str:
     """``"MDE +0.71; 9 seeds would decide it"``: the two power figures in words."""
     mde = "MDE -" if c.mde is None else f"MDE {c.mde:+.3g}"
     if c.test == "logrank" and c.mde is not None:
         mde += f" (hazard ratio {math.exp(c.mde):.3g})"
-    seeds = f"{c.seeds_needed} seeds would decide it" if c.seeds_needed else "no number of seeds would decide it"
-    return f"{mde}; {seeds}"
+    return f"{mde}; {seeds_text(c)}"
 
 
 def look_alpha(looks: int, alpha: float = ALPHA) -> float:
