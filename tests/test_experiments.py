@@ -371,9 +371,24 @@ def test_resume_auto_starts_a_run_then_finishes_it_wherever_it_stopped(
     assert main(without_name) == 2 and "--resume auto needs --run-name" in capsys.readouterr().err
 
 
+def _failed(run: dict) -> bool:
+    """Issue 28's rule, computed here: diverged, or a training accuracy (a segmentation net's final validation
+    mean IoU) below chance plus a fifth of the way from chance to perfect."""
+    if run["status"] == "diverged":
+        return True
+    chance = 1 / run["num_classes"]
+    error = run["metrics"].get("train_error")
+    score = 1 - error if error is not None else run["history"][-1]["val_miou"]
+    return score < chance + (1 - chance) / 5
+
+
 def _recomputed(saved: dict) -> None:
-    """Each comparison of a results.json, recomputed from the per-seed values its runs measured (scipy)."""
+    """Each comparison of a results.json, recomputed from the per-seed values its runs measured (scipy), and
+    the verdict: invalid where a run it rests on failed (unless the expectation is about failure, or compares
+    parameters), else from the p-values at the results' level."""
+    expect = {(e["better"], e["worse"], e["metric"]): e for e in saved["expect"]}
     for c in saved["comparisons"]:
+        runs = [r for r in saved["runs"] if r["label"] in (c["better"], c["worse"])]
         a = saved["summary"][c["better"]][c["metric"]]["values"]
         b = saved["summary"][c["worse"]][c["metric"]]["values"]
         lower = c["direction"] == "lower"
@@ -385,12 +400,19 @@ def _recomputed(saved: dict) -> None:
             shifted = (b[0] - a[0] if lower else a[0] - b[0]) + c.get("margin", 0.0)
             p, other = (0.0, 1.0) if shifted > 0 else (1.0, 0.0) if shifted < 0 else (1.0, 1.0)
         else:  # Welch; a non-inferiority margin shifts the worse variant's values towards the better one's
+            assert c["test"] == "welch"
             margin = c.get("margin", 0.0)
             shifted_b = [v + margin if lower else v - margin for v in b]
             p = sps.ttest_ind(a, shifted_b, equal_var=False, alternative="less" if lower else "greater").pvalue
             other = 1 - p
         assert c["p_expected"] == pytest.approx(p)
-        assert c["verdict"] == ("holds" if p < 0.05 else "contradicted" if other < 0.05 else "not shown")
+        alpha = saved.get("alpha", 0.05)
+        e = expect[c["better"], c["worse"], c["metric"]]
+        about_failure = e.get("about_failure", e["metric"] in ("diverged", "dead", "zeros"))
+        if c["metric"] != "params" and not about_failure and any(_failed(r) for r in runs):
+            assert c["verdict"] == "invalid" and c["reason"]
+        else:
+            assert c["verdict"] == ("holds" if p < alpha else "contradicted" if other < alpha else "not shown")
 
 
 def test_the_ledger_lists_each_claim_with_the_verdict_of_its_results(
@@ -409,6 +431,10 @@ def test_the_ledger_lists_each_claim_with_the_verdict_of_its_results(
     saved = json.loads((tmp_path / "results" / "shortcut" / "results.json").read_text())
     _recomputed(saved)
     assert listed["shortcut"]["verdict"] == saved["verdict"] and listed["unrun"]["verdict"] == "not run"
+    assert listed["shortcut"]["seeds"] == [0, 1] and listed["unrun"]["seeds"] == []
+    (c,) = listed["shortcut"]["comparisons"]  # per comparison: the p-value, the interval and the power figures
+    assert c["p_expected"] == saved["comparisons"][0]["p_expected"] and len(c["ci90"]) == 2
+    assert {"mde", "seeds_needed"} <= set(c)
     assert main(["claims", "--experiments", str(tmp_path), "--run", "shotcut"]) == 2
     assert "Did you mean: shortcut" in capsys.readouterr().err
 
@@ -421,8 +447,12 @@ def test_the_committed_verdicts_follow_from_their_numbers() -> None:
         pytest.skip("no committed experiment results in this checkout (experiments/results/)")
     for name in committed:
         saved = json.loads((REPO / "experiments" / "results" / name / "results.json").read_text())
-        assert rows[name].verdict == saved["verdict"] in ("holds", "contradicted", "not shown")
+        assert rows[name].verdict == saved["verdict"] in ("holds", "contradicted", "not shown", "invalid")
         _recomputed(saved)
+    # runs that stayed at chance are no evidence (issue 28): the deformable nets whose offsets ran away, the
+    # residual-scaling nets that all died, batch norm's unnormalised nets at 25x the rate
+    assert {n for n in committed if rows[n].verdict == "invalid"} == {"deformable", "residual_scaling", "batchnorm"}
+    assert "deformable-s3 runs failed" in rows["deformable"].why
 
 
 def test_error_against_params_is_drawn_per_family_when_a_family_has_two_sizes(tmp_path: Path) -> None:

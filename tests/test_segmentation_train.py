@@ -48,7 +48,7 @@ def few_canvases(sizes: dict[str, int]) -> seg.SegmentationDataset:
 def small_seg() -> Iterator[None]:
     """``--data mnist5k-seg`` reads :func:`few_canvases` (the real canvases, few of them) in this module."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(seg, "_mnist5k_seg", lambda val_fraction: few_canvases(SIZES))
+        mp.setattr(seg, "_mnist5k_seg", lambda val_fraction, test_copies=1: few_canvases(SIZES))
         yield
 
 

@@ -1,9 +1,11 @@
 """``cnnlab experiment run|collect FILE`` and ``cnnlab claims``: rerun the papers' claims, judge them, list them.
 
 ``run`` trains every (variant, seed) of an experiment file that has not finished (``--jobs`` at a time; an
-interrupted experiment started again reruns only what is missing), then collects. ``--print-commands`` prints
-one ``cnnlab train`` command per run instead, for any launcher on any number of machines; ``collect --runs DIR``
-then builds the same results and verdicts from those run folders.
+interrupted experiment started again reruns only what is missing), then collects; ``--until-decided`` runs the
+rounds of seeds the file plans until every expectation is decided (``--max-seeds`` may stop sooner).
+``--print-commands`` prints one ``cnnlab train`` command per run instead, for any launcher on any number of
+machines; ``collect --runs DIR`` then builds the same results and verdicts from those run folders. ``rejudge``
+judges a results folder again from its ``results.json`` alone and writes it and ``summary.md`` again.
 """
 
 from __future__ import annotations
@@ -31,12 +33,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         r.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1), help="runs trained at once")
         r.add_argument("--print-commands", action="store_true", help="print one `cnnlab train` line per run and stop")
         r.add_argument("--runs", type=Path, default=None, help="where the run folders go (default: OUT/runs)")
-        r.set_defaults(func=run_experiment_cmd)
+        r.add_argument(
+            "--until-decided",
+            action="store_true",
+            help="run the file's planned rounds of seeds until every expectation is decided",
+        )
+        r.add_argument(
+            "--max-seeds",
+            type=positive_int,
+            default=None,
+            help="with --until-decided: stop at this many seeds (at most the file's max_seeds)",
+        )
+        r.set_defaults(func=run_experiment_cmd)  # fmt: skip
     c = kinds.add_parser("collect", help="results and verdicts from run folders trained anywhere")
     _file_args(c)
     c.add_argument("--runs", type=Path, required=True, help="the folder that holds the run folders")
     c.add_argument("--partial", action="store_true", help="judge the runs that have finished (default: all must)")
     c.set_defaults(func=collect_cmd)
+    j = kinds.add_parser("rejudge", help="judge a results folder again from its results.json (no run folders)")
+    _file_args(j)
+    j.set_defaults(func=rejudge_cmd)
 
     q = sub.add_parser("claims", help="the ledger: each claim, its paper's figures, our measurement, the verdict")
     q.add_argument(
@@ -76,15 +92,22 @@ def _spec(args: argparse.Namespace):
 
 
 def run_experiment_cmd(args: argparse.Namespace) -> int:
-    from cnnlab.experiments.experiment import collect_into, run_experiment
+    from cnnlab.errors import ConfigError
+    from cnnlab.experiments.experiment import collect_into, run_experiment, run_until_decided
     from cnnlab.experiments.runner import commands, run_local
 
     spec, out = _spec(args)
     runs = args.runs or out / "runs"
+    if args.max_seeds is not None and not args.until_decided:
+        raise ConfigError("--max-seeds caps the rounds of --until-decided; give both, or --seeds for a fixed set")
     if args.print_commands:
         print("\n".join(commands(spec, runs)))
         return 0
-    if args.runs is None:
+    if args.until_decided:
+        if args.runs is not None:
+            raise ConfigError("--until-decided keeps its runs in OUT/runs; give --out instead of --runs")
+        run_until_decided(spec, out, max_seeds=args.max_seeds, jobs=args.jobs, command=_command())
+    elif args.runs is None:
         run_experiment(spec, out, jobs=args.jobs, command=_command())
     else:
         t0 = time.perf_counter()
@@ -98,6 +121,14 @@ def collect_cmd(args: argparse.Namespace) -> int:
 
     spec, out = _spec(args)
     collect_into(spec, args.runs, out, command=_command(), partial=args.partial)
+    return 0
+
+
+def rejudge_cmd(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.report import rewrite
+
+    spec, out = _spec(args)
+    print(f"wrote {rewrite(spec, out)} and results.json")
     return 0
 
 
@@ -122,9 +153,11 @@ def claims_cmd(args: argparse.Namespace) -> int:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=[f.name for f in dataclasses.fields(rows[0])] if rows else ["name"])
         w.writeheader()
-        w.writerows(dataclasses.asdict(e) for e in rows)
+        w.writerows({k: json.dumps(v) if isinstance(v, list) else v for k, v in dataclasses.asdict(e).items()}
+                    for e in rows)  # fmt: skip
         print(buf.getvalue(), end="")
     else:
-        table = [[e.name, e.verdict, e.source, e.paper_figures, e.measured] for e in rows]
+        table = [[e.name, e.verdict + (f" ({e.why})" if e.why else ""), e.source, e.paper_figures, e.measured]
+                 for e in rows]  # fmt: skip
         print(format_table(table, ["claim", "verdict", "source", "the paper's figures", "measured here"]))
     return 0

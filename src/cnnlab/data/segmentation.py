@@ -6,11 +6,13 @@
   digit's ink is on a training or validation canvas). Canvas i shows digit i *large* (its larger side 40-48 px)
   and up to three other digits of the same split *small* (10-14 px), at random places where their boxes
   neither overlap nor touch. Each digit is cropped to its ink and resized (bilinear, antialiased) keeping its
-  aspect ratio. Labels: 0 is the background, ``1 + d`` a stroke pixel of digit d (the pasted intensity is at
-  least 128 of 255), so 11 classes; the faint rim below that threshold is background. ``sizes`` marks each
-  pixel inside a digit's box with that digit's size bucket (1 small, 2 large; 0 outside every box), so that
-  IoU is reported for small and large objects apart (:mod:`cnnlab.data.metrics`). Every random number comes
-  from ``numpy.random.default_rng((SEG_SEED, k))`` for split k (0 train, 1 validation, 2 test), in a fixed order.
+  aspect ratio. ``test_copies=c`` builds ``c`` canvases per test digit (other places, sizes and small
+  companions; copy 0 is the usual one). Labels: 0 is the background, ``1 + d`` a stroke pixel of digit d (the
+  pasted intensity is at least 128 of 255), so 11 classes; the faint rim below that threshold is background.
+  ``sizes`` marks each pixel inside a digit's box with that digit's size bucket (1 small, 2 large; 0 outside
+  every box), so that IoU is reported for small and large objects apart (:mod:`cnnlab.data.metrics`). Every random
+  number comes from ``numpy.random.default_rng((SEG_SEED, k))`` for split k (0 train, 1 validation, 2 test), in
+  a fixed order.
 * ``segfolder:PATH``: ``PATH/images/NAME.{png,jpg,...}`` with ``PATH/masks/NAME.png``, a single-channel PNG
   (mode L or P, as Pascal VOC's) whose values are class indices and 255 "ignore"; ``PATH/train``, ``PATH/val``
   and ``PATH/test`` (each with ``images/`` and ``masks/``) are the splits when present, else 20% of the pairs
@@ -195,8 +197,9 @@ def digit_canvases(x: Tensor, y: Tensor, *, seed: int | Sequence[int]) -> MaskSp
 
 
 @functools.lru_cache(maxsize=4)
-def _mnist5k_seg_splits(val_fraction: float) -> tuple[MaskSplit, MaskSplit | None, MaskSplit]:
-    """The canvases of mnist5k's train, validation and test digits, built once per process."""
+def _mnist5k_seg_splits(val_fraction: float, test_copies: int = 1) -> tuple[MaskSplit, MaskSplit | None, MaskSplit]:
+    """The canvases of mnist5k's train, validation and test digits, built once per process; ``test_copies``
+    canvases per test digit (copy k from ``default_rng((SEG_SEED, 2, k))``; copy 0 the usual one)."""
     digits = load_dataset("mnist5k", val_fraction=val_fraction)
     parts: list[MaskSplit | None] = []
     for k, part in enumerate((digits.train, digits.val, digits.test)):
@@ -205,12 +208,16 @@ def _mnist5k_seg_splits(val_fraction: float) -> tuple[MaskSplit, MaskSplit | Non
             None if part is None else digit_canvases(part.x, part.y, seed=np.random.SeedSequence((SEG_SEED, k)))
         )
     train, val, test = parts
-    assert train is not None and test is not None
+    assert train is not None and test is not None and isinstance(digits.test, TensorSplit)
+    if test_copies > 1:
+        seeds = [np.random.SeedSequence((SEG_SEED, 2, k)) for k in range(1, test_copies)]
+        copies = [test, *(digit_canvases(digits.test.x, digits.test.y, seed=s) for s in seeds)]
+        test = MaskSplit(*(torch.cat([getattr(c, f) for c in copies]) for f in ("x", "y", "sizes")))
     return train, val, test
 
 
-def _mnist5k_seg(val_fraction: float) -> SegmentationDataset:
-    train, val, test = _mnist5k_seg_splits(val_fraction)
+def _mnist5k_seg(val_fraction: float, test_copies: int = 1) -> SegmentationDataset:
+    train, val, test = _mnist5k_seg_splits(val_fraction, test_copies)
     return SegmentationDataset(
         "mnist5k-seg", DIGIT_CLASSES, 1, CANVAS, "tensor", train, val, test, S.MNIST5K_SEG,
         size_buckets=SIZE_BUCKETS, augment=CANVAS_SHIFT,
@@ -316,11 +323,16 @@ def _segfolder(path: Path, val_fraction: float) -> SegmentationDataset:
     )
 
 
-def load_segmentation(name: str, *, val_fraction: float = DEFAULT_VAL_FRACTION) -> SegmentationDataset:
+def load_segmentation(
+    name: str, *, val_fraction: float = DEFAULT_VAL_FRACTION, test_copies: int = 1
+) -> SegmentationDataset:
     """The segmentation data set ``name`` (``"mnist5k-seg"`` or ``"segfolder:PATH"``) with its splits; a
-    DataError says what is missing and where."""
+    DataError says what is missing and where. ``test_copies``: canvases per test digit (mnist5k-seg only)."""
     if name == "mnist5k-seg":
-        return _mnist5k_seg(val_fraction)
+        return _mnist5k_seg(val_fraction, test_copies)
+    if test_copies != 1:
+        raise DataError(f"test_copies builds more test canvases of mnist5k-seg; {name}'s test images are files: "
+                        "use test_copies 1")  # fmt: skip
     if name.startswith("segfolder:"):
         return _segfolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
     raise DataError(
@@ -342,6 +354,7 @@ def load_any(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     classes: Sequence[int] | None = None,
     train_per_class: int | None = None,
+    test_copies: int = 1,
 ) -> Dataset | SegmentationDataset:
     """The classification (:func:`cnnlab.data.load_dataset`) or segmentation (:func:`load_segmentation`) data
     set called ``name``. ``classes`` and ``train_per_class`` pick images by their one label, which a
@@ -349,11 +362,11 @@ def load_any(
     if not is_segmentation(name):
         return load_dataset(
             name, data_dir=data_dir, download=download, val_fraction=val_fraction, classes=classes,
-            train_per_class=train_per_class,
+            train_per_class=train_per_class, test_copies=test_copies,
         )  # fmt: skip
     if classes is not None or train_per_class is not None:
         raise DataError(
             f"{name} is a segmentation data set: classes and train_per_class select images by their one label, "
             "and a segmentation image has a label per pixel; leave them out"
         )
-    return load_segmentation(name, val_fraction=val_fraction)
+    return load_segmentation(name, val_fraction=val_fraction, test_copies=test_copies)

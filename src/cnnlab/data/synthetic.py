@@ -16,6 +16,8 @@ images come out on every machine; the splits are mnist5k's (the same digits in t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,7 @@ CLUTTER_CANVAS, CLUTTER_PIECES, CLUTTER_SIZE = 60, 4, 8  # Mnih et al. 2014
 CONTENT = 20  # MNIST's digits are size-normalised into 20x20 and centred in 28x28 (LeCun et al. 1998)
 
 
-def rts(x: Tensor, *, seed: int = RTS_SEED, canvas: int = RTS_CANVAS) -> Tensor:
+def rts(x: Tensor, *, seed: int | Sequence[int] = RTS_SEED, canvas: int = RTS_CANVAS) -> Tensor:
     """``x`` (N x 1 x 28 x 28 uint8) rotated, scaled and translated onto ``canvas`` x ``canvas`` (uint8)."""
     n, _, h, w = x.shape
     rng = np.random.default_rng(seed)
@@ -51,7 +53,7 @@ def rts(x: Tensor, *, seed: int = RTS_SEED, canvas: int = RTS_CANVAS) -> Tensor:
 def cluttered(
     x: Tensor,
     *,
-    seed: int = CLUTTER_SEED,
+    seed: int | Sequence[int] = CLUTTER_SEED,
     canvas: int = CLUTTER_CANVAS,
     pieces: int = CLUTTER_PIECES,
     size: int = CLUTTER_SIZE,

@@ -2,9 +2,11 @@
 
 :mod:`.spec` (an experiment file: claim, source, variants, recipe, seeds, expected comparisons, pretraining and
 probes), :mod:`.runner` (the runs: here in worker processes, or as ``cnnlab train`` commands for any launcher),
-:mod:`.collect` (per-run metrics from the run folders alone), :mod:`.probes` (lesions), :mod:`.stats` (one-sided
-Welch tests and the verdict), :mod:`.report` (``results.json``, ``summary.md``, plots), :mod:`.experiment` (file to
-folder) and :mod:`.ledger` (every committed claim with its verdict: ``cnnlab claims``).
+:mod:`.collect` (per-run metrics from the run folders alone, failed runs, the judgement), :mod:`.probes`
+(lesions), :mod:`.stats` (one-sided Welch, Fisher and exact log-rank tests, their power, the level of each look),
+:mod:`.report` (``results.json``, ``summary.md`` rendered from it, plots), :mod:`.experiment` (file to folder, and
+rounds of seeds until decided), :mod:`.ledger` (every committed claim with its verdict: ``cnnlab claims``) and
+:mod:`.figures` (every figure of a page about them traced to the results).
 
 May import: cnnlab.analysis, cnnlab.data, cnnlab.errors, cnnlab.layers, cnnlab.machine, cnnlab.models,
 cnnlab.plotting, cnnlab.registry, cnnlab.train.

@@ -7,7 +7,13 @@ as a ``cnnlab train`` command line, so that any launcher (GNU parallel, a SLURM 
 machines into a shared folder; :func:`run_local` runs them here, ``jobs`` at a time in worker processes with the
 machine's threads divided between them. Either way the results come from the run folders alone
 (:func:`cnnlab.experiments.collect.collect`), and a run whose folder holds its ``results.json`` is done: an
-interrupted experiment started again reruns only the runs that did not finish.
+interrupted experiment started again reruns only the runs that did not finish (each from its last checkpoint).
+
+Training the runs that are not done is one step, :func:`execute` (``Executor``: the runs of one phase, and a
+log): :func:`run_local` calls it once per phase, so another executor (a cluster's) can be passed in its place.
+
+Runs that record what happens within epochs (an experiment with a target, or a ``dead`` metric) validate every
+``validate_every`` steps (:mod:`cnnlab.train.watch`); by default a tenth of an epoch of the run's own data.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnlab.errors import ConfigError, DivergedError
-from cnnlab.experiments.spec import ExperimentSpec, Variant
+from cnnlab.experiments.spec import VALIDATIONS_PER_EPOCH, ExperimentSpec, Variant
 from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml, recorded_config
 from cnnlab.train.runfolder import AUTO
 
@@ -80,14 +86,28 @@ def _recipe(config: TrainConfig) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in ignored}
 
 
-def plan(spec: ExperimentSpec, runs_dir: str | Path) -> list[Run]:
-    """Every run of ``spec`` with its folder under ``runs_dir``: pretraining first, then the variants."""
-    pre = (
-        [Run("pretrain", spec.pretrain, s, spec.config(spec.pretrain, s, runs_dir)) for s in spec.seeds]
-        if spec.pretrain
-        else []
-    )
-    return pre + [Run("variant", v, s, spec.config(v, s, runs_dir)) for v in spec.variants for s in spec.seeds]
+def steps_per_epoch(config: TrainConfig) -> int:
+    """Optimizer steps in one epoch of ``config``'s training split (one process)."""
+    from cnnlab.train.trainer import load_data
+
+    return -(-len(load_data(config).train) // config.batch_size)
+
+
+def _config(spec: ExperimentSpec, variant: Variant, seed: int, runs_dir: str | Path) -> TrainConfig:
+    config = spec.config(variant, seed, runs_dir)
+    if variant is spec.pretrain or not spec.watches():
+        return config
+    every = spec.validate_every or max(1, round(steps_per_epoch(config) / VALIDATIONS_PER_EPOCH))
+    return config.replace(val_every_steps=every)
+
+
+def plan(spec: ExperimentSpec, runs_dir: str | Path, seeds: Sequence[int] | None = None) -> list[Run]:
+    """Every run of ``spec`` (for ``seeds``, default the file's) with its folder under ``runs_dir``: pretraining
+    first, then the variants."""
+    seeds = spec.seeds if seeds is None else tuple(seeds)
+    pre = spec.pretrain
+    first = [Run("pretrain", pre, s, _config(spec, pre, s, runs_dir)) for s in seeds] if pre is not None else []
+    return first + [Run("variant", v, s, _config(spec, v, s, runs_dir)) for v in spec.variants for s in seeds]
 
 
 def command(config: TrainConfig) -> str:
@@ -109,12 +129,12 @@ def command(config: TrainConfig) -> str:
     return shlex.join(args)
 
 
-def commands(spec: ExperimentSpec, runs_dir: str | Path) -> list[str]:
+def commands(spec: ExperimentSpec, runs_dir: str | Path, seeds: Sequence[int] | None = None) -> list[str]:
     """One ``cnnlab train`` line per run; the pretraining lines (if any) must finish before the others start."""
-    runs = plan(spec, runs_dir)
+    runs = plan(spec, runs_dir, seeds)
     lines = [command(r.restart()) for r in runs]  # --resume auto: the same line finishes a run wherever it stopped
     if spec.pretrain:
-        n = len(spec.seeds)
+        n = len(seeds if seeds is not None else spec.seeds)
         return ["# phase 1: pretraining (run these first)", *lines[:n], "# phase 2: the variants", *lines[n:]]
     return lines
 
@@ -136,21 +156,32 @@ def _train(config: dict[str, Any], threads: int) -> tuple[str, str]:
     return "ok", ""
 
 
+Executor = Callable[[Sequence[Run], Callable[[str], None]], None]
+"""Trains the given runs (all of one phase, none done), each to its folder, and returns when all have finished."""
+
+
 def run_local(
-    spec: ExperimentSpec, runs_dir: str | Path, *, jobs: int = 2, log: Callable[[str], None] = print
+    spec: ExperimentSpec,
+    runs_dir: str | Path,
+    *,
+    jobs: int = 2,
+    log: Callable[[str], None] = print,
+    seeds: Sequence[int] | None = None,
+    executor: Executor | None = None,
 ) -> list[Run]:
-    """Train every run of ``spec`` that is not done, ``jobs`` at a time (``jobs=1``: in this process), pretraining
-    before the variants. Returns the runs it trained."""
-    runs = plan(spec, runs_dir)
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    t0 = time.perf_counter()
+    """Train every run of ``spec`` (for ``seeds``, default the file's) that is not done, pretraining before the
+    variants, with ``executor`` (default :func:`execute`, ``jobs`` at a time here; ``jobs=1``: in this process).
+    Returns the runs it trained."""
+    runs = plan(spec, runs_dir, seeds)
+    train = executor or (lambda todo, log: execute(todo, log, jobs=jobs))
     trained = []
     for phase in ("pretrain", "variant"):
         todo = [r for r in runs if r.phase == phase and not r.done()]
         skipped = sum(1 for r in runs if r.phase == phase) - len(todo)
         if skipped:
             log(f"{phase}: {skipped} run(s) already done, kept")
-        _execute(todo, jobs, threads, log, t0)
+        if todo:
+            train(todo, log)
         trained += todo
     return trained
 
@@ -161,7 +192,12 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _execute(todo: Sequence[Run], jobs: int, threads: int, log: Callable[[str], None], t0: float) -> None:
+def execute(todo: Sequence[Run], log: Callable[[str], None], *, jobs: int = 2) -> None:
+    """Train ``todo`` here: ``jobs`` worker processes with the machine's threads divided between them (one job:
+    in this process, on its threads); each run resumes from its last checkpoint if it has one."""
+    t0 = time.perf_counter()
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+
     def done(i: int, run: Run, status: str, message: str) -> None:
         note = f" ({message.splitlines()[0]})" if message else ""
         log(f"[{i}/{len(todo)}] {run.label} seed {run.seed}: {status}{note} ({time.perf_counter() - t0:.0f} s so far)")

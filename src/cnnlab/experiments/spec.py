@@ -23,9 +23,32 @@ ablation form). Layers are given by name (``attn_layer: {name: se, reduction: 4}
 whose best checkpoint every variant starts from (``--pretrained``) unless it sets ``pretrained: null``; each
 variant sets its own ``freeze``. ``probe: {lesion: {random_k: [1, 2, 4], samples: 10}}`` measures each trained
 model with each residual block's branch removed in turn, and with k random blocks removed (Veit et al. 2016),
-on the validation split. ``target`` is the validation accuracy that ``steps_to_target`` counts steps to. An
-expectation with a ``margin`` is a non-inferiority claim ("keeps accuracy at a fraction of the cost"): it holds
-when ``better`` is shown to trail ``worse`` by less than the margin (``margin: 0.01`` on an error: one point).
+on the validation split. An expectation with a ``margin`` is a non-inferiority claim ("keeps accuracy at a
+fraction of the cost"): it holds when ``better`` is shown to trail ``worse`` by less than the margin (``margin:
+0.01`` on an error: one point).
+
+What the runs record while they train (:mod:`cnnlab.train.watch`), when an expectation needs it:
+
+* ``target``: a validation accuracy, or a list of them; ``steps_to_target`` is the first step at which a run's
+  validation accuracy reached it (an expectation names one with ``target``; default the first), measured every
+  ``validate_every`` steps (default: a tenth of an epoch) and at each epoch's end. A run that never reached it is
+  censored at its last step, and the comparison is the log-rank test.
+* ``dead_threshold``: ``dead`` is 1 for a run whose activations entering the head (the input of the global
+  pooling: Szegedy et al. 2017, Sec. 3.3, "only zeros before the average pooling") are zero in at least this
+  fraction (default 0.9999: all but one in ten thousand) at the end of training; ``zeros`` is that fraction
+  itself. A net that still learns at a high rate can have 99.9% zeros there (inception_resnet_small scaled by
+  0.2 at lr 0.4 kept 99.86% while its validation accuracy rose), so "nearly all" has to mean nearly all.
+
+A run whose training accuracy stays near chance, or whose loss diverged, has failed, and an expectation resting on
+one is **invalid**, not evidence (:mod:`.collect`), unless it is about failure itself: ``about_failure: true`` in
+the expectation (the default for ``diverged``, ``dead`` and ``zeros``). With ``early_stop`` in the recipe (a
+patience) the runs train to convergence under an epoch cap, and an expectation on a final error or IoU whose runs
+hit the cap before converging is invalid too.
+
+``until_decided: {seeds_per_round: 2, max_seeds: 16}`` is the plan of a sequential experiment (``cnnlab
+experiment run FILE --until-decided``): ``seeds`` are the first round, each further round adds
+``seeds_per_round`` new seeds until ``max_seeds``, and every verdict is decided at ``ALPHA`` divided among the
+planned looks (:func:`cnnlab.experiments.stats.look_alpha`), whether the experiment runs them all or not.
 
 Every mistake in a file (an unknown key, model, layer or metric, a variant that does not build, an expectation
 naming no variant) is a :class:`~cnnlab.errors.ConfigError` with the nearest names, raised before any training.
@@ -34,6 +57,7 @@ naming no variant) is a :class:`~cnnlab.errors.ConfigError` with the nearest nam
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,30 +65,36 @@ from typing import Any
 
 from cnnlab.data import is_segmentation
 from cnnlab.errors import CnnlabError, ConfigError, suggest
-from cnnlab.experiments.stats import Direction
+from cnnlab.experiments.stats import ALPHA, Direction, look_alpha
 from cnnlab.registry import list_models, meta_model
 from cnnlab.train.config import FIRST_RECIPE, TrainConfig, config_from_dict, load_yaml
 
 SPEC_KEYS = (
     "name", "description", "claim", "source", "data", "seeds", "recipe", "variants", "model", "grid", "expect",
-    "pretrain", "probe", "target",
+    "pretrain", "probe", "target", "validate_every", "dead_threshold", "until_decided",
 )  # fmt: skip
 SOURCE_KEYS = ("paper", "where", "figures")
 VARIANT_KEYS = ("label", "model", "model_kwargs", "recipe")
-EXPECT_KEYS = ("better", "worse", "metric", "direction", "margin")
+EXPECT_KEYS = ("better", "worse", "metric", "direction", "margin", "about_failure", "target")
+PLAN_KEYS = ("seeds_per_round", "max_seeds")
 PRETRAIN_KEYS = ("model", "model_kwargs", "recipe")
 LESION_KEYS = ("random_k", "samples")
 RUN_SET = ("model", "model_kwargs", "seed", "out_dir", "run_name", "resume", "progress")  # the runner sets these
 DEFAULT_SEEDS = (0, 1, 2)
+DEAD_THRESHOLD = 0.9999  # a run is dead when this fraction of the activations entering its head is zero
+VALIDATIONS_PER_EPOCH = 10  # the default validate_every: a tenth of an epoch
 
 METRICS: dict[str, Direction] = {
     "train_error": "lower",  # final weights, eval mode, un-augmented training images
     "val_error": "lower",  # final weights, validation split
     "best_val_error": "lower",  # the best epoch's validation error
     "test_error": "lower",  # final weights, the test split (evaluated once)
+    "generalization_gap": "lower",  # test_error - train_error (Lin et al. 2014: GAP is "a structural regularizer")
     "best_test_error": "lower",  # the best-on-validation weights, the test split (evaluated once)
     "steps_to_target": "lower",  # optimizer steps until the validation accuracy (pixel accuracy) reaches ``target``
     "diverged": "lower",  # 1 when the loss became NaN or infinite, else 0
+    "dead": "lower",  # 1 when the activations entering the head are (nearly) all zero at the end, else 0
+    "zeros": "lower",  # the fraction of the activations entering the head that are zero, at the end of training
     "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
     "params": "lower",
     # segmentation runs (mean IoU: the final weights on the test split unless named best)
@@ -75,8 +105,19 @@ METRICS: dict[str, Direction] = {
 }
 """What an expectation can compare, and which way is better by default."""
 
+COUNT_METRICS = ("diverged", "dead")  # 0/1 outcomes: Fisher's exact test
+FAILURE_METRICS = ("diverged", "dead", "zeros")  # about failure itself: failed runs are their evidence
+WATCH_METRICS = ("steps_to_target", "dead", "zeros")  # recorded while training (cnnlab.train.watch)
+FINAL_METRICS = (
+    "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "test_miou",
+    "test_small_iou", "test_large_iou", "best_val_miou", "generalization_gap",
+)  # fmt: skip
+"""Metrics of the trained network at the end: with early stopping, they need runs that converged."""
+
 SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
-CLASSIFICATION_METRICS = ("train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error")
+CLASSIFICATION_METRICS = (
+    "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "generalization_gap",
+)  # fmt: skip
 TASK_METRICS = (*SEGMENTATION_METRICS, *CLASSIFICATION_METRICS)
 """Metrics of one task only (the others, steps_to_target with the pixel accuracy of a segmentation run,
 divergence and parameters, apply to both)."""
@@ -118,13 +159,51 @@ class Expectation:
     metric: str
     direction: Direction
     margin: float = 0.0  # > 0: a non-inferiority claim, ``better`` may trail ``worse`` by less than this
+    about_failure: bool = False  # the claim is about failing (diverging, dying): failed runs are its evidence
+    target: float | None = None  # steps_to_target: the validation accuracy it counts steps to
 
     def text(self) -> str:
         op = "<" if self.direction == "lower" else ">"
+        metric = f"{self.metric} ({100 * self.target:.4g}%)" if self.target is not None else self.metric
         if not self.margin:
-            return f"{self.better} {op} {self.worse} in {self.metric}"
+            return f"{self.better} {op} {self.worse} in {metric}"
         limit = f"{100 * self.margin:.3g} points" if is_fraction(self.metric) else f"{self.margin:g}"
-        return f"{self.better} {op} {self.worse} {'+' if op == '<' else '-'} {limit} in {self.metric}"
+        return f"{self.better} {op} {self.worse} {'+' if op == '<' else '-'} {limit} in {metric}"
+
+    def compared(self) -> str:
+        """The metric as its comparison names it: ``steps_to_0.95`` for a target named in the expectation."""
+        return f"steps_to_{self.target:g}" if self.target is not None else self.metric
+
+    def key(self) -> tuple[str, str, str]:
+        """What identifies its comparison among an experiment's (the better, worse and compared metric)."""
+        return self.better, self.worse, self.compared()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A sequential experiment: after the file's seeds, rounds of ``seeds_per_round`` more until ``max_seeds``."""
+
+    seeds_per_round: int
+    max_seeds: int
+
+    def looks(self, first: int) -> int:
+        """How many times the seeds are looked at when every planned round runs (``first`` seeds to start)."""
+        return 1 + math.ceil(max(0, self.max_seeds - first) / self.seeds_per_round)
+
+    def rounds(self, seeds: Sequence[int], max_seeds: int | None = None) -> list[tuple[int, ...]]:
+        """The seeds of each look, cumulative: ``seeds``, then the next unused integers ``seeds_per_round`` at a
+        time, up to ``max_seeds`` (the plan's own, or fewer)."""
+        cap = self.max_seeds if max_seeds is None else max_seeds
+        out, current, candidate = [tuple(seeds)], list(seeds), 0
+        while len(current) < cap:
+            added = 0
+            while added < self.seeds_per_round and len(current) < cap:
+                if candidate not in current:
+                    current.append(candidate)
+                    added += 1
+                candidate += 1
+            out.append(tuple(current))
+        return out
 
 
 @dataclass(frozen=True)
@@ -147,7 +226,26 @@ class ExperimentSpec:
     expect: tuple[Expectation, ...] = ()
     pretrain: Variant | None = None  # label "pretrain"
     lesion: Lesion | None = None
-    target: float | None = None  # validation accuracy for steps_to_target
+    targets: tuple[float, ...] = ()  # validation accuracies for steps_to_target (the file's ``target``)
+    validate_every: int | None = None  # steps between validations (None: a tenth of an epoch, where needed)
+    dead_threshold: float | None = None  # None: DEAD_THRESHOLD
+    plan: Plan | None = None  # until_decided
+
+    @property
+    def target(self) -> float | None:
+        """The first target (what an expectation on steps_to_target counts to unless it names another)."""
+        return self.targets[0] if self.targets else None
+
+    def alpha(self) -> float:
+        """The level of every verdict: ``ALPHA``, divided among the planned looks of a sequential experiment."""
+        return look_alpha(self.plan.looks(len(self.seeds))) if self.plan else ALPHA
+
+    def watches(self) -> bool:
+        """Whether the runs validate within epochs (:mod:`cnnlab.train.watch`): for a target, a dead or zeros
+        metric, or a ``validate_every`` the file sets."""
+        return (
+            bool(self.targets) or self.validate_every is not None or any(e.metric in WATCH_METRICS for e in self.expect)
+        )
 
     def config(self, variant: Variant, seed: int, runs_dir: str | Path) -> TrainConfig:
         """The TrainConfig of one run: :data:`~cnnlab.train.config.FIRST_RECIPE` (the recipe every experiment was
@@ -187,9 +285,27 @@ class ExperimentSpec:
             "variants": [asdict(v) for v in self.variants],
             "pretrain": asdict(self.pretrain) if self.pretrain else None,
             "lesion": asdict(self.lesion) if self.lesion else None,
-            "target": self.target,
-            "expect": [{k: v for k, v in asdict(e).items() if k != "margin" or v} for e in self.expect],
+            "target": self._target_as_written(),
+            "expect": [_as_written(e) for e in self.expect],
+        } | {k: v for k, v in self._added().items() if v is not None}
+
+    def _target_as_written(self) -> float | list[float] | None:
+        return None if not self.targets else self.targets[0] if len(self.targets) == 1 else list(self.targets)
+
+    def _added(self) -> dict[str, Any]:
+        """Keys added after results were committed: in the fingerprint only when set, so that the fingerprint
+        of a file that does not use them is the one its committed results carry."""
+        return {
+            "validate_every": self.validate_every,
+            "dead_threshold": self.dead_threshold,
+            "until_decided": asdict(self.plan) if self.plan else None,
         }
+
+
+def _as_written(e: Expectation) -> dict[str, Any]:
+    """An expectation in the fingerprint: the keys added later only where they differ from their default."""
+    default = {"margin": 0.0, "about_failure": e.metric in FAILURE_METRICS, "target": None}
+    return {k: v for k, v in asdict(e).items() if k not in default or v != default[k]}
 
 
 def run_name(label: str, seed: int) -> str:
@@ -279,7 +395,7 @@ def _positive_ints(value: Any, where: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _expectation(obj: Any, labels: Sequence[str], where: str) -> Expectation:
+def _expectation(obj: Any, labels: Sequence[str], targets: Sequence[float], where: str) -> Expectation:
     d = _keys(obj, EXPECT_KEYS, where)
     if d.get("better") == d.get("worse"):
         raise ConfigError(f"{where}: better and worse name the same variant {d.get('better')!r}")
@@ -297,9 +413,32 @@ def _expectation(obj: Any, labels: Sequence[str], where: str) -> Expectation:
     margin = d.get("margin", 0.0)
     if isinstance(margin, bool) or not isinstance(margin, int | float) or margin < 0:
         raise ConfigError(f"{where}: margin must be a number >= 0 (in the metric's units), got {margin!r}")
-    if margin and metric == "diverged":
-        raise ConfigError(f"{where}: a margin needs a measured metric; divergence is a count (Fisher's test)")
-    return Expectation(d["better"], d["worse"], metric, direction, float(margin))
+    if margin and metric in COUNT_METRICS:
+        raise ConfigError(f"{where}: a margin needs a measured metric; {metric} is a count (Fisher's test)")
+    about_failure = d.get("about_failure", metric in FAILURE_METRICS)
+    if not isinstance(about_failure, bool):
+        raise ConfigError(f"{where}: about_failure must be true or false, got {about_failure!r}")
+    target = d.get("target")
+    if target is not None and (metric != "steps_to_target" or target not in targets):
+        raise ConfigError(
+            f"{where}: 'target' names one of the file's targets {list(targets)} for the metric steps_to_target, "
+            f"got {target!r} for {metric}"
+        )
+    return Expectation(
+        d["better"], d["worse"], metric, direction, float(margin), about_failure,
+        float(target) if target is not None else None,
+    )  # fmt: skip
+
+
+def _is_fraction(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 < value <= 1
+
+
+def _targets(value: Any, source: str) -> tuple[float, ...]:
+    values = value if isinstance(value, list) else [] if value is None else [value]
+    if not all(_is_fraction(v) for v in values) or (isinstance(value, list) and not value):
+        raise ConfigError(f"{source}: 'target' is a validation accuracy in (0, 1], or a list of them, got {value!r}")
+    return tuple(float(v) for v in values)
 
 
 def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file") -> ExperimentSpec:
@@ -334,9 +473,23 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
         d = _keys(probe["lesion"] or {}, LESION_KEYS, f"{source}: probe lesion")
         (samples,) = _positive_ints([d.get("samples", 10)], f"{source}: probe lesion samples")
         lesion = Lesion(_positive_ints(d.get("random_k", []), f"{source}: probe lesion random_k"), samples)
-    target = obj.get("target")
-    if target is not None and (isinstance(target, bool) or not (isinstance(target, int | float) and 0 < target <= 1)):
-        raise ConfigError(f"{source}: 'target' is a validation accuracy in (0, 1], got {target!r}")
+    targets = _targets(obj.get("target"), source)
+    every = obj.get("validate_every")
+    if every is not None:
+        (every,) = _positive_ints([every], f"{source}: validate_every (optimizer steps between validations)")
+    dead = obj.get("dead_threshold")
+    if dead is not None and not _is_fraction(dead):
+        raise ConfigError(f"{source}: 'dead_threshold' is a fraction of zero activations in (0, 1], got {dead!r}")
+    plan = None
+    if obj.get("until_decided") is not None:
+        d = _keys(obj["until_decided"], PLAN_KEYS, f"{source}: until_decided")
+        per, most = _positive_ints(
+            [d.get("seeds_per_round"), d.get("max_seeds")], f"{source}: until_decided seeds_per_round and max_seeds"
+        )
+        if most < len(seeds):
+            raise ConfigError(f"{source}: until_decided max_seeds ({most}) is below the first round's {len(seeds)} "
+                              "seeds")  # fmt: skip
+        plan = Plan(per, most)
     spec = ExperimentSpec(
         name=str(obj.get("name") or Path(source).stem),
         variants=tuple(variants),
@@ -346,11 +499,14 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
         source=Source(**_keys(src, SOURCE_KEYS, f"{source}: source")) if src else None,
         description=str(obj.get("description") or ""),
         expect=tuple(
-            _expectation(e, labels, f"{source}: expect {i + 1}") for i, e in enumerate(obj.get("expect") or [])
+            _expectation(e, labels, targets, f"{source}: expect {i + 1}") for i, e in enumerate(obj.get("expect") or [])
         ),
         pretrain=pretrain,
         lesion=lesion,
-        target=float(target) if target is not None else None,
+        targets=targets,
+        validate_every=every,
+        dead_threshold=float(dead) if dead is not None else None,
+        plan=plan,
     )
     _check(spec, source)
     return spec
@@ -363,6 +519,9 @@ def _check(spec: ExperimentSpec, source: str) -> None:
         raise ConfigError(f"{source}: the metric lesion_error needs 'probe: {{lesion: {{}}}}'")
     if "steps_to_target" in metrics and spec.target is None:
         raise ConfigError(f"{source}: the metric steps_to_target needs a 'target' validation accuracy")
+    if spec.watches() and "val_fraction" in spec.recipe and spec.recipe["val_fraction"] == 0:
+        raise ConfigError(f"{source}: {', '.join(sorted(metrics & set(WATCH_METRICS))) or 'validate_every'} "
+                          "measures the validation split; val_fraction must be > 0")  # fmt: skip
     folders: dict[str, str] = {}
     for v in (*((spec.pretrain,) if spec.pretrain else ()), *spec.variants):
         try:

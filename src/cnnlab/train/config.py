@@ -49,6 +49,7 @@ class TrainConfig:
     val_fraction: float = DEFAULT_VAL_FRACTION  # of each class's training images, held out to choose (0: none)
     classes: tuple[int, ...] | None = None  # only these classes, relabelled 0, 1, ... (None: all; "5,6,7,8,9")
     train_per_class: int | None = None  # only the first N training images of each class (None: all of them)
+    test_copies: int = 1  # each test digit rendered this many times (mnist5k-rts, -cluttered, -seg; see cnnlab.data)
     image_size: int | None = None  # input size (None: the data's own, padded up to the model's minimum;
     # the model's default_image_size for image folders)
     augment: bool = True  # the dataset's standard augmentation (see cnnlab.data.AUGMENT)
@@ -86,6 +87,8 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the validation split every N epochs (and always after the last)
     early_stop: int | None = None  # stop after this many validations without a better one (None: never)
     record_grad_norms: bool = False  # each stage's and block's gradient norm at the first and last step
+    val_every_steps: int | None = None  # also validate every this many steps, recording the accuracy and the zeros
+    # entering the head (RUN/watch.json; cnnlab.train.watch); None: at epoch ends only, nothing recorded
 
     def __post_init__(self) -> None:
         for ok, message in self._checks():
@@ -158,6 +161,15 @@ class TrainConfig:
                 f"workers must be an integer in [0, {MAX_WORKERS}], got {c.workers!r}",
             ),
             (_is_int(c.eval_every, 1), f"eval_every must be an integer >= 1, got {c.eval_every!r}"),
+            (_is_int(c.test_copies, 1), f"test_copies must be an integer >= 1, got {c.test_copies!r}"),
+            (
+                c.val_every_steps is None or _is_int(c.val_every_steps, 1),
+                f"val_every_steps must be an integer >= 1 (or None: at epoch ends only), got {c.val_every_steps!r}",
+            ),
+            (
+                c.val_every_steps is None or c.val_fraction > 0,
+                "val_every_steps measures the validation split: set val_fraction > 0",
+            ),
             (
                 c.early_stop is None or _is_int(c.early_stop, 1),
                 f"early_stop must be an integer >= 1 (or None: never), got {c.early_stop!r}",

@@ -31,7 +31,8 @@ from cnnlab.train.checkpoint import BEST, LAST
 from cnnlab.train.config import TrainConfig
 
 LOCK = ".lock"
-RUN_FILES = (LAST, BEST, "metrics.csv", "config.yaml", "results.json", "curves.png", "tb")  # what a run writes
+WATCH = "watch.json"  # validations within epochs (cnnlab.train.watch)
+RUN_FILES = (LAST, BEST, "metrics.csv", "config.yaml", "results.json", "curves.png", "tb", WATCH)  # what a run writes
 _HELD: set[Path] = set()  # folders locked by this process (a POSIX lock does not exclude its own process)
 _HELD_GUARD = threading.Lock()
 

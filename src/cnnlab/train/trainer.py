@@ -76,6 +76,7 @@ from cnnlab.train.resume import Progress
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, planned_folder
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
+from cnnlab.train.watch import watch_for
 
 Log = Callable[[str], None]
 
@@ -210,6 +211,7 @@ def _run(
     callbacks = [*callbacks, *_grad_norm_recorder(job, progress)]
     net = D.wrap(torch.compile(job.model) if config.compile else job.model, info, device)  # what the steps call
     folder = _open_folder(job, progress, held, log)
+    callbacks = [*callbacks, *_watch(job, folder)]
 
     # 3. the epochs, and 4. finish: the test split once, the results
     stopped_early = _train(job, net, progress, folder, callbacks, log)
@@ -223,7 +225,7 @@ def load_data(config: TrainConfig) -> Dataset | SegmentationDataset:
     """The data set that ``config`` trains on: its splits, and the class and size subset it asks for."""
     return load_any(
         config.data, data_dir=config.data_dir, download=config.download, val_fraction=config.val_fraction,
-        classes=config.classes, train_per_class=config.train_per_class,
+        classes=config.classes, train_per_class=config.train_per_class, test_copies=config.test_copies,
     )  # fmt: skip
 
 
@@ -364,6 +366,16 @@ def _grad_norm_recorder(job: Job, progress: Progress) -> list[Callback]:
     recorder = GradNormRecorder(block_names(job.model), last_step, progress.grad_norms)
     progress.grad_norms = recorder.norms  # filled in place by the recorder
     return [recorder]
+
+
+def _watch(job: Job, folder: Folder) -> list[Callback]:
+    """Validation every ``config.val_every_steps`` updates and the zeros entering the head
+    (:mod:`cnnlab.train.watch`), when the config asks for them."""
+    if not job.config.val_every_steps or job.val_loader is None:
+        return []
+    path = folder.path if job.info.is_main else None
+    validate = lambda net: _evaluate(job, net, job.val_loader)  # noqa: E731
+    return [watch_for(path, job.config.val_every_steps, job.step.steps_per_epoch, validate)]
 
 
 def _open_folder(job: Job, progress: Progress, held: contextlib.ExitStack, log: Log) -> Folder:

@@ -1,0 +1,74 @@
+"""No figure typed by hand (issue 28): each committed summary.md is what its results.json renders, the ledger
+gives every claim's verdict, seeds and power figures, and the figures of the experiments page are checked
+against the committed results (the checker catches the prose that drifted from them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.experiments.figures import check
+from cnnlab.experiments.report import PLOTS, render
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+COMMITTED = sorted(p.parent for p in (EXPERIMENTS / "results").glob("*/results.json"))
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_each_summary_is_rendered_from_its_results(folder: Path) -> None:
+    payload = json.loads((folder / "results.json").read_text())
+    plots = [p for p in PLOTS if (folder / p).is_file()]
+    assert (folder / "summary.md").read_text() == render(payload, plots)
+
+
+def test_the_ledger_gives_every_claim_its_verdict_seeds_and_power(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", "--experiments", str(EXPERIMENTS), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(list(EXPERIMENTS.glob("*.yaml")))
+    for row in rows:
+        assert row["verdict"] in ("holds", "contradicted", "not shown", "invalid") and len(row["seeds"]) >= 3
+        for c in row["comparisons"]:
+            assert {"p_expected", "ci90", "mde", "seeds_needed", "verdict"} <= set(c)
+        if row["verdict"] in ("not shown", "invalid"):
+            assert row["why"]  # what would decide it, or which runs failed
+    se = next(r for r in rows if r["name"] == "se")
+    assert se["why"] == "se-resnet-20 vs resnet-20 in test_error: MDE 0.649 points, 13 seeds would decide it"
+
+
+# Sentences of the README's experiments section as it stood on 2026-12-01, before the figures were checked.
+DRIFTED = (
+    "**Lesions** (`experiments/results/lesion/`; the degradation experiment's own ResNet-56 and plain-56 runs, same "
+    "recipe and seeds, so no training; measuring them took 47.7 min of the 2-core machine). Removing one residual "
+    "branch of ResNet-56 raises its validation error from 4.4% to 13.3% on average over the 24 blocks that both nets "
+    "can lose.\n\n"
+    "**Deformable convolutions** (`experiments/results/deformable/`). The offset convs start at zero, but at lr 0.1 "
+    "they reached mean offsets of 193, 21, 100, 9, 6 and 3 pixels in the six layers (seed 0) on an 11x11 map."
+)
+
+
+def test_the_checker_finds_the_figures_that_drifted_from_the_results() -> None:
+    """The README's experiments section as it was: the lesion paragraph's "24 blocks" (the lesion error averages
+    the 25 blocks both nets can lose), the deformable offsets and the lesion probe's 47.7 minutes (in no
+    results.json: typed by hand)."""
+    problems = {(p.figure, p.experiments) for p in check(DRIFTED, EXPERIMENTS)}
+    assert ("24", ("lesion",)) in problems and ("47.7", ("lesion",)) in problems
+    assert ("193", ("deformable",)) in problems
+
+
+def test_a_figure_is_found_only_at_its_precision_and_unit() -> None:
+    good = ("**Small kernels** (`experiments/results/small_kernels/`): 3.67 ± 0.25% against 4.57 ± 0.23% test "
+            "error (p = 0.0052), 72,666 against 65,274 parameters.")  # fmt: skip
+    assert check(good, EXPERIMENTS) == []
+    bad = good.replace("3.67", "3.76").replace("p = 0.0052", "p = 0.052").replace("72,666", "72,665")
+    assert [p.figure for p in check(bad, EXPERIMENTS)] == ["3.76", "0.052", "72,665"]
+    assert check("4.57 min of `3.76` in plain-56", EXPERIMENTS) == []  # names no experiment: not checked
+    assert [p.figure for p in check("Plain-56 took 4.57 min.", EXPERIMENTS, strict=True)] == ["4.57"]
+
+
+@pytest.mark.skipif(not (REPO / "docs" / "experiments.md").is_file(), reason="no docs/experiments.md here")
+def test_every_figure_of_the_experiments_page_comes_from_the_results() -> None:
+    assert [str(p) for p in check((REPO / "docs" / "experiments.md").read_text(), EXPERIMENTS)] == []
