@@ -1,6 +1,7 @@
 """The README and the pages in docs/: every relative link resolves, and the figures they quote are those of the
 committed results (``experiments/results/*/results.json``, ``benchmarks/latest.json`` and ``latest.txt``) and of
-the registry. Each check computes the figure from its source and looks for it, as the page writes it."""
+the registry. Each check computes the figure from its source and looks for it, as the page writes it; the figures
+about the experiments go through the one checker, :func:`cnnlab.experiments.figures.check`."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 import cnnlab
+from cnnlab.experiments.figures import check
 from cnnlab.experiments.ledger import Entry, entries
+from cnnlab.experiments.stats import Comparison, seeds_text
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 PAGES = sorted((REPO / "docs").glob("*.md"))
 BENCH = json.loads((REPO / "benchmarks" / "latest.json").read_text())
 LEDGER = entries(REPO / "experiments")
-VERDICTS = ("holds", "not shown", "contradicted")
+VERDICTS = ("holds", "not shown", "contradicted", "invalid")  # in the order the README counts them
 
 
 def text(path: Path) -> str:
@@ -102,80 +104,89 @@ def test_the_demo_models_counts_are_the_registrys() -> None:
 
 
 def ledger_row(e: Entry) -> str:
-    return f"| **{e.name}**: {e.claim} ({e.source}) | {e.paper_figures} | {e.measured} | **{e.verdict}** |"
+    verdict = f"**{e.verdict}**" + (f" ({e.why})" if e.why else "")
+    return f"| **{e.name}**: {e.claim} ({e.source}) | {e.paper_figures} | {e.measured} | {verdict} |"
 
 
 def test_the_ledger_page_is_cnnlab_claims() -> None:
     page = text(REPO / "docs" / "experiments.md")
-    assert all(ledger_row(e) in page for e in LEDGER)
+    assert all(ledger_row(e) in page for e in LEDGER), [e.name for e in LEDGER if ledger_row(e) not in page]
     assert len(re.findall(r"^\| \*\*\w+\*\*: ", page, flags=re.M)) == len(LEDGER)
 
 
-def test_the_readmes_ledger_headline_counts_the_verdicts() -> None:
-    readme = text(README)
-    counts = Counter(e.verdict for e in LEDGER)
-    assert set(counts) <= set(VERDICTS)
-    assert len(LEDGER) == 16 and "Sixteen claims" in readme
-    headline = (
-        f"**{counts['holds']} hold, {counts['not shown']} are not shown, {counts['contradicted']} are contradicted**"
-    )
-    assert headline in flat(README)
-    rows = dict(re.findall(r"^\| (\w+) \| [^|]+ \| ([a-z ]+) \|$", readme, flags=re.M))
-    assert {k: v for k, v in rows.items() if k != "claim"} == {e.name: e.verdict for e in LEDGER}
-    for e in LEDGER:  # the short source is the ledger's first author and year
-        short = re.search(rf"^\| {e.name} \| ([^|]+) \|", readme, flags=re.M).group(1)  # type: ignore[union-attr]
-        assert short.split(",")[0].split(" et al.")[0].split(";")[0] in e.source, (e.name, short)
-
-
-def experiment_sections() -> list[tuple[str, str]]:
+def experiment_sections() -> dict[str, tuple[str, str]]:
+    """Each claim's section of docs/experiments.md: name -> (its anchor, its text)."""
     page = text(REPO / "docs" / "experiments.md")
-    sections = re.split(r"^### ", page.split("## What each experiment showed")[1], flags=re.M)[1:]
-    found = []
-    for sec in sections:
-        name = re.search(r"`experiments/results/(\w+)/`", sec)
+    showed = page.split("## What each experiment showed")[1].split("\n## ")[0]
+    found = {}
+    for sec in re.split(r"^### ", showed, flags=re.M)[1:]:
+        name = re.search(r"`experiments/results/(\w+)/`", sec.split("\n\n")[1])  # named in its first paragraph
         assert name, sec[:80]
-        found.append((name.group(1), sec.split("\n## ")[0]))
+        found[name.group(1)] = (slug(sec.splitlines()[0]), sec)
     return found
 
 
-def decimals(figure: str) -> int:
-    return len(figure.split(".")[1]) if "." in figure else 0
+def failed_groups(e: Entry) -> list[str]:
+    """``"3 of 3 nobn-lr0.25 runs failed"``: the failed runs each invalid comparison of ``e`` rests on."""
+    return [f for c in e.comparisons for f in re.findall(r"\d+ of \d+ \S+ runs failed", c.get("reason") or "")]
 
 
-def same(value: float, figure: str) -> bool:
-    """``value`` as the page writes it: ``figure``'s decimals (or, in scientific notation, its digits)."""
-    if "e" in figure:
-        mantissa = figure.split("e")[0]
-        return float(f"{value:.{decimals(mantissa)}e}") == float(figure)
-    return round(value, decimals(figure)) == float(figure)
+def readme_verdict(e: Entry, anchor: str) -> str:
+    """The README's verdict cell: a link to the claim's section, the failed runs of an invalid one, and the seeds
+    that would decide each open comparison of one not shown."""
+    cell = f"[{e.verdict}](docs/experiments.md#{anchor})"
+    if e.verdict == "invalid":
+        return f"{cell} ({'; '.join(failed_groups(e))})"
+    if e.verdict == "not shown":
+        seeds = [seeds_text(Comparison.from_json(c)) for c in e.comparisons if c["verdict"] == "not shown"]
+        return f"{cell} (seeds to decide: {', '.join(re.sub(r' seeds would .*', '', s) for s in seeds)})"
+    return cell
 
 
-def summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for metrics in results["summary"].values() for s in metrics.values() if isinstance(s, dict)]
-
-
-def test_each_experiments_spreads_p_values_and_wall_time_are_its_results() -> None:
+def test_each_claim_has_a_section_that_gives_its_verdict_and_why() -> None:
     sections = experiment_sections()
-    assert sorted(n for n, _ in sections) == sorted(e.name for e in LEDGER)
-    checked = Counter()
-    for name, sec in sections:
-        results = json.loads((REPO / "experiments" / "results" / name / "results.json").read_text())
-        wall = re.search(rf"`experiments/results/{name}/`, ([\d.]+) min;", sec)
-        if wall:
-            assert same(results["meta"]["wall_s"] / 60, wall.group(1)), (name, wall.group(1))
-            checked["wall"] += 1
-        for mean, std in re.findall(r"(\d+(?:\.\d+)?) ± (\d+(?:\.\d+)?)", sec):  # a mean ± the seeds' spread
-            assert any(
-                same(s["mean"] * scale, mean) and same(s["std"] * scale, std)
-                for s in summaries(results)
-                for scale in (100, 1)  # percent, or a count (steps)
-            ), (name, mean, std)
-            checked["mean ± std"] += 1
-        for p in re.findall(r"p = (\d+(?:\.\d+)?(?:e-?\d+)?)", sec):
-            ps = [c[k] for c in results["comparisons"] for k in ("p_expected", "p_other")]
-            assert any(same(v, p) for v in ps), (name, p)
-            checked["p"] += 1
-    assert checked["wall"] >= 10 and checked["mean ± std"] >= 25 and checked["p"] >= 15, checked  # all were read
+    assert sorted(sections) == sorted(e.name for e in LEDGER)
+    for e in LEDGER:
+        sec = sections[e.name][1]
+        assert sec.split("\n\n")[1].startswith(f"Verdict **{e.verdict}**"), e.name
+        for group in failed_groups(e):  # an invalid one says how many of its runs failed ("3 of 3")
+            assert group.split(" runs")[0].rsplit(" ", 1)[0] in sec.split("\n\n")[1], (e.name, group)
+    assert len(set(anchor for anchor, _ in sections.values())) == len(sections)
+
+
+def claims_section() -> str:
+    return "## The papers' claims" + text(README).split("## The papers' claims")[1].split("\n## ")[0]
+
+
+def counted(n: int, verdict: str) -> str:
+    """``"5 hold"``, ``"1 is contradicted"``, ``"3 are invalid"``: a count of one verdict as the headline says it."""
+    if verdict == "holds":
+        return f"{n} {'holds' if n == 1 else 'hold'}"
+    return f"{n} {'is' if n == 1 else 'are'} {verdict}"
+
+
+def test_the_readmes_ledger_headline_counts_the_verdicts() -> None:
+    counts = Counter(e.verdict for e in LEDGER)
+    assert set(counts) <= set(VERDICTS)
+    assert len(LEDGER) == 16 and "Sixteen claims" in claims_section()
+    headline = ", ".join(counted(counts[v], v) for v in VERDICTS)
+    assert f"**{headline}**" in " ".join(claims_section().split()), headline
+    rows = re.findall(r"^\| \*\*(\w+)\*\* \| ([^|]+) \| (.+) \|$", claims_section(), flags=re.M)
+    sections = experiment_sections()
+    assert {name: verdict for name, _, verdict in rows} == {
+        e.name: readme_verdict(e, sections[e.name][0]) for e in LEDGER
+    }
+    for name, short, _ in rows:  # the short source is the ledger's first author and year
+        source = next(e.source for e in LEDGER if e.name == name)
+        assert short.split(",")[0].split(" et al.")[0].split(";")[0] in source, (name, short)
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/experiments.md"])
+def test_every_figure_about_the_experiments_is_in_their_results(page: str) -> None:
+    """One checker for both (issue 28 item 6): the README's claims section and the experiments page, each
+    paragraph and row checked against the results of the experiments it (or its section) names."""
+    markdown = claims_section() if page == "README.md" else text(REPO / page)
+    assert [str(p) for p in check(markdown, REPO / "experiments")] == []
 
 
 def test_the_speed_figures_are_the_latest_benchmarks() -> None:

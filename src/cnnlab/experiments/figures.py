@@ -3,8 +3,9 @@
 :func:`check` reads a markdown text (the experiments page, or the README's experiments section) and an
 experiments folder (``experiments/``: the files and ``results/NAME/results.json``), and returns each figure it
 cannot trace to the results. The text is read block by block (a paragraph, or a table row); a block is about the
-experiments it names (``results/NAME``, or ``**NAME**`` for an experiment's name), and its figures are looked for
-among what those experiments' results hold or directly give:
+experiments it names (``results/NAME``, or ``**NAME**`` for an experiment's name), else about those its section
+names (the text under its heading: a section's later paragraphs need not repeat the folder), and its figures are
+looked for among what those experiments' results hold or directly give:
 
 * every number in ``results.json`` (per-run metrics, summaries, comparisons, the architecture, lesions, gradient
   norms, wall times in minutes, counts of seeds, runs and blocks), fractions also in percent;
@@ -13,13 +14,16 @@ among what those experiments' results hold or directly give:
 * between two variants of one metric (or of parameters and MACs): the difference, the ratio and the relative
   difference in percent;
 * the numbers of the experiment file's claim, source and description (the paper's own figures), and of the
-  reasons its failed runs failed.
+  reasons its failed runs failed, as counts, percentages or millions (never as minutes, p-values or effect sizes).
 
 A figure matches when a candidate written at the figure's precision (its decimals, or its significant digits) is
 the figure; ``p = `` looks among p-values (and the level), ``d = `` among effect sizes, ``%`` and ``points``
-among percentages, ``min`` among minutes, a count noun (``blocks``, ``seeds``, ``steps``...) among whole numbers.
-Numbers in code (backticks), inside names (``resnet-56``, ``3x3``, ``mnist5k``) and in headings are not figures.
-A block that names no experiment is checked only with ``strict`` (then against every experiment's results).
+among percentages, ``min`` among minutes, a count noun (``blocks``, ``seeds``, ``steps``...) among whole numbers,
+and a mean with its spread (``3.67 ± 0.25%``, ``209 ± 66 steps``) among the (mean, standard deviation) pairs of
+the summaries: both of one variant's metric, not a mean of one and a spread of another.
+Numbers in code (backticks and fenced blocks), inside names (``resnet-56``, ``3x3``, ``mnist5k``) and in headings
+are not figures. A block whose section names no experiment is checked only with ``strict`` (then against every
+experiment's results).
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ from cnnlab.train.config import FIRST_RECIPE
 KINDS = ("percent", "minutes", "millions", "raw", "p", "d")  # what a figure can be, by how the text gives it
 COUNT_NOUNS = ("block", "blocks", "seed", "seeds", "run", "runs", "step", "steps", "epoch", "epochs", "layer",
                "layers", "parameters", "params", "images", "digits", "variants", "groups")  # fmt: skip
+_FIGURE = r"\d(?:[\d,]*\d)?(?:\.\d+)?(?:e-?\d+)?"  # 72,666; 3.67; 5.4e-05
 _NUMBER = re.compile(
     r"(?:(?<=[\s(\[])[+\-\u2212](?=\d)|(?<![\w.,+\-\u2212/]))"  # a sign after a space, or no name before
-    r"(?P<num>\d(?:[\d,]*\d)?(?:\.\d+)?)(?![A-Za-wyz_\d]|x\w)"  # and no letter after ("3x3", "mnist5k": names)
-    r"(?P<after>(?:\s*(?:±|-|\u2013|to|and|or|vs\.?|against)\s*\d(?:[\d,]*\d)?(?:\.\d+)?)*)"  # "3.67 ± 0.25%"
+    rf"(?P<num>{_FIGURE})(?![A-Za-wyz_\d]|x\w)"  # and no letter after ("3x3", "mnist5k": names)
+    rf"(?P<after>(?:\s*(?:±|-|\u2013|to|and|or|vs\.?|against)\s*{_FIGURE})*)"  # "3.67 ± 0.25%"
     r"(?P<unit>\s*(?:%|points|min\b|MMACs|GMACs|M\b)|\s+[a-z]+)?"
 )
 
@@ -178,12 +183,28 @@ def _between_variants(payload: dict[str, Any]) -> Iterator[tuple[str, float]]:
                 yield "percent", 100 * (x / y - 1)
 
 
+def _payload(experiments: Path, name: str) -> dict[str, Any]:
+    saved = experiments / "results" / name / "results.json"
+    return json.loads(saved.read_text()) if saved.is_file() else {}
+
+
+def spreads(experiments: Path, name: str) -> set[tuple[float, float]]:
+    """What ``mean ± spread`` about the experiment ``name`` may be: each summary's (mean, standard deviation) over
+    the seeds, as a fraction in percent and as it is (counts: steps, parameters)."""
+    payload = _payload(experiments, name)
+    out = set()
+    for metrics in payload.get("summary", {}).values():
+        for s in metrics.values():
+            if s.get("mean") is not None and s.get("std") is not None:
+                out |= {(s["mean"], s["std"]), (100 * s["mean"], 100 * s["std"])}
+    return out
+
+
 def candidates(experiments: Path, name: str) -> dict[str, set[float]]:
     """What a figure about the experiment ``name`` may be: each of :data:`KINDS` -> values (unsigned: prose gives
     a sign in words, "0.3 points below")."""
     out: dict[str, set[float]] = {k: set() for k in KINDS}
-    saved = experiments / "results" / name / "results.json"
-    payload = json.loads(saved.read_text()) if saved.is_file() else {}
+    payload = _payload(experiments, name)
     out["p"] |= {ALPHA, payload.get("alpha", ALPHA)}  # "p < 0.05"
     for c in payload.get("comparisons", []):  # "p = 0.005" is a p-value, "d = 3.7" an effect size
         out["p"] |= {c["p_expected"], c["p_other"]}
@@ -198,21 +219,22 @@ def candidates(experiments: Path, name: str) -> dict[str, set[float]]:
             out["millions"].add(abs(v) / 1e6)
         if kind == "percent":  # already in percent
             out["percent"].add(abs(v))
-    failures = " ".join(r.get("failure") or "" for r in payload.get("runs", []))  # "training accuracy 16.8%"
-    spec_text = (
-        failures
-        + " ".join(str(payload.get(k) or "") for k in ("claim", "description"))
-        + json.dumps(payload.get("source") or {})
+    failures = [r.get("failure") or "" for r in payload.get("runs", [])]  # "training accuracy 16.8%"
+    spec_text = " ".join(
+        [*failures, *(str(payload.get(k) or "") for k in ("claim", "description")), json.dumps(payload.get("source"))]
     )
-    for v in _numbers_in(spec_text):
-        for kind in out.values():
-            kind.add(v)
+    for v in _numbers_in(spec_text):  # figures of a paper or a failure: counts, percentages, millions; no times
+        for kind in ("raw", "percent", "millions"):
+            out[kind].add(v)
     return out
 
 
 def _matches(figure: str, values: set[float]) -> bool:
     text = figure.replace(",", "").lstrip("+-\u2212")
     target = float(text)
+    mantissa, _, exponent = text.partition("e")
+    if exponent:  # "5.4e-05": the value in scientific notation at the mantissa's digits
+        return any(float(f"{v:.{len(mantissa.replace('.', '')) - 1}e}") == target for v in values)
     decimals = len(text.split(".")[1]) if "." in text else 0
     digits = len(text.replace(".", "").lstrip("0")) or 1
     for v in values:
@@ -223,51 +245,67 @@ def _matches(figure: str, values: set[float]) -> bool:
     return False
 
 
-def _blocks(markdown: str) -> Iterator[str]:
-    block: list[str] = []
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            yield from (["\n".join(block)] if block else [])
-            block = []
-            if not re.fullmatch(r"\|[\s|:-]+\|?", line.strip()):
-                yield line
-        elif not line.strip() or line.startswith("#"):
-            yield from (["\n".join(block)] if block else [])
-            block = []
-        else:
-            block.append(line)
-    if block:
-        yield "\n".join(block)
+def _blocks(markdown: str) -> Iterator[tuple[str, str]]:
+    """(block, its section): each paragraph and table row outside fenced code, with the text under its heading."""
+    prose = re.sub(r"^```.*?^```[^\n]*$", "", markdown, flags=re.M | re.S)
+    for section in re.split(r"^#.*$", prose, flags=re.M):
+        block: list[str] = []
+        for line in [*section.splitlines(), ""]:
+            if line.startswith("|") or not line.strip():
+                if block:
+                    yield "\n".join(block), section
+                block = []
+                if line.startswith("|") and not re.fullmatch(r"\|[\s|:-]+\|?", line.strip()):
+                    yield line, section
+            else:
+                block.append(line)
+
+
+def _names(text: str, names: list[str]) -> tuple[str, ...]:
+    """The experiments ``text`` is about: those whose results folder or bold name it gives."""
+    return tuple(n for n in names if re.search(rf"results/{re.escape(n)}(?![\w-])|\*\*{re.escape(n)}\*\*", text))
+
+
+def _pair_matches(mean: str, spread: str, pairs: set[tuple[float, float]]) -> bool:
+    """Whether one (mean, spread) of ``pairs`` is ``mean ± spread``, both at the text's precision."""
+    return any(_matches(mean, {m}) and _matches(spread, {s}) for m, s in pairs)
 
 
 def check(markdown: str, experiments: str | Path, *, strict: bool = False) -> list[Problem]:
     """Every figure of ``markdown`` that the results of the experiments its block is about do not give."""
     root = Path(experiments)
     names = sorted(load_spec(p).name for p in root.glob("*.yaml"))
-    cache: dict[str, dict[str, set[float]]] = {}
+    cache: dict[str, tuple[dict[str, set[float]], set[tuple[float, float]]]] = {}
 
-    def pool(about: tuple[str, ...]) -> dict[str, set[float]]:
+    def pool(about: tuple[str, ...]) -> tuple[dict[str, set[float]], set[tuple[float, float]]]:
         out: dict[str, set[float]] = {k: set() for k in KINDS}
         out["raw"] |= {*_leaves(dict(FIRST_RECIPE)), MAX_SEEDS, MAX_FISHER_SEEDS}  # "more than 1000 seeds"
+        pairs: set[tuple[float, float]] = set()
         for name in about:
             if name not in cache:
-                cache[name] = candidates(root, name)
-            for kind, values in cache[name].items():
+                cache[name] = candidates(root, name), spreads(root, name)
+            for kind, values in cache[name][0].items():
                 out[kind] |= values
-        return out
+            pairs |= cache[name][1]
+        return out, pairs
 
     problems = []
-    for block in _blocks(markdown):
-        about = tuple(n for n in names if re.search(rf"results/{re.escape(n)}(?![\w-])|\*\*{re.escape(n)}\*\*", block))
+    for block, section in _blocks(markdown):
+        about = _names(block, names) or _names(section, names)
         if not about and not strict:
             continue
-        values = pool(about or tuple(names))
+        values, pairs = pool(about or tuple(names))
         prose = re.sub(r"`[^`]*`", " ", block)  # code, paths and commands are not figures
         prose = re.sub(r"\]\([^)]*\)", "]", prose)  # nor link targets
         for m in _NUMBER.finditer(prose):
             unit = (m.group("unit") or "").strip()
             before = prose[max(0, m.start() - 4) : m.start()]
-            figures = [m.group("num"), *re.findall(r"\d(?:[\d,]*\d)?(?:\.\d+)?", m.group("after") or "")]
+            figures = [m.group("num"), *re.findall(_FIGURE, m.group("after") or "")]
+            context = " ".join(prose[max(0, m.start() - 40) : m.end() + 30].split())
+            if re.fullmatch(rf"\s*±\s*{_FIGURE}", m.group("after") or ""):  # a mean and its spread: one summary's
+                if not _pair_matches(*figures, pairs):
+                    problems.append(Problem(" ± ".join(figures), about, context))
+                continue
             if re.search(r"\bp [=<>] $", before):
                 kinds = ("p",)
             elif re.search(r"\bd = $", before):
@@ -285,8 +323,5 @@ def check(markdown: str, experiments: str | Path, *, strict: bool = False) -> li
             allowed = set().union(*(values[k] for k in kinds))
             if unit in COUNT_NOUNS and not m.group("after"):  # a count is a whole number (not a mean ± spread)
                 allowed = {v for v in allowed if float(v).is_integer()}
-            for figure in figures:
-                if not _matches(figure, allowed):
-                    start = max(0, m.start() - 40)
-                    problems.append(Problem(figure, about, " ".join(prose[start : m.end() + 30].split())))
+            problems += [Problem(f, about, context) for f in figures if not _matches(f, allowed)]
     return problems
