@@ -124,6 +124,7 @@ def plan_stages(first_reduction: int, num_stages: int, output_stride: int, *, co
 
 
 def check_zero_init_last(zero_init_last: bool, plain: bool) -> None:
+    """Refuse ``zero_init_last`` for a plain net, whose blocks have no shortcut to start as."""
     if zero_init_last and plain:
         raise ModelArgumentError(
             "zero_init_last starts each block as its shortcut; a plain block (plain=True) has none and would "
