@@ -195,3 +195,39 @@ def test_bn_inception_module_double_3x3_and_stride_2_on_any_grid() -> None:
     assert not hasattr(reduction, "branch1x1") and isinstance(reduction.branch_pool, nn.MaxPool2d)
     for s in (14, 15):
         assert reduction(torch.randn(1, 320, s, s)).shape == (1, 160 + 96 + 320, (s + 1) // 2, (s + 1) // 2)
+
+
+V1 = ["branch1x1", "branch3x3", "branch5x5", "branch_pool"]
+V3 = ["branch1x1", "branch3x3", "branch3x3dbl", "branch_pool"]  # also BN-Inception's
+V4 = ["branch0", "branch1", "branch2", "branch3"]
+
+
+@pytest.mark.parametrize(
+    ("make", "in_chs", "order"),
+    [
+        (partial(InceptionV1, widths=GOOGLENET_3A), 192, V1),
+        (partial(InceptionV1, widths=GOOGLENET_3A, naive=True), 8, V1),
+        (partial(InceptionV3A, pool_features=32), 192, ["branch1x1", "branch5x5", "branch3x3dbl", "branch_pool"]),
+        (partial(InceptionV3B, c7=128), 768, ["branch1x1", "branch7x7", "branch7x7dbl", "branch_pool"]),
+        (InceptionV3C, 1280, V3),
+        (InceptionV4A, 384, V4),
+        (InceptionV4B, 1024, V4),
+        (InceptionV4C, 1536, V4),
+        (partial(BNInception, widths=BN_INCEPTION_WIDTHS["3a"]), 192, V3),
+        (partial(BNInception, widths=BN_INCEPTION_WIDTHS["3c"]), 320, V3[1:]),  # no 1x1 at stride 2
+        (partial(reduction_a, k=8, l=8, m=8, n=8), 16, V4[:3]),
+        (partial(GridReduction, convs={"c": [(4, 3, 2)]}, pool_name="maxpool", pool_first=True), 8, ["maxpool", "c"]),
+        (partial(Concat, a=nn.Conv2d(3, 2, 1), b=nn.MaxPool2d(3, 1, 1)), 3, ["a", "b"]),
+    ],
+)  # fmt: skip
+def test_multi_branch_blocks_concatenate_their_named_branches(make: partial, in_chs: int, order: list[str]) -> None:
+    """Each block's output is its branches' outputs concatenated in the paper's (or released model's) order, and
+    a module attached to the block later does not join the output (the children are not iterated)."""
+    block = make(in_chs).eval()
+    x = torch.randn(1, in_chs, 9, 9)
+    with torch.no_grad():
+        expected = torch.cat([getattr(block, name)(x) for name in order], dim=1)
+        block.extra = nn.Conv2d(in_chs, 5, 1)
+        out = block(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert out.shape[1] == block.out_chs

@@ -87,3 +87,39 @@ def test_builder_must_name_its_model_class() -> None:
     with pytest.raises(cnnlab.RegistryError, match="annotate its return type"):
         cnnlab.register_model(untyped_builder_for_test)
     assert "untyped_builder_for_test" not in cnnlab.list_models()
+
+
+def test_on_meta_builds_shapes_only_and_initialises_nothing_on_other_threads() -> None:
+    """Building on the meta device skips the initialisers on the building thread only: another thread's
+    initialisers still set values while the block runs, and a real tensor made inside is initialised too."""
+    import threading
+
+    from cnnlab.registry import meta_model, on_meta
+
+    model = meta_model("cifar_resnet20")
+    assert all(p.is_meta for p in model.parameters()) and sum(p.numel() for p in model.parameters()) == 269_722
+    inside, leave = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def build() -> None:
+        with on_meta():
+            seen.append(nn.Conv2d(3, 8, 3).weight.is_meta)
+            inside.set()
+            leave.wait(30)
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        assert inside.wait(30) and seen == [True]
+        torch.manual_seed(0)
+        w = nn.init.kaiming_uniform_(torch.zeros(64, 64), a=5**0.5)  # this thread: a real initialisation
+        bound = 1 / 64**0.5  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        assert torch.count_nonzero(w) == w.numel() and w.abs().max() <= bound and w.std() > bound / 2
+        assert not nn.Linear(4, 4).weight.is_meta
+    finally:
+        leave.set()
+        builder.join()
+    with on_meta():
+        real = nn.init.ones_(torch.zeros(3, device="cpu"))
+        meta = nn.init.ones_(torch.zeros(3))
+    assert torch.equal(real, torch.ones(3)) and meta.is_meta

@@ -159,3 +159,54 @@ def test_asymmetric_kernels() -> None:
 def test_basic_block_rejects_groups() -> None:
     with pytest.raises(ValueError, match="bottleneck block"):
         BasicBlock(64, 64, groups=32)
+
+
+BLOCKS_AND_SHORTCUTS = [
+    (BasicBlock, 16, 16, 1, "A"),
+    (BasicBlock, 16, 32, 2, "A"),
+    (BasicBlock, 16, 32, 2, "B"),
+    (Bottleneck, 64, 16, 1, "B"),
+    (Bottleneck, 32, 16, 2, "C"),
+    (PreActBasicBlock, 16, 16, 1, "B"),
+    (PreActBasicBlock, 16, 32, 2, "A"),
+    (PreActBottleneck, 64, 16, 1, "B"),
+    (PreActBottleneck, 32, 16, 2, "B"),
+]
+
+
+@pytest.mark.parametrize(("block", "in_chs", "planes", "stride", "shortcut"), BLOCKS_AND_SHORTCUTS)
+@pytest.mark.parametrize("attn", [False, True])
+def test_zero_init_last_starts_each_block_as_its_shortcut(
+    block: type[nn.Module], in_chs: int, planes: int, stride: int, shortcut: str, attn: bool
+) -> None:
+    """timm's zero_init_last: the branch starts at zero, so the block is act(shortcut(x)) in either mode, and the
+    zeroed layer still receives a gradient (a pre-activation block zeroes its last conv: the last BN feeds a
+    ReLU, whose gradient at 0 is 0)."""
+    se = partial(SqueezeExcite, reduction=4) if attn else None
+    blk = randomize_norm_stats(block(in_chs, planes, stride=stride, shortcut=shortcut, attn_layer=se))
+    blk.zero_init_last()
+    x = torch.randn(2, in_chs, 8, 8)
+    for mode in (blk.eval, blk.train):
+        mode()
+        if shortcut == "A":  # option A by hand: subsample, then zero channels
+            expected = F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, 0, blk.out_chs - in_chs))
+        elif in_chs == blk.out_chs and stride == 1 and shortcut == "B":
+            expected = x
+        else:  # a projection: conv (+ BN), checked against Eq. 2 above
+            with torch.no_grad():
+                expected = blk.shortcut(x)
+        expected = expected if block.pre_activation else F.relu(expected)
+        torch.testing.assert_close(blk(x), expected, rtol=0, atol=0)
+    blk.train()
+    blk(x).square().sum().backward()
+    last = blk.conv3 if hasattr(blk, "conv3") else blk.conv2
+    zeroed = last.conv.weight if block.pre_activation else last.bn.weight
+    assert torch.count_nonzero(zeroed) == 0 and torch.count_nonzero(zeroed.grad) > 0
+
+
+def test_zero_init_last_without_norm_zeroes_the_last_conv() -> None:
+    blk = BasicBlock(8, 8, norm_layer=None)
+    blk.zero_init_last()
+    assert torch.count_nonzero(blk.conv2.conv.weight) == 0 and torch.count_nonzero(blk.conv2.conv.bias) == 0
+    x = torch.randn(1, 8, 5, 5)
+    torch.testing.assert_close(blk(x), F.relu(x), rtol=0, atol=0)

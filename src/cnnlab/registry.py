@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils._device import DeviceContext  # what torch.device(...) pushes as a context manager
 
 from cnnlab.errors import ModelArgumentError, RegistryError, UnknownModelError, suggest
 from cnnlab.layers.named import resolve_model_kwargs
@@ -331,34 +332,42 @@ def build_model(
     return create_model(name, **sizes, **resolve_model_kwargs(plain))
 
 
-_INITIALIZERS = tuple(
-    name
-    for name in dir(nn.init)
-    if name.endswith("_") and not name.startswith("_") and callable(getattr(nn.init, name))
+_SKIPPED_ON_META = frozenset(
+    [getattr(nn.init, name) for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")]
+    + [torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.zero_, torch.Tensor.fill_]
 )
-"""``torch.nn.init``'s in-place initialisers (``kaiming_uniform_``, ``zeros_``, ...), as every layer's
-``reset_parameters`` calls them."""
+"""What a layer's ``reset_parameters`` calls to set values: ``torch.nn.init``'s initialisers (those that dispatch
+to a torch function mode, ``kaiming_uniform_``, ``uniform_``, ...) and the in-place fills the others end in
+(``kaiming_normal_`` in ``Tensor.normal_``, ``zeros_`` in ``Tensor.zero_``)."""
 
 
-def _keep(tensor: Any, *_args: Any, **_kwargs: Any) -> Any:
-    return tensor
+class _MetaBuild(DeviceContext):
+    """``torch.device("meta")`` (the same function mode: factory functions make meta tensors) that also returns
+    a meta tensor untouched from the calls of :data:`_SKIPPED_ON_META`. A function mode is pushed on the calling
+    thread's mode stack only, so other threads build and initialise as usual; a real tensor made inside (with an
+    explicit ``device=``) is still initialised."""
+
+    def __init__(self) -> None:
+        super().__init__("meta")
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if func in _SKIPPED_ON_META:
+            tensor = args[0] if args else (kwargs or {}).get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor  # a meta tensor has no values to set
+        return super().__torch_function__(func, types, args, kwargs)
 
 
 @contextlib.contextmanager
 def on_meta() -> collections.abc.Iterator[None]:
     """Build models on the meta device, for their structure and counts: every tensor made inside is shapes only,
-    and ``torch.nn.init``'s initialisers are skipped (a meta tensor has no values to set). Initialising is a
-    third of the time of building a model on the meta device, and ``cnnlab models`` builds every model.
-    Not thread-safe: the initialisers are swapped out for the whole process while the block runs."""
-    saved = {name: getattr(nn.init, name) for name in _INITIALIZERS}
-    try:
-        for name in _INITIALIZERS:
-            setattr(nn.init, name, _keep)
-        with torch.device("meta"):
-            yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
+    and initialising a meta tensor is skipped (it has no values to set). Initialising is a third of the time of
+    building a model on the meta device, and ``cnnlab models`` builds every model. Only the calling thread is
+    affected (:class:`_MetaBuild` is a torch function mode, and the mode stack is per thread)."""
+    with _MetaBuild():
+        yield
 
 
 def meta_model(name: str, kwargs: Mapping[str, Any] | None = None, **sizes: int | None) -> nn.Module:

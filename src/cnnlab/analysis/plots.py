@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from cnnlab.analysis.erf import EffectiveField
 from cnnlab.analysis.gridding import GriddingMap
 from cnnlab.analysis.report import ModelReport
 from cnnlab.analysis.tricks import Figure, before_after, value_label
-from cnnlab.plotting import pyplot, save_figure
+from cnnlab.plotting import heatmap, pyplot, save_figure
 
 DPI = 120  # the analyzer's figures carry small labels
 
@@ -78,28 +77,11 @@ def plot_tricks(figures: Sequence[Figure], path: str | Path) -> Path:
     return save_figure(fig, path, dpi=DPI)
 
 
-def _heatmap(ax: Any, values: np.ndarray, *, cmap: str, label: str, zeros: str) -> None:
-    """``values`` as an image with a colour bar; exact zeros hatched in red, apart from the low values."""
-    from matplotlib import patches
-
-    plt = pyplot()
-    masked = np.ma.masked_equal(values, 0)
-    colours = plt.get_cmap(cmap).with_extremes(bad="#fecaca")
-    image = ax.imshow(masked, cmap=colours, interpolation="nearest")
-    ys, xs = np.nonzero(values == 0)
-    for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
-        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, hatch="////", ec="#dc2626", lw=0))
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
-    if len(ys):
-        hole = patches.Patch(fc="#fecaca", ec="#dc2626", hatch="////", label=f"{zeros} ({len(ys)})")
-        ax.legend(handles=[hole], loc="upper right", fontsize=7, framealpha=0.9)
-
-
 def plot_erf(erf: EffectiveField, path: str | Path, *, title: str = "") -> Path:
     """The effective receptive field as a heat map, with the theoretical field's square around its centre."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
-    _heatmap(ax, erf.grad, cmap="inferno", label="mean |input gradient| (max = 1)", zeros="exactly zero")
+    heatmap(ax, erf.grad, cmap="inferno", label="mean |input gradient| (max = 1)", zeros="exactly zero")
     if erf.theoretical:
         h, w = erf.grad.shape
         (th, tw), (cy, cx) = erf.theoretical, erf.center
@@ -114,7 +96,7 @@ def plot_gridding(grid: GriddingMap, path: str | Path) -> Path:
     """The paths from each input pixel to the centre output of a dilated stack; holes hatched in red."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 5))
-    _heatmap(ax, grid.window, cmap="viridis", label="paths to the centre output", zeros="holes: no path")
+    heatmap(ax, grid.window, cmap="viridis", label="paths to the centre output", zeros="holes: no path")
     rates = ", ".join(map(str, grid.rates))
     ax.set_title(f"rates [{rates}]: field {grid.field}, {grid.holes} holes of {grid.field**2}")
     return save_figure(fig, path, dpi=DPI)

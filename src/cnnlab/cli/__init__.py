@@ -4,7 +4,7 @@ Text typed by a person becomes values here: sizes, configs, and model arguments 
 :func:`cnnlab.registry.build_model` turns into models (named layers into classes) for every command alike.
 
 May import: cnnlab.analysis, cnnlab.bench, cnnlab.data, cnnlab.errors, cnnlab.experiments, cnnlab.pages,
-cnnlab.registry, cnnlab.train.
+cnnlab.plotting, cnnlab.registry, cnnlab.train.
 """
 
 from __future__ import annotations

@@ -67,9 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from cnnlab.data import load_any, make_loader
+    from cnnlab.plotting import plot_confusion
     from cnnlab.train.distributed import resolve_device
     from cnnlab.train.engine import confusion_matrix, predict_batches, topk_accuracy
-    from cnnlab.train.plots import plot_confusion
     from cnnlab.train.predict import input_pipeline, model_from_checkpoint
     from cnnlab.train.runfolder import check_folder
 
@@ -131,8 +131,8 @@ def _eval_segmentation(
     device: torch.device,
 ) -> int:
     """The IoU table, the scores and the mask PNG of a segmentation checkpoint (see the module docstring)."""
+    from cnnlab.plotting import plot_masks
     from cnnlab.train.atomic import write_atomic
-    from cnnlab.train.plots import plot_masks
     from cnnlab.train.predict import input_pipeline, iou_table, sample_masks, score_text
 
     scores, rows = iou_table(model, data, loader, device=device)

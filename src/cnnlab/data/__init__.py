@@ -17,11 +17,13 @@ May import: cnnlab.errors.
 from cnnlab.data.datasets import (
     AUGMENT,
     DATASETS,
+    SEGMENTATION_DATASETS,
     STATS,
     Dataset,
     FolderSplit,
     Split,
     TensorSplit,
+    is_segmentation,
     load_dataset,
     select,
 )
@@ -37,11 +39,9 @@ from cnnlab.data.metrics import (
     segmentation_scores,
 )
 from cnnlab.data.segmentation import (
-    SEGMENTATION_DATASETS,
     MaskFolderSplit,
     MaskSplit,
     SegmentationDataset,
-    is_segmentation,
     load_any,
     load_segmentation,
 )

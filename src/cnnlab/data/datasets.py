@@ -52,6 +52,9 @@ from cnnlab.errors import DataError, suggest
 
 DATASETS = ("mnist5k", "mnist5k-rts", "mnist5k-cluttered", "mnist", "fashion-mnist", "cifar10", "cifar100",
             "imagefolder:PATH")  # fmt: skip
+SEGMENTATION_DATASETS = ("mnist5k-seg", "segfolder:PATH")
+"""The segmentation data sets (:mod:`cnnlab.data.segmentation` reads them): named here, where the classification
+loader refuses them with a pointer."""
 MNIST5K = ("mnist5k", "mnist5k-rts", "mnist5k-cluttered")
 TORCHVISION = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 
@@ -416,7 +419,7 @@ def load_dataset(
         data = _torchvision(name, Path(data_dir), download, val_fraction)
     elif name.startswith("imagefolder:"):
         data = _imagefolder(Path(name.split(":", 1)[1]).expanduser(), val_fraction)
-    elif _is_segmentation(name):
+    elif is_segmentation(name):
         raise DataError(
             f"{name} is a segmentation data set (a label per pixel): cnnlab.data.load_segmentation({name!r}) reads "
             "it (cnnlab train reads it for a segmentation model)"
@@ -436,7 +439,6 @@ def load_dataset(
     return data
 
 
-def _is_segmentation(name: str) -> bool:
-    from cnnlab.data.segmentation import is_segmentation  # it builds on this module
-
-    return is_segmentation(name)
+def is_segmentation(name: str) -> bool:
+    """Whether ``name`` names a segmentation data set (``mnist5k-seg``, ``segfolder:PATH``)."""
+    return name.split(":", 1)[0] in {n.split(":", 1)[0] for n in SEGMENTATION_DATASETS}

@@ -44,14 +44,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.data import stats as S
-from cnnlab.data.datasets import CLASSES, Dataset, SplitSet, TensorSplit, load_dataset
+from cnnlab.data.datasets import (
+    CLASSES,
+    SEGMENTATION_DATASETS,
+    Dataset,
+    SplitSet,
+    TensorSplit,
+    is_segmentation,
+    load_dataset,
+)
 from cnnlab.data.images import open_image
 from cnnlab.data.metrics import IGNORE_INDEX
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION, TEST_SPLIT_SEED, VAL_SPLIT_SEED, stratified_split
 from cnnlab.data.transforms import AugmentSpec, Kind
 from cnnlab.errors import DataError, suggest
-
-SEGMENTATION_DATASETS = ("mnist5k-seg", "segfolder:PATH")
 
 SEG_SEED = 2016  # Yu & Koltun's year: any fixed seed would do, this one is documented
 CANVAS = 64  # pixels per side
@@ -339,11 +345,6 @@ def load_segmentation(
         f"unknown segmentation data set {name!r}.{suggest(name, SEGMENTATION_DATASETS)} "
         f"Segmentation data sets: {', '.join(SEGMENTATION_DATASETS)}."
     )
-
-
-def is_segmentation(name: str) -> bool:
-    """Whether ``name`` names a segmentation data set (``mnist5k-seg``, ``segfolder:PATH``)."""
-    return name.split(":", 1)[0] in {n.split(":", 1)[0] for n in SEGMENTATION_DATASETS}
 
 
 def load_any(

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.branches import concat_channels, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory
 
@@ -50,7 +51,7 @@ BN_INCEPTION_WIDTHS: dict[str, BNInceptionWidths] = {
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 
-class BNInception(Concat):
+class BNInception(nn.Module):
     """``branch1x1`` (absent at stride 2), ``branch3x3``, ``branch3x3dbl``, ``branch_pool`` concatenated.
 
     The stride-2 convs and pool are padded by 1, so every branch halves any grid to the same size (the
@@ -63,17 +64,21 @@ class BNInception(Concat):
     """
 
     def __init__(self, in_chs: int, widths: BNInceptionWidths, *, conv_layer: LayerFactory = ConvBnAct) -> None:
+        super().__init__()
         w, s = widths, widths.stride
         pool = _POOLS[w.pool](3, stride=s, padding=1)
         last = (3, s, 1)  # the last 3x3 of a branch carries the module's stride
-        branches = {"branch1x1": conv_layer(in_chs, w.c1x1, 1)} if w.c1x1 else {}
-        super().__init__(
-            in_chs,
-            **branches,
-            branch3x3=conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, *last)], conv_layer=conv_layer),
-            branch3x3dbl=conv_chain(
-                in_chs, [(w.c3x3dbl_reduce, 1), (w.c3x3dbl, 3), (w.c3x3dbl, *last)], conv_layer=conv_layer
-            ),
-            branch_pool=nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1)) if w.pool_proj else pool,
+        if w.c1x1:  # the stride-2 modules have no 1x1 branch
+            self.branch1x1 = conv_layer(in_chs, w.c1x1, 1)
+        self.branch3x3 = conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, *last)], conv_layer=conv_layer)
+        self.branch3x3dbl = conv_chain(
+            in_chs, [(w.c3x3dbl_reduce, 1), (w.c3x3dbl, 3), (w.c3x3dbl, *last)], conv_layer=conv_layer
         )
+        self.branch_pool = nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1)) if w.pool_proj else pool
         self.widths = widths
+        self.out_chs = w.c1x1 + concat_channels(in_chs, self.branch3x3, self.branch3x3dbl, self.branch_pool)
+
+    def forward(self, x: Tensor) -> Tensor:
+        first = [self.branch1x1(x)] if self.widths.c1x1 else []  # none in the stride-2 modules
+        branches = [*first, self.branch3x3(x), self.branch3x3dbl(x), self.branch_pool(x)]
+        return torch.cat(branches, dim=1)  # N x out_chs x H/s x W/s

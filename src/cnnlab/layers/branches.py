@@ -69,20 +69,29 @@ def chain(in_chs: int, blocks: Sequence[Block] | Mapping[str, Block]) -> nn.Sequ
     return seq
 
 
-class Concat(nn.Module):
-    """Run each named branch on the input and concatenate the outputs on the channel axis (in order).
+def concat_channels(in_chs: int, *branches: nn.Module) -> int:
+    """The channels of the branches' outputs on ``in_chs`` channels, concatenated (:func:`output_channels`)."""
+    return sum(output_channels(branch, in_chs) for branch in branches)
 
-    ``out_chs`` is the sum of the branches' output channels (:func:`output_channels` of each on ``in_chs``).
+
+class Concat(nn.Module):
+    """Run each named branch on the input and concatenate the outputs on the channel axis, in the order given.
+
+    The generic form, for modules whose branches are data (a stem's mixed layer, a grid reduction's conv specs,
+    an Inception-ResNet block's branch specs); the paper's modules name their branches in their own ``forward``
+    (:class:`~cnnlab.layers.inception_v1.InceptionV1`). Only the branches given here join the output, whatever
+    other submodule is added later. ``out_chs`` is the sum of the branches' output channels.
     """
 
     def __init__(self, in_chs: int, **branches: nn.Module) -> None:
         super().__init__()
-        self.out_chs = sum(output_channels(branch, in_chs) for branch in branches.values())
+        self.out_chs = concat_channels(in_chs, *branches.values())
+        self.branch_names = tuple(branches)
         for name, branch in branches.items():
             self.add_module(name, branch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([branch(x) for branch in self.children()], dim=1)  # N x out_chs x H' x W'
+        return torch.cat([getattr(self, name)(x) for name in self.branch_names], dim=1)  # N x out_chs x H' x W'
 
 
 INCEPTION_CONV: LayerFactory = partial(ConvBnAct, norm_layer=partial(nn.BatchNorm2d, eps=1e-3))

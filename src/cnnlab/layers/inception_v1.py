@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.branches import concat_channels, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory
 
@@ -55,7 +56,7 @@ GOOGLENET_WIDTHS: dict[str, InceptionV1Widths] = {
 """All nine Inception modules of Table 1."""
 
 
-class InceptionV1(Concat):
+class InceptionV1(nn.Module):
     """An Inception module: ``branch1x1``, ``branch3x3``, ``branch5x5``, ``branch_pool`` concatenated.
 
     Args:
@@ -78,23 +79,22 @@ class InceptionV1(Concat):
         kernel_5x5: int = 5,
         conv_layer: LayerFactory = ConvBnAct,
     ) -> None:
+        super().__init__()
         w = widths
         pool = nn.MaxPool2d(3, stride=1, padding=1)
-        if naive:
-            super().__init__(
-                in_chs,
-                branch1x1=conv_layer(in_chs, w.c1x1, 1),
-                branch3x3=conv_layer(in_chs, w.c3x3, 3),
-                branch5x5=conv_layer(in_chs, w.c5x5, kernel_5x5),
-                branch_pool=pool,
-            )
-        else:
-            super().__init__(
-                in_chs,
-                branch1x1=conv_layer(in_chs, w.c1x1, 1),
-                branch3x3=conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, 3)], conv_layer=conv_layer),
-                branch5x5=conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, kernel_5x5)], conv_layer=conv_layer),
-                branch_pool=nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1)),
-            )
+        self.branch1x1 = conv_layer(in_chs, w.c1x1, 1)
+        if naive:  # Fig. 2a
+            self.branch3x3 = conv_layer(in_chs, w.c3x3, 3)
+            self.branch5x5 = conv_layer(in_chs, w.c5x5, kernel_5x5)
+            self.branch_pool = pool
+        else:  # Fig. 2b: 1x1 reductions before the 3x3 and the 5x5, a 1x1 projection after the pool
+            self.branch3x3 = conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, 3)], conv_layer=conv_layer)
+            self.branch5x5 = conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, kernel_5x5)], conv_layer=conv_layer)
+            self.branch_pool = nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1))
+        self.out_chs = concat_channels(in_chs, self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool)
         self.widths = widths
         self.naive = naive
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)]
+        return torch.cat(branches, dim=1)  # N x out_chs x H x W

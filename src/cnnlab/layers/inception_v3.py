@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.branches import concat_channels, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.factorized import asymmetric, expanded_asymmetric, stacked_3x3
 from cnnlab.layers.grid_reduction import MAX_POOL_3X3_S2
@@ -44,7 +45,7 @@ class InceptionV3Stem(nn.Sequential):
         self.pool2 = MAX_POOL_3X3_S2()  # N x 192 x 35 x 35
 
 
-class InceptionV3A(Concat):
+class InceptionV3A(nn.Module):
     """Fig. 5 (35x35): ``branch1x1`` 64; ``branch5x5`` 1x1 48, 5x5 64; ``branch3x3dbl`` 1x1 64 and a 5x5 field
     as two 3x3 (96, 96); ``branch_pool`` average pool, 1x1 ``pool_features``. ``224 + pool_features`` out."""
 
@@ -56,16 +57,19 @@ class InceptionV3A(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3,
     ) -> None:
-        super().__init__(
-            in_chs,
-            branch1x1=conv_layer(in_chs, 64, 1),
-            branch5x5=conv_chain(in_chs, [(48, 1), (64, 5)], conv_layer=conv_layer),
-            branch3x3dbl=nn.Sequential(conv_layer(in_chs, 64, 1), *stacked_3x3(64, 96, 5, conv_layer=conv_layer)),
-            branch_pool=nn.Sequential(pool_layer(), conv_layer(in_chs, pool_features, 1)),
-        )
+        super().__init__()
+        self.branch1x1 = conv_layer(in_chs, 64, 1)
+        self.branch5x5 = conv_chain(in_chs, [(48, 1), (64, 5)], conv_layer=conv_layer)
+        self.branch3x3dbl = nn.Sequential(conv_layer(in_chs, 64, 1), *stacked_3x3(64, 96, 5, conv_layer=conv_layer))
+        self.branch_pool = nn.Sequential(pool_layer(), conv_layer(in_chs, pool_features, 1))
+        self.out_chs = concat_channels(in_chs, self.branch1x1, self.branch5x5, self.branch3x3dbl, self.branch_pool)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1x1(x), self.branch5x5(x), self.branch3x3dbl(x), self.branch_pool(x)]
+        return torch.cat(branches, dim=1)  # N x (224 + pool_features) x 35 x 35
 
 
-class InceptionV3B(Concat):
+class InceptionV3B(nn.Module):
     """Fig. 6 (17x17), n = 7: ``branch1x1`` 192; ``branch7x7`` 1x1 then 1x7, 7x1; ``branch7x7dbl`` 1x1 then
     two 7x1, 1x7 pairs; ``branch_pool``. Inner width ``c7`` (128, 160, 160, 192 in the four modules); 768 out."""
 
@@ -77,19 +81,22 @@ class InceptionV3B(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3,
     ) -> None:
+        super().__init__()
         pair = partial(asymmetric, n=7, mid_chs=c7, conv_layer=conv_layer)
-        super().__init__(
-            in_chs,
-            branch1x1=conv_layer(in_chs, 192, 1),
-            branch7x7=nn.Sequential(conv_layer(in_chs, c7, 1), *pair(c7, 192)),
-            branch7x7dbl=nn.Sequential(
-                conv_layer(in_chs, c7, 1), *pair(c7, c7, transpose=True), *pair(c7, 192, transpose=True)
-            ),
-            branch_pool=nn.Sequential(pool_layer(), conv_layer(in_chs, 192, 1)),
+        self.branch1x1 = conv_layer(in_chs, 192, 1)
+        self.branch7x7 = nn.Sequential(conv_layer(in_chs, c7, 1), *pair(c7, 192))
+        self.branch7x7dbl = nn.Sequential(
+            conv_layer(in_chs, c7, 1), *pair(c7, c7, transpose=True), *pair(c7, 192, transpose=True)
         )
+        self.branch_pool = nn.Sequential(pool_layer(), conv_layer(in_chs, 192, 1))
+        self.out_chs = concat_channels(in_chs, self.branch1x1, self.branch7x7, self.branch7x7dbl, self.branch_pool)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1x1(x), self.branch7x7(x), self.branch7x7dbl(x), self.branch_pool(x)]
+        return torch.cat(branches, dim=1)  # N x 768 x 17 x 17
 
 
-class InceptionV3C(Concat):
+class InceptionV3C(nn.Module):
     """Fig. 7 (8x8): ``branch1x1`` 320; ``branch3x3`` 1x1 384 then 1x3 and 3x1 side by side (384 each);
     ``branch3x3dbl`` 1x1 448, 3x3 384, then the same pair; ``branch_pool`` 192. 2048 out."""
 
@@ -100,11 +107,14 @@ class InceptionV3C(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3,
     ) -> None:
+        super().__init__()
         bank = partial(expanded_asymmetric, n=3, conv_layer=conv_layer)
-        super().__init__(
-            in_chs,
-            branch1x1=conv_layer(in_chs, 320, 1),
-            branch3x3=nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 384)),
-            branch3x3dbl=nn.Sequential(conv_layer(in_chs, 448, 1), conv_layer(448, 384, 3), bank(384, 384)),
-            branch_pool=nn.Sequential(pool_layer(), conv_layer(in_chs, 192, 1)),
-        )
+        self.branch1x1 = conv_layer(in_chs, 320, 1)
+        self.branch3x3 = nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 384))
+        self.branch3x3dbl = nn.Sequential(conv_layer(in_chs, 448, 1), conv_layer(448, 384, 3), bank(384, 384))
+        self.branch_pool = nn.Sequential(pool_layer(), conv_layer(in_chs, 192, 1))
+        self.out_chs = concat_channels(in_chs, self.branch1x1, self.branch3x3, self.branch3x3dbl, self.branch_pool)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1x1(x), self.branch3x3(x), self.branch3x3dbl(x), self.branch_pool(x)]
+        return torch.cat(branches, dim=1)  # N x 2048 x 8 x 8

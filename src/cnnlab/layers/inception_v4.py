@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from cnnlab.layers.branches import Concat, conv_chain
+from cnnlab.layers.branches import Concat, concat_channels, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.factorized import asymmetric, expanded_asymmetric
 from cnnlab.layers.grid_reduction import GridReduction
@@ -44,8 +45,9 @@ class InceptionV4Stem(nn.Sequential):
         )  # N x 384 x 35 x 35
 
 
-class InceptionV4A(Concat):
-    """Fig. 4 (35x35, 384 -> 384): 1x1 96; 1x1 64, 3x3 96; 1x1 64, 3x3 96, 3x3 96; avg pool, 1x1 96."""
+class InceptionV4A(nn.Module):
+    """Fig. 4 (35x35, 384 -> 384): ``branch0`` 1x1 96; ``branch1`` 1x1 64, 3x3 96; ``branch2`` 1x1 64, 3x3 96,
+    3x3 96; ``branch3`` avg pool, 1x1 96."""
 
     def __init__(
         self,
@@ -54,18 +56,21 @@ class InceptionV4A(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3_NO_PAD,
     ) -> None:
-        super().__init__(
-            in_chs,
-            branch0=conv_layer(in_chs, 96, 1),
-            branch1=conv_chain(in_chs, [(64, 1), (96, 3)], conv_layer=conv_layer),
-            branch2=conv_chain(in_chs, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer),
-            branch3=nn.Sequential(pool_layer(), conv_layer(in_chs, 96, 1)),
-        )
+        super().__init__()
+        self.branch0 = conv_layer(in_chs, 96, 1)
+        self.branch1 = conv_chain(in_chs, [(64, 1), (96, 3)], conv_layer=conv_layer)
+        self.branch2 = conv_chain(in_chs, [(64, 1), (96, 3), (96, 3)], conv_layer=conv_layer)
+        self.branch3 = nn.Sequential(pool_layer(), conv_layer(in_chs, 96, 1))
+        self.out_chs = concat_channels(in_chs, self.branch0, self.branch1, self.branch2, self.branch3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)]
+        return torch.cat(branches, dim=1)  # N x 384 x 35 x 35
 
 
-class InceptionV4B(Concat):
-    """Fig. 5 (17x17, 1024 -> 1024): 1x1 384; 1x1 192, 1x7 224, 7x1 256; 1x1 192, 7x1 192, 1x7 224, 7x1 224,
-    1x7 256; avg pool, 1x1 128."""
+class InceptionV4B(nn.Module):
+    """Fig. 5 (17x17, 1024 -> 1024): ``branch0`` 1x1 384; ``branch1`` 1x1 192, 1x7 224, 7x1 256; ``branch2``
+    1x1 192, 7x1 192, 1x7 224, 7x1 224, 1x7 256; ``branch3`` avg pool, 1x1 128."""
 
     def __init__(
         self,
@@ -74,23 +79,26 @@ class InceptionV4B(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3_NO_PAD,
     ) -> None:
+        super().__init__()
         pair = partial(asymmetric, n=7, conv_layer=conv_layer)
-        super().__init__(
-            in_chs,
-            branch0=conv_layer(in_chs, 384, 1),
-            branch1=nn.Sequential(conv_layer(in_chs, 192, 1), *pair(192, 256, mid_chs=224)),
-            branch2=nn.Sequential(
-                conv_layer(in_chs, 192, 1),
-                *pair(192, 224, mid_chs=192, transpose=True),
-                *pair(224, 256, mid_chs=224, transpose=True),
-            ),
-            branch3=nn.Sequential(pool_layer(), conv_layer(in_chs, 128, 1)),
+        self.branch0 = conv_layer(in_chs, 384, 1)
+        self.branch1 = nn.Sequential(conv_layer(in_chs, 192, 1), *pair(192, 256, mid_chs=224))
+        self.branch2 = nn.Sequential(
+            conv_layer(in_chs, 192, 1),
+            *pair(192, 224, mid_chs=192, transpose=True),
+            *pair(224, 256, mid_chs=224, transpose=True),
         )
+        self.branch3 = nn.Sequential(pool_layer(), conv_layer(in_chs, 128, 1))
+        self.out_chs = concat_channels(in_chs, self.branch0, self.branch1, self.branch2, self.branch3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)]
+        return torch.cat(branches, dim=1)  # N x 1024 x 17 x 17
 
 
-class InceptionV4C(Concat):
-    """Fig. 6 (8x8, 1536 -> 1536): 1x1 256; 1x1 384 then 1x3 and 3x1 (256 each) side by side; 1x1 384,
-    3x1 448, 1x3 512, then the same pair; avg pool, 1x1 256."""
+class InceptionV4C(nn.Module):
+    """Fig. 6 (8x8, 1536 -> 1536): ``branch0`` 1x1 256; ``branch1`` 1x1 384 then 1x3 and 3x1 (256 each) side by
+    side; ``branch2`` 1x1 384, 3x1 448, 1x3 512, then the same pair; ``branch3`` avg pool, 1x1 256."""
 
     def __init__(
         self,
@@ -99,18 +107,21 @@ class InceptionV4C(Concat):
         conv_layer: LayerFactory = ConvBnAct,
         pool_layer: LayerFactory = AVG_POOL_3X3_NO_PAD,
     ) -> None:
+        super().__init__()
         bank = partial(expanded_asymmetric, n=3, conv_layer=conv_layer)
-        super().__init__(
-            in_chs,
-            branch0=conv_layer(in_chs, 256, 1),
-            branch1=nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 256)),
-            branch2=nn.Sequential(
-                conv_layer(in_chs, 384, 1),
-                *asymmetric(384, 512, 3, mid_chs=448, transpose=True, conv_layer=conv_layer),
-                bank(512, 256),
-            ),
-            branch3=nn.Sequential(pool_layer(), conv_layer(in_chs, 256, 1)),
+        self.branch0 = conv_layer(in_chs, 256, 1)
+        self.branch1 = nn.Sequential(conv_layer(in_chs, 384, 1), bank(384, 256))
+        self.branch2 = nn.Sequential(
+            conv_layer(in_chs, 384, 1),
+            *asymmetric(384, 512, 3, mid_chs=448, transpose=True, conv_layer=conv_layer),
+            bank(512, 256),
         )
+        self.branch3 = nn.Sequential(pool_layer(), conv_layer(in_chs, 256, 1))
+        self.out_chs = concat_channels(in_chs, self.branch0, self.branch1, self.branch2, self.branch3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)]
+        return torch.cat(branches, dim=1)  # N x 1536 x 8 x 8
 
 
 def reduction_a(

@@ -10,12 +10,17 @@ Both take the same keyword arguments, so a network receives its block as an argu
   ``partial(SqueezeExcite, reduction=16)`` (SE-ResNet, Hu et al. 2018, Fig. 3);
 * ``groups`` / ``base_width``: ResNeXt cardinality and width (Xie et al. 2017) and Wide ResNet (x2 width);
 * ``stride_in``: where a Bottleneck downsamples: on the first 1x1 as in the paper (and Caffe, SENet), or on
-  the 3x3 as in torchvision ("ResNet v1.5": same parameters, more MACs, better accuracy).
+  the 3x3 as in torchvision ("ResNet v1.5": same parameters, more MACs, better accuracy);
+* ``dilation``: the 3x3 convs' dilation; ``conv_layer``: their class (e.g. a deformable conv);
+* ``norm_layer`` (None: none, and the convs get biases) and ``act_layer``.
+
+:meth:`ResidualBlock.zero_init_last` starts the block as its shortcut: the last BN of the branch starts with
+scale 0 (timm's ``zero_init_last``; Goyal et al. 2017, "Accurate, Large Minibatch SGD", initialise each residual
+block's last BN this way). Not in He et al. 2016, so the models leave it off by default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor, nn
@@ -42,44 +47,54 @@ def split_stride(stride: int, stride_in: StrideIn) -> tuple[int, int]:
     return (stride, 1) if stride_in == "1x1" else (1, stride)
 
 
-@dataclass(frozen=True)
-class BranchSpec:
-    """What a block's residual branch F(x) is built from (the arguments of :class:`ResidualBlock`)."""
+def check_no_groups(groups: int, base_width: int, block: str) -> None:
+    """A block with two 3x3 convs has no cardinality or width per group: refuse them rather than ignore them."""
+    if groups != 1 or base_width != 64:
+        raise ModelArgumentError(f"{block} has no groups or base_width; use a bottleneck block for ResNeXt/WRN")
 
-    in_chs: int
-    planes: int
-    out_chs: int  # planes * expansion
-    stride: int
-    groups: int
-    base_width: int
-    dilation: int
-    stride_in: StrideIn
-    norm_layer: LayerFactory | None
-    act_layer: LayerFactory
-    conv_layer: LayerFactory = nn.Conv2d  # the 3x3 convs' class, e.g. DeformConv2d
+
+def zero_last_norm(unit: ConvBnAct) -> None:
+    """Make a conv-BN unit output zeros: its BN's scale and shift, or, without a norm (or a norm without
+    parameters), its conv's weights and bias."""
+    layer = getattr(unit, "bn", None)
+    if layer is None or getattr(layer, "weight", None) is None:
+        layer = unit.conv
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
 
 
 class ResidualBlock(nn.Module):
-    """``act(attn(F(x)) + shortcut(x))``, with F built by the subclass in :meth:`build_branch`.
+    """What every residual block has, so that a network takes its block as an argument and the probes find it.
 
-    Every block takes these keyword arguments, so a network receives its block as an argument:
-
-    Args:
-        in_chs: input channels; ``planes``: the block's width, output channels ``planes * expansion``.
-        stride: the block's downsampling.
-        shortcut: option "A", "B" or "C" (:mod:`cnnlab.layers.shortcut`).
-        plain: no shortcut at all (the plain twin).
-        attn_layer: channel attention on F(x) before the addition, e.g. ``partial(SqueezeExcite, reduction=16)``.
-        groups, base_width: the 3x3's cardinality and width per group (bottlenecks only).
-        dilation: the 3x3 convs' dilation.
-        stride_in: where a bottleneck downsamples, "1x1" (paper) or "3x3" (torchvision); a block without
-            a 1x1 ignores it.
-        norm_layer, act_layer: the normalisation (None: none, and the convs get biases) and activation layers.
-        conv_layer: the class of the 3x3 convs, called like ``nn.Conv2d`` (e.g. a deformable conv).
+    Attributes: ``in_chs``, ``out_chs`` (``planes * expansion``), ``stride``; ``shortcut`` (``None`` in a plain
+    block) and ``act`` (after the addition; the identity in a pre-activation block), so that a block without its
+    branch is ``act(shortcut(x))`` (:mod:`cnnlab.experiments.probes`).
     """
 
     expansion: ClassVar[int] = 1
     pre_activation: ClassVar[bool] = False
+
+    in_chs: int
+    out_chs: int
+    stride: int
+    shortcut: nn.Module | None
+    act: nn.Module
+
+    def zero_init_last(self) -> None:
+        """Zero the layer that ends the residual branch, so that the block starts as ``act(shortcut(x))``."""
+        raise NotImplementedError
+
+
+class BasicBlock(ResidualBlock):
+    """Two 3x3 conv-BN layers, ReLU between and after the addition (Fig. 5 left):
+    ``act(attn(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x))``.
+
+    Args: as in the module's docstring. ``groups`` and ``base_width`` must keep their defaults (a
+    ModelArgumentError otherwise); ``stride_in`` is ignored (there is no 1x1 to carry the stride).
+    """
+
+    expansion: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -99,92 +114,90 @@ class ResidualBlock(nn.Module):
         conv_layer: LayerFactory = nn.Conv2d,
     ) -> None:
         super().__init__()
-        out_chs = planes * self.expansion
-        self.in_chs, self.out_chs, self.stride = in_chs, out_chs, stride
-        self.build_branch(
-            BranchSpec(
-                in_chs,
-                planes,
-                out_chs,
-                stride,
-                groups,
-                base_width,
-                dilation,
-                stride_in,
-                norm_layer,
-                act_layer,
-                conv_layer,
-            )
-        )
-        self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
-        # A pre-activation block's projection is a bare 1x1 conv: the sum it joins is not normalised.
-        shortcut_norm = None if self.pre_activation else norm_layer
+        check_no_groups(groups, base_width, "BasicBlock")
+        self.in_chs, self.out_chs, self.stride = in_chs, planes * self.expansion, stride
+        layer = {"dilation": dilation, "norm_layer": norm_layer, "conv_layer": conv_layer}
+        self.conv1 = ConvBnAct(in_chs, planes, 3, stride=stride, act_layer=act_layer, **layer)
+        self.conv2 = ConvBnAct(planes, self.out_chs, 3, act_layer=None, **layer)
+        self.attn = attn_layer(self.out_chs) if attn_layer is not None else nn.Identity()
         self.shortcut = (
-            None if plain else make_shortcut(shortcut, in_chs, out_chs, stride=stride, norm_layer=shortcut_norm)
+            None if plain else make_shortcut(shortcut, in_chs, self.out_chs, stride=stride, norm_layer=norm_layer)
         )
-        self.act = nn.Identity() if self.pre_activation else create_act(act_layer)
+        self.act = create_act(act_layer)
 
-    def build_branch(self, spec: BranchSpec) -> None:
-        """Create the convs of F(x) as attributes ``conv1``, ``conv2``, ..."""
-        raise NotImplementedError
+    def zero_init_last(self) -> None:
+        zero_last_norm(self.conv2)
 
-    def merge(self, out: Tensor, x: Tensor) -> Tensor:
-        """``act(attn(out) + shortcut(x))``; a plain block has no shortcut and returns ``act(attn(out))``."""
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.conv1(x)  # conv-BN-ReLU; N x planes x H/s x W/s
+        out = self.conv2(out)  # conv-BN
         out = self.attn(out)
-        if self.shortcut is not None:
+        if self.shortcut is not None:  # a plain block has none
             out = out + self.shortcut(x)
         return self.act(out)
 
 
-def check_no_groups(spec: BranchSpec, name: str) -> None:
-    if spec.groups != 1 or spec.base_width != 64:
-        raise ModelArgumentError(f"{name} has no groups or base_width; use a bottleneck block for ResNeXt/WRN")
-
-
-class BasicBlock(ResidualBlock):
-    """Two 3x3 conv-BN layers, ReLU between and after the addition (Fig. 5 left)."""
-
-    expansion: ClassVar[int] = 1
-
-    def build_branch(self, spec: BranchSpec) -> None:
-        check_no_groups(spec, "BasicBlock")
-        layer = {"dilation": spec.dilation, "norm_layer": spec.norm_layer, "conv_layer": spec.conv_layer}
-        self.conv1 = ConvBnAct(spec.in_chs, spec.planes, 3, stride=spec.stride, act_layer=spec.act_layer, **layer)
-        self.conv2 = ConvBnAct(spec.planes, spec.out_chs, 3, act_layer=None, **layer)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.conv2(self.conv1(x))
-        return self.merge(out, x)
-
-
 class Bottleneck(ResidualBlock):
-    """1x1 reduce, 3x3, 1x1 restore to ``4 * planes`` channels (Fig. 5 right).
+    """1x1 reduce, 3x3, 1x1 restore to ``4 * planes`` channels (Fig. 5 right), then
+    ``act(attn(F(x)) + shortcut(x))``.
 
     The 3x3 has ``int(planes * base_width / 64) * groups`` channels: 64 -> 64 in ResNet-50's first stage,
     ``groups=32, base_width=4`` gives ResNeXt-50 32x4d (128 channels in 32 groups), ``base_width=128``
-    gives Wide-ResNet-50-2.
+    gives Wide-ResNet-50-2. The stride sits on the 3x3 (``stride_in="3x3"``, torchvision) or on the first
+    1x1 (``"1x1"``, the paper). Other arguments: as in the module's docstring.
     """
 
     expansion: ClassVar[int] = 4
 
-    def build_branch(self, spec: BranchSpec) -> None:
-        width = bottleneck_width(spec.planes, groups=spec.groups, base_width=spec.base_width)
-        stride_1x1, stride_3x3 = split_stride(spec.stride, spec.stride_in)
-        norm, act = spec.norm_layer, spec.act_layer
-        self.conv1 = ConvBnAct(spec.in_chs, width, 1, stride=stride_1x1, norm_layer=norm, act_layer=act)
+    def __init__(
+        self,
+        in_chs: int,
+        planes: int,
+        *,
+        stride: int = 1,
+        shortcut: ShortcutOption = "B",
+        plain: bool = False,
+        attn_layer: LayerFactory | None = None,
+        groups: int = 1,
+        base_width: int = 64,
+        dilation: int = 1,
+        stride_in: StrideIn = "3x3",
+        norm_layer: LayerFactory | None = nn.BatchNorm2d,
+        act_layer: LayerFactory = nn.ReLU,
+        conv_layer: LayerFactory = nn.Conv2d,
+    ) -> None:
+        super().__init__()
+        self.in_chs, self.out_chs, self.stride = in_chs, planes * self.expansion, stride
+        width = bottleneck_width(planes, groups=groups, base_width=base_width)
+        stride_1x1, stride_3x3 = split_stride(stride, stride_in)
+        norm = {"norm_layer": norm_layer}
+        self.conv1 = ConvBnAct(in_chs, width, 1, stride=stride_1x1, act_layer=act_layer, **norm)
         self.conv2 = ConvBnAct(
             width,
             width,
             3,
             stride=stride_3x3,
-            dilation=spec.dilation,
-            groups=spec.groups,
-            norm_layer=norm,
-            act_layer=act,
-            conv_layer=spec.conv_layer,
+            dilation=dilation,
+            groups=groups,
+            act_layer=act_layer,
+            conv_layer=conv_layer,
+            **norm,
         )
-        self.conv3 = ConvBnAct(width, spec.out_chs, 1, norm_layer=norm, act_layer=None)
+        self.conv3 = ConvBnAct(width, self.out_chs, 1, act_layer=None, **norm)
+        self.attn = attn_layer(self.out_chs) if attn_layer is not None else nn.Identity()
+        self.shortcut = (
+            None if plain else make_shortcut(shortcut, in_chs, self.out_chs, stride=stride, norm_layer=norm_layer)
+        )
+        self.act = create_act(act_layer)
+
+    def zero_init_last(self) -> None:
+        zero_last_norm(self.conv3)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv3(self.conv2(self.conv1(x)))
-        return self.merge(out, x)
+        out = self.conv1(x)  # 1x1 reduce, BN, ReLU; N x width x H x W (H/s with stride_in="1x1")
+        out = self.conv2(out)  # 3x3, BN, ReLU; N x width x H/s x W/s
+        out = self.conv3(out)  # 1x1 restore, BN; N x 4 planes x H/s x W/s
+        out = self.attn(out)
+        if self.shortcut is not None:  # a plain block has none
+            out = out + self.shortcut(x)
+        return self.act(out)

@@ -20,11 +20,11 @@ import torch
 from torch import Tensor, fx, nn
 
 from cnnlab.errors import ModelArgumentError
-from cnnlab.models.base import CnnlabModel, FeatureInfo, check_input
+from cnnlab.models.shapes import FeatureInfo, check_input
 
 
 class FeatureList(list[FeatureInfo]):
-    """A list of :class:`~cnnlab.models.base.FeatureInfo` with the columns that timm's ``feature_info`` has."""
+    """A list of :class:`~cnnlab.models.shapes.FeatureInfo` with the columns that timm's ``feature_info`` has."""
 
     def channels(self) -> list[int]:
         return [f.num_chs for f in self]
@@ -36,7 +36,7 @@ class FeatureList(list[FeatureInfo]):
         return [f.module for f in self]
 
 
-def select_stages(model: CnnlabModel, out_indices: Sequence[int] | None) -> FeatureList:
+def select_stages(model: nn.Module, out_indices: Sequence[int] | None) -> FeatureList:
     """The ``feature_info`` entries that ``out_indices`` selects (all for ``None``), in stage order; a
     ModelArgumentError for an index out of range, a repeated stage or something that is not an index."""
     stages = model.feature_info
@@ -74,7 +74,7 @@ class _StageTracer(fx.Tracer):
         return name in self.stages or not any(s.startswith(f"{name}.") for s in self.stages)
 
 
-def stage_graph(model: CnnlabModel, stages: Sequence[str]) -> fx.Graph:
+def stage_graph(model: nn.Module, stages: Sequence[str]) -> fx.Graph:
     """The graph of ``model.forward_features`` cut to return the list of the outputs of the ``stages`` modules,
     without the nodes that they do not depend on."""
     try:
@@ -106,13 +106,16 @@ class FeatureListNet(nn.Module):
     graph of :func:`stage_graph` on the held modules (``torch.fx.Interpreter``), so it works in training and
     eval mode, under ``torch.no_grad`` and on any device, and ``torch.fx`` traces it.
 
+    ``model`` is a :class:`~cnnlab.models.base.CnnlabModel`; what is used of it: ``feature_info``,
+    ``model_name``, ``in_chans``, ``min_input_size`` and ``forward_features``.
+
     The features model holds the model's own modules under their names in the model (its ``state_dict`` is the
     model's without the head and the unused stages) and shares them: to extract features with trained
     weights, load them into the model first (:func:`cnnlab.load_pretrained`), then wrap it. Inputs are
     checked as by the model (:class:`~cnnlab.errors.InputShapeError`).
     """
 
-    def __init__(self, model: CnnlabModel, out_indices: Sequence[int] | None = None) -> None:
+    def __init__(self, model: nn.Module, out_indices: Sequence[int] | None = None) -> None:
         super().__init__()
         self.feature_info = select_stages(model, out_indices)
         self.model_name, self.in_chans, self.min_input_size = model.model_name, model.in_chans, model.min_input_size
@@ -128,6 +131,6 @@ class FeatureListNet(nn.Module):
 
 
 @torch.no_grad()
-def feature_shapes(model: CnnlabModel, x: Tensor) -> dict[str, torch.Size]:
+def feature_shapes(model: nn.Module, x: Tensor) -> dict[str, torch.Size]:
     """The real output shape of each ``feature_info`` module for input ``x`` (one pass, no head)."""
     return {f.module: fmap.shape for f, fmap in zip(model.feature_info, FeatureListNet(model)(x), strict=True)}

@@ -13,6 +13,7 @@ authors' Caffe models as kept by timm's ``legacy_seresnet*`` (``TIMM_LEGACY_SENE
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -95,6 +96,52 @@ def make_stage(
     return blocks
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """Where one stage of a network runs: its first block's stride, its map's reduction (input size / map size)
+    and the dilation of its 3x3s that keeps the receptive field where a stride was given up."""
+
+    stride: int
+    reduction: int
+    dilation: int
+
+
+def plan_stages(first_reduction: int, num_stages: int, output_stride: int, *, context: str = "") -> list[StagePlan]:
+    """The output-stride rule (Yu & Koltun 2016; DeepLab): stages whose maps would be at 1/``first_reduction``
+    of the input and half as large in each later stage stop shrinking at 1/``output_stride``; a stage that would
+    go further keeps its input's resolution (stride 1) and dilates its 3x3s by the factor it gave up, so that
+    the receptive field stays as it was. ``output_stride`` must be one of the stages' own reductions (a
+    ModelArgumentError names them, followed by ``context``)."""
+    nominal = [first_reduction * 2**j for j in range(num_stages)]
+    if output_stride not in nominal:
+        raise ModelArgumentError(f"output_stride must be one of {tuple(nominal)}{context}, got {output_stride!r}")
+    plans, previous = [], first_reduction
+    for n in nominal:
+        reduction = min(n, output_stride)
+        plans.append(StagePlan(stride=reduction // previous, reduction=reduction, dilation=n // reduction))
+        previous = reduction
+    return plans
+
+
+def check_zero_init_last(zero_init_last: bool, plain: bool) -> None:
+    """Refuse ``zero_init_last`` for a plain net, whose blocks have no shortcut to start as."""
+    if zero_init_last and plain:
+        raise ModelArgumentError(
+            "zero_init_last starts each block as its shortcut; a plain block (plain=True) has none and would "
+            "start as zero: leave zero_init_last off for the plain nets"
+        )
+
+
+def init_residual_weights(model: nn.Module, *, zero_init_last: bool) -> None:
+    """:func:`~cnnlab.models.base.init_weights`; with ``zero_init_last`` each residual block then starts as
+    ``act(shortcut(x))`` (:meth:`~cnnlab.layers.residual.ResidualBlock.zero_init_last`)."""
+    init_weights(model)
+    if zero_init_last:
+        for m in model.modules():
+            if isinstance(m, ResidualBlock):
+                m.zero_init_last()
+
+
 class ResNet(CnnlabModel):
     """An ImageNet ResNet (Table 1): 7x7/2 conv stem, 3x3/2 max pool, four stages at strides 4, 8, 16, 32
     with 64, 128, 256, 512 ``planes``, global average pooling, a fc.
@@ -104,11 +151,12 @@ class ResNet(CnnlabModel):
     every block (see :mod:`cnnlab.layers.residual`). Defaults give torchvision's layout: option B
     shortcuts and the bottleneck's stride on its 3x3 ("v1.5"; the paper puts it on the first 1x1).
 
-    ``output_stride`` 16 or 8 removes the stride of stage 4, or of stages 3 and 4 (Yu & Koltun 2016; DeepLab),
-    so the last map is 1/16 or 1/8 of the input; ``stage_dilations`` then gives each block's 3x3 dilation per
-    stage (default: the constant rate that keeps the receptive field, 2 or 4, which grids; see
-    :func:`~cnnlab.layers.dilated.hdc_check`). ``stage_conv_layers`` is the 3x3 conv class of each stage, e.g.
-    :class:`~cnnlab.layers.deformable.DeformConv2d` in the last one.
+    ``output_stride`` 16 or 8 removes the stride of stage 4, or of stages 3 and 4 (Yu & Koltun 2016; DeepLab;
+    :func:`plan_stages`), so the last map is 1/16 or 1/8 of the input; ``stage_dilations`` then gives each
+    block's 3x3 dilation per stage (default: the constant rate that keeps the receptive field, 2 or 4, which
+    grids; see :func:`~cnnlab.layers.dilated.hdc_check`). ``stage_conv_layers`` is the 3x3 conv class of each
+    stage, e.g. :class:`~cnnlab.layers.deformable.DeformConv2d` in the last one. ``zero_init_last=True`` starts
+    each block as its shortcut (timm's argument; off by default, as torchvision initialises).
     """
 
     def __init__(
@@ -129,21 +177,20 @@ class ResNet(CnnlabModel):
         norm_layer: LayerFactory | None = nn.BatchNorm2d,  # None: no normalisation (the BN ablations)
         act_layer: LayerFactory = nn.ReLU,
         drop_rate: float = 0.0,  # dropout before the fc
-        output_stride: int = 32,  # 16 or 8: dilate the last stage or two instead of downsampling
+        output_stride: int = 32,  # 16 or 8 (or 4): dilate the last stage or two (or three) instead of downsampling
         stage_dilations: Sequence[Sequence[int]] | None = None,  # per stage, each block's 3x3 dilation
         stage_conv_layers: Sequence[LayerFactory] = (nn.Conv2d,) * 4,  # per stage, the 3x3 conv class
+        zero_init_last: bool = False,  # True: each block starts as its shortcut (off: torchvision's init)
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
+        check_zero_init_last(zero_init_last, plain)
         if len(layers) != 4 or len(stage_conv_layers) != 4 or len(stage_dilations or layers) != 4:
             raise ModelArgumentError(
                 f"an ImageNet ResNet has 4 stages; got layers={tuple(layers)}, {len(stage_conv_layers)} conv layers, "
                 f"stage_dilations={stage_dilations}"
             )
-        if output_stride not in (8, 16, 32):
-            raise ModelArgumentError(f"output_stride must be 8, 16 or 32, got {output_stride!r}")
-        strides = [1] + [2 if 2 ** (i + 3) <= output_stride else 1 for i in range(3)]  # stages 2-4
-        rate = [1, *(max(1, 2 ** (i + 3) // output_stride) for i in range(3))]
-        dilations = stage_dilations or [[r] * n for r, n in zip(rate, layers, strict=True)]
+        plans = plan_stages(4, 4, output_stride)  # layer1 runs at 1/4, after the stem's conv and pool
+        dilations = stage_dilations or [[p.dilation] * n for p, n in zip(plans, layers, strict=True)]
         stage = partial(
             make_stage,
             block,
@@ -165,16 +212,16 @@ class ResNet(CnnlabModel):
                 chs,
                 planes,
                 layers[i],
-                stride=strides[i],
+                stride=plans[i].stride,
                 dilations=dilations[i],
                 conv_layer=stage_conv_layers[i],
             )
             chs = blocks[-1].out_chs
             self.add_module(f"layer{i + 1}", blocks)
-            self.feature_info.append(FeatureInfo(f"layer{i + 1}", chs, min(2 ** (i + 2), output_stride)))
+            self.feature_info.append(FeatureInfo(f"layer{i + 1}", chs, plans[i].reduction))
         self.num_features = chs
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
-        init_weights(self)
+        init_residual_weights(self, zero_init_last=zero_init_last)
 
     weight_key_maps = {"torchvision": TORCHVISION_KEYS, "timm_legacy_senet": TIMM_LEGACY_SENET_KEYS}
 
@@ -195,6 +242,8 @@ class CifarResNet(CnnlabModel):
     Unit k of stage j is ``model.get_submodule(f"S{j}.S{j}U{k}")``, after MATLAB's naming, so the same
     class is also MATLAB's configurable residual network (:func:`cifar_residual_net`).
     With a pre-activation block the stem is a bare conv and the last stage ends with BN-ReLU.
+    ``zero_init_last=True`` starts each block as its shortcut (off by default: the paper's init, with which
+    the committed experiments ran; on in :func:`cifar_resnet1202`).
 
     For dense prediction on larger images (not in the paper): ``stem_stride=2`` halves the input in the stem
     (the last map is then 1/8 of the input); ``output_stride`` below ``4 * stem_stride`` removes the stride of
@@ -222,8 +271,10 @@ class CifarResNet(CnnlabModel):
         stem_stride: int = 1,  # 2: the stem halves the input (dense prediction on 64x64 canvases)
         output_stride: int | None = None,  # None: 4 * stem_stride; smaller: dilate S3 (and S2) instead
         stage_dilations: Sequence[Sequence[int]] | None = None,  # per stage, each block's 3x3 dilation
+        zero_init_last: bool = False,  # True: each block starts as its shortcut (off: the experiments' init)
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
+        check_zero_init_last(zero_init_last, plain)
         if len(layers) != 3 or len(widths) != 3 or len(stage_conv_layers) != 3 or len(stage_dilations or layers) != 3:
             raise ModelArgumentError(
                 f"a CIFAR ResNet has 3 stages; got layers={tuple(layers)}, widths={tuple(widths)}, "
@@ -231,16 +282,10 @@ class CifarResNet(CnnlabModel):
             )
         if stem_stride not in (1, 2):
             raise ModelArgumentError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
-        strides_allowed = (stem_stride, 2 * stem_stride, 4 * stem_stride)
         output_stride = 4 * stem_stride if output_stride is None else output_stride
-        if output_stride not in strides_allowed:
-            raise ModelArgumentError(
-                f"output_stride must be one of {strides_allowed} with stem_stride={stem_stride}, got {output_stride!r}"
-            )
-        # each stage's reduction, and the constant dilation that keeps its receptive field where a stride is gone
-        reductions = [min(stem_stride * 2**j, output_stride) for j in range(3)]
-        rates = [stem_stride * 2**j // r for j, r in enumerate(reductions)]
-        dilations = stage_dilations or [[r] * n for r, n in zip(rates, layers, strict=True)]
+        # S1 runs at the stem's resolution
+        plans = plan_stages(stem_stride, 3, output_stride, context=f" with stem_stride={stem_stride}")
+        dilations = stage_dilations or [[p.dilation] * n for p, n in zip(plans, layers, strict=True)]
         pre = block.pre_activation
         stage = partial(
             make_stage,
@@ -262,27 +307,26 @@ class CifarResNet(CnnlabModel):
         )
         chs = widths[0]
         self.feature_info = [FeatureInfo("stem", chs, stem_stride)]
-        previous = stem_stride
         for j, (n, planes) in enumerate(zip(layers, widths, strict=True), start=1):
             names = [f"S{j}U{k}" for k in range(1, n + 1)]
             units = stage(
                 chs,
                 planes,
                 n,
-                stride=reductions[j - 1] // previous,
+                stride=plans[j - 1].stride,
                 names=names,
                 dilations=dilations[j - 1],
                 conv_layer=stage_conv_layers[j - 1],
             )
-            chs, previous = units[-1].out_chs, reductions[j - 1]
+            chs = units[-1].out_chs
             self.add_module(f"S{j}", units)
-            self.feature_info.append(FeatureInfo(f"S{j}", chs, reductions[j - 1]))
+            self.feature_info.append(FeatureInfo(f"S{j}", chs, plans[j - 1].reduction))
         if pre:  # the pre-activation net's last BN-ReLU, kept in the last stage
             norm = [norm_layer(chs)] if norm_layer is not None else []
             self.S3.add_module("post_norm", nn.Sequential(*norm, create_act(act_layer)))
         self.num_features = chs
         self.head = ClassifierHead(chs, num_classes, drop_rate=drop_rate)
-        init_weights(self)
+        init_residual_weights(self, zero_init_last=zero_init_last)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stem(x)  # N x 16 x 32 x 32 (at a 32x32 input, stem_stride 1)
@@ -461,8 +505,13 @@ def cifar_resnet110(**kwargs: Any) -> CifarResNet:
 
 @register_model
 def cifar_resnet1202(**kwargs: Any) -> CifarResNet:
-    """ResNet-1202 for CIFAR (n=200): 19,421,274 params; 7.93% error in the paper (overfitting)."""
-    return _cifar(1202, kwargs)
+    """ResNet-1202 for CIFAR (n=200): 19,421,274 params; 7.93% error in the paper (overfitting).
+
+    Departure: ``zero_init_last=True`` by default, each block starting as its shortcut. With the paper's init
+    every block adds a branch as large as its input, so in eval mode (BN statistics at their initial mean 0,
+    variance 1) the activations double 600 times and overflow: the untrained net outputs NaN. Pass
+    ``zero_init_last=False`` for the paper's init."""
+    return _cifar(1202, kwargs, zero_init_last=True)
 
 
 @register_model

@@ -43,7 +43,7 @@ from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import Bottleneck, DeepLabHead, DUCHead, FCNHead, LayerFactory, upsample
 from cnnlab.models.base import CnnlabModel, LogitsWithAux, init_weights
 from cnnlab.models.resnet import TORCHVISION_KEYS as RESNET_KEYS
-from cnnlab.models.resnet import CifarResNet, ResNet
+from cnnlab.models.resnet import CifarResNet, ResNet, plan_stages
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -250,7 +250,7 @@ def cifar_backbone(output_stride: int, dilations: Sequence[int] | None) -> Calla
     rates (default: 2 at output stride 4, which keeps the receptive field; 1 at 8)."""
     if output_stride not in (4, 8):
         raise ModelArgumentError(f"the digit segmentation nets take output_stride 4 or 8, got {output_stride!r}")
-    rates = list(dilations) if dilations is not None else [8 // output_stride] * 3
+    rates = list(dilations) if dilations is not None else [plan_stages(2, 3, output_stride)[2].dilation] * 3
     if len(rates) != 3:
         raise ModelArgumentError(f"dilations are S3's three blocks' rates, got {list(rates)}")
     dilations_per_stage = ([1] * 3, [1] * 3, rates)

@@ -5,7 +5,7 @@ experiment's results folder, which opens from disk in any browser.
 receptive fields, tricks, paper), :mod:`.run_page` (config, curves, test results, confusion matrix,
 misclassified images, timings) and :mod:`.experiment_page` (summary.md, verdicts, plots).
 
-May import: cnnlab.analysis, cnnlab.data, cnnlab.errors, cnnlab.registry, cnnlab.train.
+May import: cnnlab.analysis, cnnlab.data, cnnlab.errors, cnnlab.plotting, cnnlab.registry, cnnlab.train.
 """
 
 from __future__ import annotations

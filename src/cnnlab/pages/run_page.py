@@ -24,10 +24,11 @@ import torch
 from cnnlab.data import SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError
 from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
+from cnnlab.plotting import plot_confusion, plot_masks
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import load_yaml
 from cnnlab.train.engine import confusion_matrix
-from cnnlab.train.plots import plot_confusion, plot_curves, plot_masks
+from cnnlab.train.plots import plot_curves
 from cnnlab.train.predict import input_pipeline, iou_table, model_from_checkpoint, sample_masks, score_text
 from cnnlab.train.runlog import EpochMetrics
 
