@@ -231,17 +231,25 @@ def test_features_only_maps_match_feature_info(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_create_model_features_only(name: str) -> None:
     """create_model(features_only=True) keeps the stages and no head (auxiliary heads included), under the
-    model's own parameter names; ``out_indices`` selects stages and prunes what comes after the last one."""
+    model's own parameter names; ``out_indices`` selects stages and prunes what comes after the last one. Its
+    ``feature_info`` has timm's columns (``test_model_forward_features`` in timm): ``channels()``, ``reduction()``
+    and ``module_name()``, of every level, of one for an index, of several for a list; at least three levels,
+    and the reductions never shrink."""
     model = meta_model(name)
     info = model.feature_info
     heads = tuple(f"{h}." for h in model.head_modules)
     features = meta_model(name, features_only=True)
     ends, first = FeatureListNet(model, out_indices=(0, -1)), FeatureListNet(model, out_indices=[-len(info)])
     assert isinstance(features, FeatureListNet)
-    assert features.feature_info == info
+    assert features.feature_info == info and len(info) >= 3
+    columns = features.feature_info
+    assert columns.channels() == [f.num_chs for f in info] and columns.channels(-1) == model.num_features
+    assert columns.reduction() == [f.reduction for f in info] == sorted(columns.reduction())
+    assert columns.module_name() == model.stage_names() and columns.module_name(0) == info[0].module
+    assert columns.reduction([0, -1]) == [info[0].reduction, info[-1].reduction]
     assert ends.feature_info == [info[0], info[-1]]
     assert ends.feature_info.channels() == [info[0].num_chs, info[-1].num_chs]
-    assert ends.feature_info.reductions() == [info[0].reduction, info[-1].reduction]
+    assert ends.feature_info.reduction() == [info[0].reduction, info[-1].reduction]
     assert first.feature_info == info[:1]
     for f in (features, ends, first):
         keys = set(f.state_dict())
