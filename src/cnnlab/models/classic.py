@@ -199,8 +199,8 @@ class AlexNet(CnnlabModel):
         for name, stage in stages.items():
             self.num_features = add_chain_stage(self, name, stage)
         self.head = FcHead(self.num_features, num_classes, pool_size=6, drop_rate=drop_rate)
-        stages = (("conv", "relu", "pool"), ("conv", "relu", "pool"), ("conv", "relu") * 3 + ("pool",))
-        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(stages)}
+        layers = (("conv", "relu", "pool"), ("conv", "relu", "pool"), ("conv", "relu") * 3 + ("pool",))
+        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(layers)}
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stage1(x)  # N x 64 x 27 x 27 (at 224)
