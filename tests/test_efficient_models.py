@@ -98,14 +98,34 @@ def test_densenet_growth_and_compression() -> None:
     assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 10)
 
 
-def test_fc_head_keeps_fc6_fc7_when_the_classes_change() -> None:
-    model = cnnlab.create_model("alexnet")
-    fc6 = model.head.fc6.weight.clone()
-    model.reset_classifier(10)
-    assert torch.equal(model.head.fc6.weight, fc6) and model.get_classifier().out_features == 10
-    assert model.head(torch.randn(2, 256, 1, 1), pre_logits=True).shape == (2, 4096)
-    model.reset_classifier(0)
-    assert model.head.fc6 is None and model(torch.randn(1, 3, 63, 63)).shape == (1, 256)
+def test_fc_head_without_a_classifier_returns_fc7_as_torchvision_computes_it() -> None:
+    """num_classes=0 leaves out the classifier alone: with torchvision's AlexNet weights the output is
+    torchvision's fc7 after its ReLU (its classifier without the last layer), 4096 wide; reset_classifier keeps
+    fc6 and fc7 whatever the number of classes."""
+    peer = torchvision.models.alexnet().eval()
+    model = cnnlab.create_model("alexnet", num_classes=0).eval()
+    cnnlab.load_pretrained(model, peer)
+    x = torch.randn(2, 3, 63, 63)
+    with torch.no_grad():
+        fc7 = peer.classifier[:-1](torch.flatten(peer.avgpool(peer.features(x)), 1))
+        torch.testing.assert_close(model(x), fc7, rtol=0, atol=0)
+        model.reset_classifier(10)
+        assert model(x).shape == (2, 10) and model.get_classifier().out_features == 10
+        torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True), fc7, rtol=0, atol=0)
+        model.reset_classifier(0)
+        torch.testing.assert_close(model(x), fc7, rtol=0, atol=0)
+
+
+def test_vgg_without_a_classifier_is_as_wide_as_timms() -> None:
+    """timm's VGG built with num_classes=0 returns its pre-logits (fc7, as a conv), 4096 wide, and so does
+    cnnlab's; the map before them has 512 channels in both."""
+    timm = pytest.importorskip("timm")
+    x = torch.empty(1, 3, 64, 64, device="meta")
+    with torch.device("meta"):
+        peer = timm.create_model("vgg16", num_classes=0).eval()
+        model = cnnlab.create_model("vgg16", num_classes=0).eval()
+    assert model(x).shape == peer(x).shape == (1, 4096)
+    assert (model.num_features, model.head_hidden_size) == (peer.num_features, peer.head_hidden_size) == (512, 4096)
 
 
 # ---------------------------------------------------------------------------------------------- dilated, deformable

@@ -90,4 +90,4 @@ def test_feature_maps_match_timm_where_the_stages_are_the_same(name: str, timm_n
         assert [m.shape for m in ours(x)] == [theirs[0], theirs[2], theirs[-1]]
     picked = [peer.feature_info.channels()[i] for i in (0, 2, -1)]
     assert ours.feature_info.channels() == picked
-    assert ours.feature_info.reductions() == [peer.feature_info.reduction()[i] for i in (0, 2, -1)]
+    assert ours.feature_info.reduction() == [peer.feature_info.reduction()[i] for i in (0, 2, -1)]

@@ -106,6 +106,39 @@ def test_paper_5x5_branches_add_the_expected_weights() -> None:
     assert count_params(paper) - count_params(tv) == extra
 
 
+TABLE_1_DEEPEST_PATH = (
+    (7, 2), (3, 2), (1, 1), (3, 1), (3, 2),  # conv 7x7/2, max pool 3x3/2, conv 3x3 (its 1x1 reduce first), max pool
+    (1, 1), (5, 1), (1, 1), (5, 1),  # 3a, 3b: the 5x5 branch, 1x1 reduce then 5x5, is a module's deepest path
+    (3, 2), *((1, 1), (5, 1)) * 5,  # max pool 3x3/2, 4a-4e
+    (3, 2), *((1, 1), (5, 1)) * 2,  # max pool 3x3/2, 5a, 5b
+)  # fmt: skip
+"""GoogLeNet's Table 1 up to the last 7x7 map, as (kernel, stride) along the path of the largest field."""
+
+
+def test_googlenet_paper_has_table_1s_receptive_field() -> None:
+    """Table 1's layers give the last map a field of 715 pixels (Araujo et al. 2019, Eq. 2: each layer widens it
+    by (kernel - 1) times the product of the strides before it), which ``googlenet_paper`` has; torchvision's 2x2/2
+    pool before (5a) widens it by 1 x 16 where Table 1's 3x3/2 does by 2 x 16 (699 with the 5x5 branches), and
+    ``googlenet`` with its 3x3 branches has less again. All give Table 1's 7x7 map at 224."""
+    field, jump = 1, 1
+    for kernel, stride in TABLE_1_DEEPEST_PATH:
+        field, jump = field + (kernel - 1) * jump, jump * stride
+    assert (field, jump) == (715, 32)
+    with torch.device("meta"):
+        nets = {
+            "paper": cnnlab.create_model("googlenet_paper"),
+            "paper with 2x2": cnnlab.create_model("googlenet_paper", maxpool4=2),
+            "torchvision": cnnlab.create_model("googlenet"),
+        }
+        for net in nets.values():
+            assert net.forward_features(torch.empty(1, 3, 224, 224)).shape[-2:] == (7, 7)
+    fields = {k: cnnlab.analyze(net).receptive_field for k, net in nets.items()}
+    assert fields["paper"] == (715, 715) and fields["paper with 2x2"] == (715 - 16, 715 - 16)
+    assert fields["torchvision"][0] < 715 - 16
+    with pytest.raises(cnnlab.ModelArgumentError, match=r"maxpool4 must be 2 .* or 3"):
+        cnnlab.create_model("googlenet", maxpool4=4)
+
+
 @pytest.mark.parametrize("name", ["googlenet", "googlenet_small", "inception_v3"])
 def test_auxiliary_heads_in_training_only(name: str) -> None:
     """Training mode returns the logits and one output per auxiliary head, eval mode plain logits (shapes only:
@@ -172,6 +205,7 @@ def test_transform_input_matches_torchvision() -> None:
     ("name", "kwargs", "minimum", "last_grid"),
     [
         ("googlenet", {}, 15, 1),
+        ("googlenet_paper", {}, 31, 1),  # Table 1's 3x3/2 pool before (5a) needs a 2x2 map there
         ("inception_v3", {}, 75, 1),
         ("inception_v3", {"aux_logits": True}, 299, 8),  # the auxiliary head needs the 17x17 grid
         ("inception_v4", {}, 75, 1),

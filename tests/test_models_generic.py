@@ -118,7 +118,9 @@ def test_the_slow_models_are_the_largest() -> None:
 
 @pytest.mark.parametrize("name", REAL)
 def test_forward_backward(name: str) -> None:
-    """Logits of the right shape, finite, and a gradient reaches every parameter."""
+    """Logits of the right shape, finite, and a gradient reaches every parameter (timm's ``test_model_backward``,
+    at 32 px and up: at the minimum of 1 px, batch norm over the two values of a 1x1 map makes the gradients of
+    the 100-layer ResNets overflow)."""
     model = cnnlab.create_model(name, in_chans=1, num_classes=7)
     assert isinstance(model, cnnlab.CnnlabModel)
     assert model.model_name == name and model.in_chans == 1 and model.num_classes == 7
@@ -142,15 +144,16 @@ def test_forward_backward(name: str) -> None:
 
 @pytest.mark.parametrize("name", REAL)
 def test_features_head_and_reset(name: str) -> None:
-    """num_classes=0 gives pooled features (a dense-output model: the features per pixel); forward ==
-    forward_head(forward_features) (upsampled to the input for a dense-output model); reset_classifier."""
+    """num_classes=0 gives the pre-logits (a dense-output model: per pixel), head_hidden_size wide: forward ==
+    forward_head(forward_features, pre_logits=True) (upsampled to the input for a dense-output model);
+    reset_classifier(n) adds a classifier, and reset_classifier(0) takes it away again, the rest unchanged."""
     model = cnnlab.create_model(name, num_classes=0)
     s = small_size(model)
     x = torch.randn(2, model.in_chans, s, s)
     calibrate_norms(model, x)
     with torch.no_grad():
         pooled = model(x)
-        assert pooled.shape == output_shape(model, 2, model.num_features, s)
+        assert pooled.shape == output_shape(model, 2, model.head_hidden_size, s)
         assert torch.isfinite(pooled).all()
         feats = model.forward_features(x)
         assert feats.shape[:2] == (2, model.num_features)
@@ -163,23 +166,6 @@ def test_features_head_and_reset(name: str) -> None:
         torch.testing.assert_close(as_forward_returns(model, model.forward_head(model.forward_features(x)), s), logits)
         model.reset_classifier(0)
         torch.testing.assert_close(model(x), pooled)
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_head_hidden_size_is_the_width_of_the_pre_logits(name: str) -> None:
-    """forward_head(x, pre_logits=True) is head_hidden_size wide: fc7's 4096 for AlexNet and VGG with a
-    classifier, num_features for every other classifier and for every model without one (a dense head's hidden
-    convs are checked per head in tests/test_segmentation_models.py)."""
-    model = meta_model(name).eval()
-    s = small_size(model)
-    features = model.forward_features(torch.empty(2, model.in_chans, s, s, device="meta"))
-    pre_logits = model.forward_head(features, pre_logits=True)
-    assert pre_logits.shape[:2] == (2, model.head_hidden_size) and pre_logits.ndim == (4 if model.dense_output else 2)
-    if not model.dense_output:
-        assert model.head_hidden_size == (4096 if name.startswith(("alexnet", "vgg")) else model.num_features)
-    model.reset_classifier(0)
-    assert model.forward_head(features, pre_logits=True).shape[:2] == (2, model.head_hidden_size)
-    assert model.head_hidden_size == model.num_features
 
 
 def stage_outputs(model: cnnlab.CnnlabModel, x: Tensor) -> list[Tensor]:
@@ -231,17 +217,25 @@ def test_features_only_maps_match_feature_info(name: str) -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_create_model_features_only(name: str) -> None:
     """create_model(features_only=True) keeps the stages and no head (auxiliary heads included), under the
-    model's own parameter names; ``out_indices`` selects stages and prunes what comes after the last one."""
+    model's own parameter names; ``out_indices`` selects stages and prunes what comes after the last one. Its
+    ``feature_info`` has timm's columns (``test_model_forward_features`` in timm): ``channels()``, ``reduction()``
+    and ``module_name()``, of every level, of one for an index, of several for a list; at least three levels,
+    and the reductions never shrink."""
     model = meta_model(name)
     info = model.feature_info
     heads = tuple(f"{h}." for h in model.head_modules)
     features = meta_model(name, features_only=True)
     ends, first = FeatureListNet(model, out_indices=(0, -1)), FeatureListNet(model, out_indices=[-len(info)])
     assert isinstance(features, FeatureListNet)
-    assert features.feature_info == info
+    assert features.feature_info == info and len(info) >= 3
+    columns = features.feature_info
+    assert columns.channels() == [f.num_chs for f in info] and columns.channels(-1) == model.num_features
+    assert columns.reduction() == [f.reduction for f in info] == sorted(columns.reduction())
+    assert columns.module_name() == model.stage_names() and columns.module_name(0) == info[0].module
+    assert columns.reduction([0, -1]) == [info[0].reduction, info[-1].reduction]
     assert ends.feature_info == [info[0], info[-1]]
     assert ends.feature_info.channels() == [info[0].num_chs, info[-1].num_chs]
-    assert ends.feature_info.reductions() == [info[0].reduction, info[-1].reduction]
+    assert ends.feature_info.reduction() == [info[0].reduction, info[-1].reduction]
     assert first.feature_info == info[:1]
     for f in (features, ends, first):
         keys = set(f.state_dict())

@@ -176,21 +176,25 @@ def test_duc_receptive_field_after_a_strided_front_end() -> None:
     ],
 )
 def test_dense_heads_keep_the_classifier_contract(head: object, hidden: int) -> None:
-    """forward(x, pre_logits=True) is hidden_size wide; reset(n) gives a fresh classifier in the head's mode; with
-    0 classes the head has no layers and returns its input."""
+    """forward(x, pre_logits=True) is hidden_size wide; reset(n) gives a fresh classifier of n * k * k * hidden + n
+    weights (k: the classifier's kernel; DUC's predicts scale^2 sub-pixels per class) and keeps the rest; with
+    0 classes the head returns its pre-logits, the hidden layers unchanged."""
     h = head(7).eval()  # type: ignore[operator]
     scale = getattr(h, "scale", 1)
+    k = getattr(h, "kernel_size", 1)
     x = torch.randn(2, 64, 6, 6)
     with torch.no_grad():
         assert h(x).shape == (2, 7, 6 * scale, 6 * scale)
-        assert h(x, pre_logits=True).shape == (2, hidden, 6, 6) and h.hidden_size == hidden
+        pre_logits = h(x, pre_logits=True)
+        assert pre_logits.shape == (2, hidden, 6, 6) and h.hidden_size == hidden
+        body = count_params(h) - (7 * scale**2 * k * k * hidden + 7 * scale**2)
         h.reset(3)
         assert h(x).shape == (2, 3, 6 * scale, 6 * scale)
         h.reset(0)
-        assert torch.equal(h(x), x) and h.hidden_size == 64 and count_params(h) == 0
-        h.reset(5)  # built again from nothing, in eval mode like the head
-        assert h(x).shape == (2, 5, 6 * scale, 6 * scale) and not any(m.training for m in h.modules())
-        torch.testing.assert_close(h(x), h(x))
+        assert torch.equal(h(x), pre_logits) and h.hidden_size == hidden and count_params(h) == body
+        h.reset(5)
+        assert h(x).shape == (2, 5, 6 * scale, 6 * scale)
+        assert count_params(h) == body + 5 * scale**2 * (k * k * hidden + 1)
 
 
 def test_upsample_is_bilinear_and_the_identity_at_the_same_size() -> None:

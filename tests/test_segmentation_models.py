@@ -9,6 +9,7 @@ from functools import partial
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 import cnnlab
 from cnnlab.layers import DeepLabHead, DUCHead, FCNHead, hdc_check, upsample
@@ -163,7 +164,7 @@ def test_heads_by_name_from_plain_data() -> None:
     model = cnnlab.build_model("fcn_cifar_resnet20", {"head_layer": {"name": "duc", "scale": 8}, "aux_layer": "fcn"})
     assert isinstance(model.head, DUCHead) and isinstance(model.aux_head, FCNHead)
     deeplab = cnnlab.build_model("deeplabv3_cifar_resnet20", {"rates": [1, 3, 5], "output_stride": 8})
-    assert deeplab.head.aspp.rates == (1, 3, 5) and not deeplab.head.refine
+    assert deeplab.head.aspp.rates == (1, 3, 5) and isinstance(deeplab.head.conv, nn.Identity)  # refine=False
 
 
 # ---------------------------------------------------------------------------------------------- the analyzer

@@ -410,7 +410,7 @@ def load_dataset(
     than two classes is refused: a classifier of one class is right on every image whatever it learns."""
     if name in MNIST5K:
         data = _mnist5k(name, val_fraction, test_copies)
-    elif test_copies != 1 and not _is_segmentation(name):
+    elif test_copies != 1 and not is_segmentation(name):
         raise DataError(
             f"test_copies renders the test digits of the built data sets (mnist5k-rts, mnist5k-cluttered, "
             f"mnist5k-seg) again; {name}'s test images are files: use test_copies 1"

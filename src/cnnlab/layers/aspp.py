@@ -89,7 +89,7 @@ class ASPP(nn.Module):
 class DeepLabHead(nn.Module):
     """DeepLabV3's head: ``aspp``, ``conv`` (torchvision's 3x3 conv-BN-ReLU; ``refine=False``: none), ``fc``
     (1x1 conv to ``num_classes``). ``forward(x, pre_logits=True)`` returns the ``chs``-wide features before
-    ``fc``; with ``num_classes=0`` the head holds no layers and returns its input.
+    ``fc``, and so does ``forward(x)`` with ``num_classes=0``.
     """
 
     def __init__(
@@ -106,34 +106,16 @@ class DeepLabHead(nn.Module):
         act_layer: LayerFactory = nn.ReLU,
     ) -> None:
         super().__init__()
-        self.in_chs, self.chs, self.refine = in_chs, chs, refine
-        self.aspp_kwargs = dict(
-            rates=rates, image_pooling=image_pooling, drop_rate=drop_rate, norm_layer=norm_layer, act_layer=act_layer
-        )
-        self.aspp: nn.Module | None = None
-        self.conv: nn.Module | None = None
-        self.fc: nn.Module = nn.Identity()
-        self.reset(num_classes)
-
-    @property
-    def hidden_size(self) -> int:
-        """The width of ``forward(x, pre_logits=True)``: ``chs``, or ``in_chs`` without a classifier."""
-        return self.in_chs if self.aspp is None else self.chs
+        self.hidden_size = chs
+        layer = {"norm_layer": norm_layer, "act_layer": act_layer}
+        self.aspp = ASPP(in_chs, chs, rates=rates, image_pooling=image_pooling, drop_rate=drop_rate, **layer)
+        self.conv = ConvBnAct(chs, chs, 3, **layer) if refine else nn.Identity()
+        self.fc = make_conv_fc(chs, num_classes)
 
     def reset(self, num_classes: int) -> None:
-        """A fresh ``fc`` for ``num_classes`` (0: no layers); the ASPP is kept, or built fresh from 0."""
-        if num_classes == 0:
-            self.aspp, self.conv, self.fc = None, None, nn.Identity()
-            return
-        if self.aspp is None:
-            kw = self.aspp_kwargs
-            self.aspp = ASPP(self.in_chs, self.chs, **kw)
-            layer = {"norm_layer": kw["norm_layer"], "act_layer": kw["act_layer"]}
-            self.conv = ConvBnAct(self.chs, self.chs, 3, **layer) if self.refine else nn.Identity()
-        self.fc = make_conv_fc(self.chs, num_classes, like=self.aspp)
-        self.train(self.training)  # the new layers (norms, dropout) in the head's mode
+        """A fresh ``fc`` for ``num_classes`` (0: none), on the device and in the dtype of the head."""
+        self.fc = make_conv_fc(self.hidden_size, num_classes, like=self.aspp)
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.aspp is not None and self.conv is not None:
-            x = self.conv(self.aspp(x))  # N x chs x h x w
+        x = self.conv(self.aspp(x))  # N x chs x h x w
         return x if pre_logits else self.fc(x)

@@ -9,8 +9,8 @@ bilinear interpolation, and fixed bilinear interpolation is what torchvision and
 :class:`FCNHead` is the per-pixel classifier of torchvision's FCN models (and the auxiliary head of its
 DeepLabV3): a 3x3 conv-BN-ReLU to a quarter of the channels, dropout, a 1x1 conv to the classes. Like every
 dense head here it keeps the classifier contract of :class:`~cnnlab.layers.classifier.ClassifierHead`:
-``forward(x, pre_logits=False)``, ``reset(num_classes)`` and ``hidden_size``; with ``num_classes=0`` it holds
-no layer at all and returns its input (as ``FcHead`` drops fc6 and fc7).
+``forward(x, pre_logits=False)``, ``reset(num_classes)`` and ``hidden_size``; ``num_classes=0`` leaves out the
+classifier alone, and the head returns its hidden features (as ``FcHead`` returns fc7's).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FCNHead(nn.Module):
 
     ``hidden`` defaults to ``in_chs // 4`` (torchvision: 512 on ResNet-50's 2048 channels, 256 as the
     auxiliary head on its 1024). ``forward(x, pre_logits=True)`` returns the ``hidden``-wide features before
-    ``fc``; with ``num_classes=0`` there are no layers and the head returns ``x``.
+    ``fc``, and so does ``forward(x)`` with ``num_classes=0``.
     """
 
     def __init__(
@@ -57,31 +57,15 @@ class FCNHead(nn.Module):
     ) -> None:
         super().__init__()
         self.in_chs = check_count("FCNHead in_chs", in_chs, minimum=1)
-        self.hidden = check_count("FCNHead hidden", hidden if hidden is not None else in_chs // 4, minimum=1)
-        self.norm_layer, self.act_layer = norm_layer, act_layer
+        self.hidden_size = check_count("FCNHead hidden", hidden if hidden is not None else in_chs // 4, minimum=1)
+        self.conv = ConvBnAct(in_chs, self.hidden_size, 3, norm_layer=norm_layer, act_layer=act_layer)
         self.drop = nn.Dropout(check_drop_rate("FCNHead drop_rate", drop_rate))
-        self.conv: nn.Module | None = None
-        self.fc: nn.Module = nn.Identity()
-        self.reset(num_classes)
-
-    @property
-    def hidden_size(self) -> int:
-        """The width of ``forward(x, pre_logits=True)``: ``hidden``, or ``in_chs`` without a classifier."""
-        return self.in_chs if self.conv is None else self.hidden
+        self.fc = make_conv_fc(self.hidden_size, num_classes)
 
     def reset(self, num_classes: int) -> None:
-        """A fresh ``fc`` for ``num_classes`` (0: no layers); the 3x3 conv is kept, or built fresh from 0."""
-        if num_classes == 0:
-            self.conv, self.fc = None, nn.Identity()
-            return
-        if self.conv is None:
-            old = next(self.parameters(), None)
-            conv = ConvBnAct(self.in_chs, self.hidden, 3, norm_layer=self.norm_layer, act_layer=self.act_layer)
-            self.conv = conv if old is None else conv.to(device=old.device, dtype=old.dtype)
-        self.fc = make_conv_fc(self.hidden, num_classes, like=self.conv)
-        self.train(self.training)  # the new layers (a norm, dropout) in the head's mode
+        """A fresh ``fc`` for ``num_classes`` (0: none), on the device and in the dtype of the head."""
+        self.fc = make_conv_fc(self.hidden_size, num_classes, like=self.conv)
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.conv is not None:
-            x = self.drop(self.conv(x))  # N x hidden x h x w
+        x = self.drop(self.conv(x))  # N x hidden x h x w
         return x if pre_logits else self.fc(x)

@@ -1,12 +1,15 @@
 """The model contract that every registered cnnlab model keeps, and that the analyzer and trainer rely on.
 
-* ``in_chans >= 1`` and ``num_classes >= 0`` are honoured; ``num_classes=0`` makes ``forward`` return the
-  pooled features (``num_features`` wide).
-* ``forward(x) == forward_head(forward_features(x))``; ``forward_head(x, pre_logits=True)`` stops before the
-  classifier and returns ``head_hidden_size`` features (timm's name: ``num_features``, or the width of the
-  head's hidden layers where it has some, AlexNet's and VGG's fc7); ``reset_classifier(n)`` replaces it.
+* ``in_chans >= 1`` and ``num_classes >= 0`` are honoured.
+* ``forward(x) == forward_head(forward_features(x))``; ``forward_features`` returns ``num_features`` channels;
+  ``forward_head(x, pre_logits=True)`` stops before the classifier and returns ``head_hidden_size`` features
+  (``num_features``, pooled, or the width of the head's hidden layers where it has some: AlexNet's and VGG's
+  fc7). ``num_classes=0``, or ``reset_classifier(0)``, leaves out the classifier alone, so that ``forward``
+  returns those same pre-logits, as in timm; ``reset_classifier(n)`` puts a fresh one back.
 * ``feature_info`` lists the stages from input to output: the module whose output is the stage's feature
-  map, its channels and its reduction (input size / feature size). The stage modules together with
+  map, its channels and its reduction: the product of the strides before that output (timm's "reduction",
+  the output stride), which is the input size over the feature size where every layer pads, and otherwise
+  the pixels of input per pixel of map as the input grows. The stage modules together with
   ``head_modules`` hold every parameter, so the trainer can freeze "the first N stages" by name.
 * ``create_model(name, features_only=True, out_indices=(0, -1))`` gives instead the stages' feature maps: a
   :class:`~cnnlab.models.features.FeatureListNet` whose ``forward`` returns the list of the maps of the
@@ -89,8 +92,8 @@ class CnnlabModel(nn.Module):
 
     @property
     def head_hidden_size(self) -> int:
-        """The width of ``forward_head(x, pre_logits=True)``: the head's ``hidden_size`` where it has hidden
-        layers (AlexNet's and VGG's fc7), else ``num_features``."""
+        """The width of ``forward_head(x, pre_logits=True)``, and of ``forward`` without a classifier: the
+        head's ``hidden_size`` where it has hidden layers (AlexNet's and VGG's fc7), else ``num_features``."""
         return getattr(self.head, "hidden_size", self.num_features)
 
     def add_stage(self, name: str, module: nn.Module, reduction: int) -> int:

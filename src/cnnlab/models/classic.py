@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError, check_drop_rate
-from cnnlab.layers import ClassifierHead, ConvBnAct, local_response_norm
-from cnnlab.layers.types import LayerFactory
-from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
+from cnnlab.layers import ClassifierHead, ConvBnAct, local_response_norm, make_fc
+from cnnlab.layers.types import LayerFactory, pair
+from cnnlab.models.base import CnnlabModel, check_count, init_weights
 from cnnlab.registry import Peer, register_model
 from cnnlab.weights import KeyMap
 
@@ -30,10 +30,9 @@ from cnnlab.weights import KeyMap
 class FcHead(nn.Module):
     """Adaptive average pool to ``pool_size`` x ``pool_size``, then fc6-ReLU-dropout, fc7-ReLU-dropout, ``fc``.
 
-    ``pre_logits=True`` returns fc7's output (``hidden`` wide). With ``num_classes=0`` there is no classifier
-    at all, fc6 and fc7 included, and the head returns the globally averaged features (``in_chs`` wide);
-    :meth:`reset` to a positive number then builds fresh fc6 and fc7. Resetting from one positive number to
-    another replaces only ``fc`` and keeps fc6 and fc7 (fine-tuning).
+    ``pre_logits=True`` returns fc7's output (``hidden`` wide). ``num_classes=0`` leaves out only ``fc``, so the
+    head returns those same fc7 features, as timm's VGG does: fc6 and fc7 are the features that transfer
+    learning takes from these nets. :meth:`reset` replaces only ``fc`` and keeps fc6 and fc7 (fine-tuning).
     """
 
     def __init__(
@@ -46,35 +45,20 @@ class FcHead(nn.Module):
         drop_rate: float = 0.5,  # "dropout ratio set to 0.5" (VGG Sec. 3.1; AlexNet Sec. 4.2)
     ) -> None:
         super().__init__()
-        self.in_chs, self.pool_size, self.hidden = in_chs, pool_size, hidden
+        self.hidden_size = hidden  # the width of the pre-logits, and of the output without a classifier
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
         self.flatten = nn.Flatten(1)
+        self.fc6 = nn.Linear(in_chs * pool_size**2, hidden)
+        self.fc7 = nn.Linear(hidden, hidden)
         self.act = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(check_drop_rate("FcHead drop_rate", drop_rate))
-        self.fc6: nn.Module | None = None
-        self.fc7: nn.Module | None = None
-        self.fc: nn.Module = nn.Identity()
-        self.reset(num_classes)
-
-    @property
-    def hidden_size(self) -> int:
-        """The width of ``forward(x, pre_logits=True)``: fc7's, or ``in_chs`` without a classifier."""
-        return self.in_chs if self.fc7 is None else self.hidden
+        self.fc = make_fc(hidden, num_classes)
 
     def reset(self, num_classes: int) -> None:
-        old = next(self.parameters(), None)
-        to = {"device": old.device, "dtype": old.dtype} if old is not None else {}
-        if num_classes == 0:
-            self.fc6, self.fc7, self.fc = None, None, nn.Identity()
-            return
-        if self.fc6 is None:
-            self.fc6 = nn.Linear(self.in_chs * self.pool_size**2, self.hidden).to(**to)
-            self.fc7 = nn.Linear(self.hidden, self.hidden).to(**to)
-        self.fc = nn.Linear(self.hidden, num_classes).to(**to)
+        """A fresh ``fc`` for ``num_classes`` (0: none), on the device and in the dtype of fc7."""
+        self.fc = make_fc(self.hidden_size, num_classes, like=self.fc7)
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        if self.fc6 is None or self.fc7 is None:  # no classifier: the pooled features
-            return self.flatten(x.mean((2, 3), keepdim=True))
         x = self.flatten(self.pool(x))  # N x C * pool_size^2
         x = self.drop(self.act(self.fc6(x)))
         x = self.drop(self.act(self.fc7(x)))  # N x hidden
@@ -104,6 +88,18 @@ def _torchvision_feature_keys(stages: Sequence[Sequence[str]]) -> KeyMap:
     return KeyMap((*rules, *_FC_KEYS))
 
 
+def add_chain_stage(model: CnnlabModel, name: str, stage: nn.Module) -> int:
+    """``model.add_stage`` with the reduction derived from the strides: the last stage's (1 for the first) times
+    the strides of ``stage``'s convs and pools. Every stage of this family is a chain (each layer feeds the
+    next), so that product is its output stride whatever the padding (LeNet-5's unpadded convs leave a 1x1 map
+    at 32 px where its strides say 1/4: each 4 pixels the input grows by add one). Returns its channels."""
+    stride = 1
+    for m in stage.modules():
+        if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            stride *= pair(m.stride)[0]
+    return model.add_stage(name, stage, (model.feature_info[-1].reduction if model.feature_info else 1) * stride)
+
+
 C3_TABLE: tuple[tuple[int, ...], ...] = (
     *((i, (i + 1) % 6, (i + 2) % 6) for i in range(6)),
     *((i, (i + 1) % 6, (i + 2) % 6, (i + 3) % 6) for i in range(6)),
@@ -117,6 +113,8 @@ class SparseC3(nn.Module):
     """C3 with the connection table: each map's 5x5 conv reads only its S2 maps, "to break the symmetry in the
     network" (Sec. II.B); 60 x 25 weights and 16 biases, 1,516 parameters. Maps with the same number of inputs
     form one grouped conv over the gathered S2 maps."""
+
+    out_chs = 16
 
     def __init__(self, act_layer: LayerFactory = nn.Tanh) -> None:
         super().__init__()
@@ -159,12 +157,14 @@ class LeNet5(CnnlabModel):
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         conv = {"norm_layer": None, "act_layer": act_layer, "padding": 0}
         c3 = SparseC3(act_layer) if c3_table else ConvBnAct(6, 16, 5, **conv)
-        self.stage1 = nn.Sequential(ConvBnAct(in_chans, 6, 5, **conv), nn.AvgPool2d(2))  # C1, S2
-        self.stage2 = nn.Sequential(c3, nn.AvgPool2d(2))  # C3, S4
-        self.stage3 = nn.Sequential(ConvBnAct(16, 120, 5, **conv), ConvBnAct(120, 84, 1, **conv))  # C5, F6
-        self.num_features = 84
-        self.head = ClassifierHead(84, num_classes)
-        self.feature_info = [FeatureInfo("stage1", 6, 2), FeatureInfo("stage2", 16, 4), FeatureInfo("stage3", 84, 4)]
+        stages = {
+            "stage1": nn.Sequential(ConvBnAct(in_chans, 6, 5, **conv), nn.AvgPool2d(2)),  # C1, S2
+            "stage2": nn.Sequential(c3, nn.AvgPool2d(2)),  # C3, S4
+            "stage3": nn.Sequential(ConvBnAct(16, 120, 5, **conv), ConvBnAct(120, 84, 1, **conv)),  # C5, F6
+        }
+        for name, stage in stages.items():
+            self.num_features = add_chain_stage(self, name, stage)
+        self.head = ClassifierHead(self.num_features, num_classes)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stage1(x)  # N x 6 x 14 x 14 (at 32x32)
@@ -186,21 +186,21 @@ class AlexNet(CnnlabModel):
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.5) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         conv = {"norm_layer": None}
-        self.stage1 = nn.Sequential(ConvBnAct(in_chans, 64, 11, stride=4, padding=2, **conv), nn.MaxPool2d(3, 2))
-        self.stage2 = nn.Sequential(ConvBnAct(64, 192, 5, **conv), nn.MaxPool2d(3, 2))
-        self.stage3 = nn.Sequential(
-            ConvBnAct(192, 384, 3, **conv), ConvBnAct(384, 256, 3, **conv), ConvBnAct(256, 256, 3, **conv)
-        )
-        self.stage3.add_module("pool", nn.MaxPool2d(3, 2))
-        self.num_features = 256
-        self.head = FcHead(256, num_classes, pool_size=6, drop_rate=drop_rate)
-        self.feature_info = [
-            FeatureInfo("stage1", 64, 8),
-            FeatureInfo("stage2", 192, 16),
-            FeatureInfo("stage3", 256, 32),
-        ]
-        stages = (("conv", "relu", "pool"), ("conv", "relu", "pool"), ("conv", "relu") * 3 + ("pool",))
-        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(stages)}
+        stages = {
+            "stage1": nn.Sequential(ConvBnAct(in_chans, 64, 11, stride=4, padding=2, **conv), nn.MaxPool2d(3, 2)),
+            "stage2": nn.Sequential(ConvBnAct(64, 192, 5, **conv), nn.MaxPool2d(3, 2)),
+            "stage3": nn.Sequential(
+                ConvBnAct(192, 384, 3, **conv),
+                ConvBnAct(384, 256, 3, **conv),
+                ConvBnAct(256, 256, 3, **conv),
+                nn.MaxPool2d(3, 2),
+            ),
+        }
+        for name, stage in stages.items():
+            self.num_features = add_chain_stage(self, name, stage)
+        self.head = FcHead(self.num_features, num_classes, pool_size=6, drop_rate=drop_rate)
+        layers = (("conv", "relu", "pool"), ("conv", "relu", "pool"), ("conv", "relu") * 3 + ("pool",))
+        self.weight_key_maps = {"torchvision": _torchvision_feature_keys(layers)}
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.stage1(x)  # N x 64 x 27 x 27 (at 224)
@@ -248,9 +248,9 @@ class AlexNetPaper(CnnlabModel):
                   ("pool2", nn.MaxPool2d(3, 2))]  # fmt: skip
         stage3 = [("conv3", ConvBnAct(256, 384, 3, **conv)), ("conv4", ConvBnAct(384, 384, 3, groups=groups, **conv)),
                   ("conv5", ConvBnAct(384, 256, 3, groups=groups, **conv)), ("pool5", nn.MaxPool2d(3, 2))]  # fmt: skip
-        self.add_stage("stage1", nn.Sequential(OrderedDict(stage1)), 8)
-        self.add_stage("stage2", nn.Sequential(OrderedDict(stage2)), 16)
-        self.num_features = self.add_stage("stage3", nn.Sequential(OrderedDict(stage3)), 32)
+        add_chain_stage(self, "stage1", nn.Sequential(OrderedDict(stage1)))
+        add_chain_stage(self, "stage2", nn.Sequential(OrderedDict(stage2)))
+        self.num_features = add_chain_stage(self, "stage3", nn.Sequential(OrderedDict(stage3)))
         self.head = FcHead(self.num_features, num_classes, pool_size=6, drop_rate=drop_rate)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -303,7 +303,7 @@ class VGG(CnnlabModel):
         chs = in_chans
         for s, (n, width) in enumerate(zip(layers, VGG_WIDTHS, strict=True), start=1):
             widths = (width,) * check_count("convs per stage", n, minimum=1)
-            chs = self.add_stage(f"stage{s}", vgg_stage(chs, widths, **conv), 2**s)
+            chs = add_chain_stage(self, f"stage{s}", vgg_stage(chs, widths, **conv))
         self.num_features = chs
         self.head = FcHead(chs, num_classes, pool_size=7, drop_rate=drop_rate)
         per_conv = ("conv", "bn", "relu") if batch_norm else ("conv", "relu")
@@ -382,7 +382,7 @@ class CifarVGG(CnnlabModel):
                     f"even number of convs; stage {s} has {len(widths)}: {widths}"
                 )
             convs = widths[1::2] if kernel_size == 5 else widths  # a 5x5 takes its pair's output width
-            chs = self.add_stage(f"stage{s}", vgg_stage(chs, convs, **conv), 2**s)
+            chs = add_chain_stage(self, f"stage{s}", vgg_stage(chs, convs, **conv))
         self.min_input_size = 2 ** len(stages)
         self.num_features = chs
         if head == "gap":

@@ -54,7 +54,9 @@ class DenseNet(CnnlabModel):
         stem: "imagenet" (7x7/2 conv-BN-ReLU and 3x3/2 max pool) or "cifar" (one 3x3 conv).
     """
 
-    min_input_size = 32
+    min_input_size = 29
+    """The ImageNet stem's padded 7x7/2 conv and 3x3/2 pool leave ceil(H/4), which the three transitions' 2x2/2
+    average pools (unpadded, rounding down) must halve three times: ceil(H/4) >= 8."""
 
     def __init__(
         self,
@@ -129,6 +131,7 @@ class CifarDenseNet(DenseNet):
 
     default_image_size = 32
     min_input_size = 4
+    """The stride-1 stem keeps H, which the two transitions' 2x2/2 average pools must halve twice."""
 
 
 def _densenet(k: int, blocks: tuple[int, ...], init: int, kwargs: dict[str, Any]) -> DenseNet:

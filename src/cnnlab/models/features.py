@@ -15,6 +15,7 @@ selected one, which are then neither run nor held.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, fx, nn
@@ -22,18 +23,30 @@ from torch import Tensor, fx, nn
 from cnnlab.errors import ModelArgumentError
 from cnnlab.models.shapes import FeatureInfo, check_input
 
+Index = int | Sequence[int] | None
+"""Which entries an accessor of :class:`FeatureList` reads: all (``None``), one (an index) or several."""
+
 
 class FeatureList(list[FeatureInfo]):
-    """A list of :class:`~cnnlab.models.shapes.FeatureInfo` with the columns that timm's ``feature_info`` has."""
+    """A list of :class:`~cnnlab.models.shapes.FeatureInfo` with the accessors of timm's ``feature_info``:
+    ``channels()``, ``reduction()`` and ``module_name()`` give that column of every entry as a list; with
+    ``idx`` an index, of that entry alone; with a sequence of indices, of those entries as a list."""
 
-    def channels(self) -> list[int]:
-        return [f.num_chs for f in self]
+    def _column(self, field: str, idx: Index) -> Any:
+        if idx is None:
+            return [getattr(f, field) for f in self]
+        if isinstance(idx, int):
+            return getattr(self[idx], field)
+        return [getattr(self[i], field) for i in idx]
 
-    def reductions(self) -> list[int]:
-        return [f.reduction for f in self]
+    def channels(self, idx: Index = None) -> list[int] | int:
+        return self._column("num_chs", idx)
 
-    def module_names(self) -> list[str]:
-        return [f.module for f in self]
+    def reduction(self, idx: Index = None) -> list[int] | int:
+        return self._column("reduction", idx)
+
+    def module_name(self, idx: Index = None) -> list[str] | str:
+        return self._column("module", idx)
 
 
 def select_stages(model: nn.Module, out_indices: Sequence[int] | None) -> FeatureList:
@@ -119,7 +132,7 @@ class FeatureListNet(nn.Module):
         super().__init__()
         self.feature_info = select_stages(model, out_indices)
         self.model_name, self.in_chans, self.min_input_size = model.model_name, model.in_chans, model.min_input_size
-        self.graph = stage_graph(model, self.feature_info.module_names())
+        self.graph = stage_graph(model, self.feature_info.module_name())
         used = {str(n.target).split(".")[0] for n in self.graph.nodes if n.op in ("call_module", "get_attr")}
         for name, module in model.named_children():
             if name in used:

@@ -5,13 +5,15 @@ global average pooling instead of fully connected layers, and two auxiliary clas
 whose losses the trainer adds with weight ``aux_loss_weight`` = 0.3 in training only.
 
 The default layout is torchvision's, whose weights load through ``TORCHVISION_KEYS``. It departs from the
-paper in four ways, named here and selectable where they change the network:
+paper in four ways, named here and selectable where they change the network (``googlenet_paper`` takes the
+paper's choice in the first two):
 
-* the "5x5" branch uses a 3x3 conv (``kernel_5x5=3``; the paper's 5x5 is ``kernel_5x5=5``, registered as
-  ``googlenet_paper``);
+* the "5x5" branch uses a 3x3 conv (``kernel_5x5=3``; the paper's 5x5 is ``kernel_5x5=5``);
+* the max pool before (5a) is 2x2/2 (``maxpool4=2``) where Table 1 has 3x3/2 (``maxpool4=3``): the same 7x7
+  map at 224 (both round up), but the receptive field of the last map is 16 pixels smaller (699 against
+  Table 1's 715, with 5x5 branches) and the smallest input 15 pixels against 31;
 * batch norm (eps 0.001) after every conv and no local response normalisation (the paper has LRN in the
   stem and no BN: pass ``conv_layer=partial(ConvBnAct, norm_layer=None)`` for BN-free convs);
-* the last max pool before (5a) is 2x2/2 instead of 3x3/2 (same output size at 224);
 * ``transform_input=True`` re-normalises an ImageNet-normalised input to ``(x - 0.5) / 0.5``, the input of
   the weights ported from TensorFlow; off by default (as torchvision does without pretrained weights).
 """
@@ -164,13 +166,15 @@ class GoogLeNet(AuxHeadsModel):
         aux_logits: build the two auxiliary classifiers; in training mode ``forward`` then returns
             :class:`~cnnlab.models.base.LogitsWithAux`, in eval mode plain logits.
         kernel_5x5: kernel of the "5x5" branches (3: torchvision; 5: the paper).
+        maxpool4: kernel of the stride-2 max pool before (5a) (2: torchvision; 3: the paper's Table 1).
         transform_input: re-normalise ImageNet-normalised input for the TensorFlow-ported weights.
         conv_layer: the conv unit (conv-BN-ReLU, BN eps 0.001).
         drop_rate: dropout before the fc (the paper's 40%); ``aux_drop_rate`` in the auxiliary heads (70%).
     """
 
     min_input_size = 15
-    """Each ceil-mode 3x3/2 pool needs at least a 2x2 input; 15 gives 2x2 before the pool of stage 4."""
+    """Each ceil-mode 3x3/2 pool needs at least a 2x2 input; 15 gives 2x2 before the pool of stage 4, and a
+    1x1 map before the 2x2/2 pool before (5a). The paper's 3x3/2 there needs a 2x2 map, which takes 31."""
 
     def __init__(
         self,
@@ -179,6 +183,7 @@ class GoogLeNet(AuxHeadsModel):
         in_chans: int = 3,
         aux_logits: bool = True,
         kernel_5x5: int = 3,  # torchvision's; the paper's is 5
+        maxpool4: int = 2,  # torchvision's 2x2/2 before (5a); Table 1's is 3x3/2
         transform_input: bool = False,
         conv_layer: LayerFactory = INCEPTION_CONV,
         drop_rate: float = 0.4,  # "dropout layer with 40% ratio of dropped outputs"
@@ -192,7 +197,12 @@ class GoogLeNet(AuxHeadsModel):
         tap1_chs = self.add_stage("inception4a", stage(chs, "4a", pool=CEIL_POOL()), 16)
         tap2_chs = self.add_stage("inception4d", stage(tap1_chs, "4b 4c 4d"), 16)
         chs = self.add_stage("inception4e", stage(tap2_chs, "4e"), 16)
-        last_pool = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        if maxpool4 not in (2, 3):
+            raise ModelArgumentError(
+                f"maxpool4 must be 2 (torchvision's 2x2/2 pool) or 3 (Table 1's 3x3/2), got {maxpool4!r}"
+            )
+        self.min_input_size = 15 if maxpool4 == 2 else 31
+        last_pool = nn.MaxPool2d(maxpool4, stride=2, ceil_mode=True)
         self.num_features = self.add_stage("inception5", stage(chs, "5a 5b", pool=last_pool), 32)
         self.head = ClassifierHead(self.num_features, num_classes, drop_rate=drop_rate)
         aux = partial(AuxClassifier, num_classes=num_classes, drop_rate=aux_drop_rate, conv_layer=conv_layer)
@@ -221,10 +231,11 @@ def googlenet(**kwargs: Any) -> GoogLeNet:
 
 @register_model
 def googlenet_paper(**kwargs: Any) -> GoogLeNet:
-    """GoogLeNet with the paper's 5x5 "5x5" branches (Table 1): 13,385,816 params with aux heads, 1.58 GMACs.
+    """GoogLeNet as Table 1 lays it out: 5x5 "5x5" branches and a 3x3/2 max pool before (5a) (receptive field
+    715); 13,385,816 params with aux heads, 1.58 GMACs.
 
-    Otherwise as ``googlenet`` (batch norm, no LRN)."""
-    return GoogLeNet(**(dict(kernel_5x5=5) | kwargs))
+    Departure kept from ``googlenet``: batch norm after every conv and no LRN."""
+    return GoogLeNet(**(dict(kernel_5x5=5, maxpool4=3) | kwargs))
 
 
 class SmallGoogLeNet(AuxHeadsModel):

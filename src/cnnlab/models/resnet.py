@@ -205,6 +205,8 @@ class ResNet(CnnlabModel):
         )
         self.stem = ConvBnAct(in_chans, stem_width, 7, stride=2, norm_layer=norm_layer, act_layer=act_layer)
         self.pool = stem_pool()
+        if stem_pool is CAFFE_STEM_POOL:
+            self.min_input_size = 3  # the unpadded pool needs a 2x2 map from the 7x7/2 conv (ceil(H/2) >= 2)
         self.feature_info = [FeatureInfo("stem", stem_width, 2)]
         chs = stem_width
         for i, planes in enumerate((64, 128, 256, 512)):

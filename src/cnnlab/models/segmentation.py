@@ -19,8 +19,9 @@ The model contract of :mod:`cnnlab.models.base` holds, with these departures, al
 * ``forward(x)`` returns N x num_classes x H x W at the input's height and width; ``forward_head`` returns the
   head's output at the feature map's resolution (1/``output_stride``), which ``forward`` resizes with
   :func:`~cnnlab.layers.fcn_head.upsample` (so ``forward(x) == upsample(forward_head(forward_features(x)), x)``).
-* ``num_classes=0`` leaves the head without layers: ``forward`` returns the backbone's features, upsampled,
-  N x num_features x H x W.
+* ``num_classes=0`` leaves out the head's classifier alone: ``forward`` returns the pre-logits, upsampled,
+  N x head_hidden_size x H x W (an FCN head's 3x3 conv, DeepLabV3's ASPP and refining conv stay; a DUC head
+  has no layer before its classifier, so its pre-logits are the backbone's features).
 * With an auxiliary head, ``forward`` in training mode returns
   :class:`~cnnlab.models.base.LogitsWithAux` ``(out, (aux,))``, both N x num_classes x H x W (torchvision's
   ``{"out", "aux"}``), and the trainer adds ``aux_loss_weight`` = 0.5 times the auxiliary loss (torchvision's

@@ -18,7 +18,8 @@ from cnnlab.errors import InputShapeError
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """One stage: ``module`` (dotted name) outputs ``num_chs`` channels at 1/``reduction`` of the input size."""
+    """One stage: ``module`` (dotted name) outputs ``num_chs`` channels at 1/``reduction`` of the input size
+    (``reduction``: the product of the strides before it)."""
 
     module: str
     num_chs: int

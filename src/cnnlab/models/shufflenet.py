@@ -31,9 +31,8 @@ V1_WIDTHS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
 
 
 class _ShuffleNet(CnnlabModel):
-    """Stem, stages 2-4 built by ``make_unit(in_chs, out_chs, stride, first)``, optional ``conv5``, head."""
-
-    min_input_size = 32
+    """Stem, stages 2-4 built by ``make_unit(in_chs, out_chs, stride, first)``, optional ``conv5``, head.
+    Every conv and pool pads, so any input size from 1 pixel up is taken."""
 
     def _build(
         self,
