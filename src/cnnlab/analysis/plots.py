@@ -139,3 +139,42 @@ def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"{report.model}: receptive field {report.rf_label} px ({report.rf_of})")
     return save_figure(fig, path, dpi=DPI)
+
+
+def _tile(kernel: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """One ``in x kh x kw`` kernel as an image: RGB scaled to [0, 1] for 3 input channels, else the mean over its
+    input channels on a diverging scale around 0 (its colour map's name)."""
+    if kernel.shape[0] == 3:
+        rgb = kernel.transpose(1, 2, 0)
+        span = np.ptp(rgb) or 1.0
+        return (rgb - rgb.min()) / span, None
+    return kernel.mean(axis=0), "RdBu_r"
+
+
+def plot_filters(
+    learned: np.ndarray, bank: np.ndarray, path: str | Path, *, title: str = "", bank_title: str = ""
+) -> Path:
+    """The kernels ``learned`` (out x in x kh x kw) tiled on the left, the filters ``bank`` (n x k x k) on the
+    right, each tile on its own scale (grey: 0; red and blue: the two signs)."""
+    plt = pyplot()
+    panels = [(learned, title or "first-layer filters"), (bank[:, None], bank_title or "Gabor bank")]
+    fig = plt.figure(figsize=(10, 5.2))
+    outer = fig.add_gridspec(1, 2, wspace=0.12)
+    for p, (filters, name) in enumerate(panels):
+        cols = int(np.ceil(np.sqrt(len(filters))))
+        rows = int(np.ceil(len(filters) / cols))
+        grid = outer[p].subgridspec(rows, cols, wspace=0.08, hspace=0.08)
+        for i in range(rows * cols):
+            ax = fig.add_subplot(grid[i // cols, i % cols])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(filters):
+                ax.axis("off")
+                continue
+            image, cmap = _tile(filters[i])
+            limit = float(np.abs(image).max()) or 1.0
+            ax.imshow(image, cmap=cmap, vmin=-limit if cmap else None, vmax=limit if cmap else None,
+                      interpolation="nearest")  # fmt: skip
+            if i == 0:
+                ax.set_title(name, fontsize=8, loc="left")
+    return save_figure(fig, path, dpi=DPI)
