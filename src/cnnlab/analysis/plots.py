@@ -11,6 +11,7 @@ import numpy as np
 from cnnlab.analysis.erf import EffectiveField
 from cnnlab.analysis.gridding import GriddingMap
 from cnnlab.analysis.report import ModelReport
+from cnnlab.analysis.toys import ToyReport
 from cnnlab.analysis.tricks import Figure, before_after, value_label
 from cnnlab.plotting import pyplot, save_figure
 
@@ -139,6 +140,43 @@ def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"{report.model}: receptive field {report.rf_label} px ({report.rf_of})")
     return save_figure(fig, path, dpi=DPI)
+
+
+def plot_residual_toy(report: ToyReport, path: str | Path) -> Path:
+    """|F(x)| against |F(x) - x| at initialisation, then the SGD steps with and without the shortcut per setting
+    on a log scale (seeds that never reached stacked right of the dotted line)."""
+    plt = pyplot()
+    pairs = report.pairs()
+    cols = min(3, 1 + len(pairs))
+    rows = -(-(1 + len(pairs)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    flat = axes.ravel()
+    ax = flat[0]
+    init = report.init
+    bins = np.linspace(0, max(*init.distances, *init.norms), 30)
+    ax.hist(init.norms, bins=bins, alpha=0.6, label="|F(x)|: distance to 0", color="tab:green")
+    ax.hist(init.distances, bins=bins, alpha=0.6, label="|F(x) - x|: distance to x", color="tab:gray")
+    ax.axvline(init.norm_x, color="k", ls="--", lw=1, label=f"|x| = {init.norm_x:.2f}")
+    ax.set_title(f"nn.Linear(2, 2) at init, x = [2, 1], {init.seeds} seeds", fontsize=9)
+    ax.legend(fontsize=7)
+    cap = report.config.max_steps
+    edges = np.geomspace(1, cap * 1.3, 40)
+    for ax, (shortcut, plain) in zip(flat[1:], pairs, strict=False):
+        for r, colour in ((shortcut, "tab:green"), (plain, "tab:gray")):
+            steps = [max(s, 1) if s >= 0 else cap * 1.15 for s in r.steps]
+            ax.hist(steps, bins=edges, alpha=0.6, color=colour, label=f"{r.variant} ({r.reached} reached)")
+        ax.set_xscale("log")
+        ax.axvline(cap, color="k", lw=0.8, ls=":")
+        ax.set_title(f"{shortcut.task}, depth {shortcut.depth}", fontsize=9)
+        ax.set_xlabel("SGD steps (log)")
+        ax.legend(fontsize=7)
+    for ax in flat[1 + len(pairs) :]:
+        ax.axis("off")
+    c = report.config
+    fig.suptitle(f"steps to RMS |h(x) - x| < {c.tol:g} at lr {c.lr:g}; right of the dotted line: not reached in "
+                 f"{cap}", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def _tile(kernel: np.ndarray) -> tuple[np.ndarray, str | None]:

@@ -27,6 +27,7 @@ from cnnlab.cli import (
     models_cmd,
     report_cmd,
     summary_cmd,
+    toy_cmd,
     train_cmd,
     tricks_cmd,
 )
@@ -38,6 +39,7 @@ COMMANDS = (
     compare_cmd,
     diagram_cmd,
     tricks_cmd,
+    toy_cmd,
     dilation_cmd,
     erf_cmd,
     filters_cmd,
