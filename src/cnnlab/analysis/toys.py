@@ -151,7 +151,7 @@ class InitStats:
     norm_f: tuple[float, float, float]  # |F(x)|: 25th, 50th, 75th percentiles
     norm_f_minus_x: tuple[float, float, float]  # |F(x) - x|: the distance a plain layer has to cover
     closer_to_zero: float  # share of seeds with |F(x)| < |F(x) - x|
-    mean_sq_f: float  # mean |F(x)|^2; in expectation 2 (|x|^2 + 1) / 6 = 2 at x = [2, 1]
+    mean_sq_f: float  # mean |F(x)|^2; in expectation 2 (|x|^2 + 1) / 6 = 2 at x = [2, 1] (times the scale^2)
     norms: tuple[float, ...] = field(repr=False, default=())  # |F(x)| per seed
     distances: tuple[float, ...] = field(repr=False, default=())  # |F(x) - x| per seed
 
@@ -264,7 +264,8 @@ def steps_label(v: float, max_steps: int) -> str:
 
 def toy_tables(report: ToyReport) -> tuple[list[list[str]], list[list[str]]]:
     """The rows of the two tables ``cnnlab toy residual`` prints: the layer at initialisation, then training."""
-    i = report.init
+    i, s = report.init, report.config.init_scale
+    scaled = "" if s == 1 else f" x {s:g}^2"  # Var(U(-a, a)) = a^2 / 3 with a = 1/sqrt(2) at the default init
     q = lambda t: f"{t[1]:.2f} [{t[0]:.2f}, {t[2]:.2f}]"  # noqa: E731
     init = [
         ["x", f"[{i.x[0]:g}, {i.x[1]:g}]", f"|x| = {i.norm_x:.3f}"],
@@ -272,7 +273,7 @@ def toy_tables(report: ToyReport) -> tuple[list[list[str]], list[list[str]]]:
         ["|F(x)|: median [quartiles]", q(i.norm_f), "the distance to 0 (a residual F must reach 0)"],
         ["|F(x) - x|: median [quartiles]", q(i.norm_f_minus_x), "the distance to x (a plain layer must reach x)"],
         ["closer to 0 than to x", f"{i.closer_to_zero:.0%} of {i.seeds} seeds", ""],
-        ["mean |F(x)|^2", f"{i.mean_sq_f:.3f}", "expected 2 (|x|^2 + 1) / 6 = 2 at the default init"],
+        ["mean |F(x)|^2", f"{i.mean_sq_f:.3f}", f"expected 2 (|x|^2 + 1) / 6{scaled} = {2 * s**2:.3g}"],
     ]
     train = []
     for shortcut, plain in report.pairs():
