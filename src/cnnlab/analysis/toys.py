@@ -288,7 +288,3 @@ def toy_tables(report: ToyReport) -> tuple[list[list[str]], list[list[str]]]:
 
 TOY_INIT_HEADERS = ["quantity", "value", "note"]
 TOY_TRAIN_HEADERS = ["task", "depth", "variant", "reached", "diverged", "steps: median [quartiles]", "shortcut wins"]
-
-
-def toy_csv_rows(report: ToyReport) -> list[dict[str, Any]]:
-    return report.to_dict()["training"]
