@@ -169,7 +169,8 @@ class _Walker(fx.Interpreter):
         is_global = isinstance(out, Tensor) and not isinstance(module, WEIGHT_MODULES) and self._is_global(n, out)
         if pooled and (is_global or any(a in self.pooled for a in inputs)):
             self.pooled.add(n)
-        if isinstance(module, nn.Linear) or (isinstance(module, WEIGHT_MODULES) and not set(inputs) & self.pooled):
+        weighted = isinstance(module, WEIGHT_MODULES) or (module is None and _name_of(n.target) == "conv2d")
+        if isinstance(module, nn.Linear) or (weighted and not set(inputs) & self.pooled):
             self.depths[n] += 1
         in_fields = [self.fields[a] for a in inputs]
         kind = type(module).__name__ if module is not None else _name_of(n.target)
@@ -299,6 +300,11 @@ def _function_field(
         if isinstance(out, Tensor) and out.ndim <= 2 and x.ndim >= 3:
             return here.global_(_spatial(x))
         raise _Unsupported(f"{kind} that moves spatial positions")
+    if kind == "conv2d":  # a functional conv (fixed filters, as in GaborConv2d): the weight's shape is the kernel
+        weight = kwargs.get("weight", args[1])
+        stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+        dilation = kwargs.get("dilation", args[5] if len(args) > 5 else 1)
+        return here.through(tuple(weight.shape[-2:]), stride=stride, dilation=dilation)
     if kind in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
         return _adaptive(here, x, out)
     if kind in ("max_pool2d", "avg_pool2d"):

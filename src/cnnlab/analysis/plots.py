@@ -10,6 +10,7 @@ import numpy as np
 from cnnlab.analysis.erf import EffectiveField
 from cnnlab.analysis.gridding import GriddingMap
 from cnnlab.analysis.report import ModelReport
+from cnnlab.analysis.toys import ToyReport
 from cnnlab.analysis.tricks import Figure, before_after, value_label
 from cnnlab.plotting import heatmap, pyplot, save_figure
 
@@ -120,4 +121,80 @@ def plot_rf_growth(report: ModelReport, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{report.model}: receptive field {report.rf_label} px ({report.rf_of})")
+    return save_figure(fig, path, dpi=DPI)
+
+
+def plot_residual_toy(report: ToyReport, path: str | Path) -> Path:
+    """|F(x)| against |F(x) - x| at initialisation, then the SGD steps with and without the shortcut per setting
+    on a log scale (seeds that never reached stacked right of the dotted line)."""
+    plt = pyplot()
+    pairs = report.pairs()
+    cols = min(3, 1 + len(pairs))
+    rows = -(-(1 + len(pairs)) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    flat = axes.ravel()
+    ax = flat[0]
+    init = report.init
+    bins = np.linspace(0, max(*init.distances, *init.norms), 30)
+    ax.hist(init.norms, bins=bins, alpha=0.6, label="|F(x)|: distance to 0", color="tab:green")
+    ax.hist(init.distances, bins=bins, alpha=0.6, label="|F(x) - x|: distance to x", color="tab:gray")
+    ax.axvline(init.norm_x, color="k", ls="--", lw=1, label=f"|x| = {init.norm_x:.2f}")
+    ax.set_title(f"nn.Linear(2, 2) at init, x = [2, 1], {init.seeds} seeds", fontsize=9)
+    ax.legend(fontsize=7)
+    cap = report.config.max_steps
+    edges = np.geomspace(1, cap * 1.3, 40)
+    for ax, (shortcut, plain) in zip(flat[1:], pairs, strict=False):
+        for r, colour in ((shortcut, "tab:green"), (plain, "tab:gray")):
+            steps = [max(s, 1) if s >= 0 else cap * 1.15 for s in r.steps]
+            ax.hist(steps, bins=edges, alpha=0.6, color=colour, label=f"{r.variant} ({r.reached} reached)")
+        ax.set_xscale("log")
+        ax.axvline(cap, color="k", lw=0.8, ls=":")
+        ax.set_title(f"{shortcut.task}, depth {shortcut.depth}", fontsize=9)
+        ax.set_xlabel("SGD steps (log)")
+        ax.legend(fontsize=7)
+    for ax in flat[1 + len(pairs) :]:
+        ax.axis("off")
+    c = report.config
+    fig.suptitle(f"steps to RMS |h(x) - x| < {c.tol:g} at lr {c.lr:g}; right of the dotted line: not reached in "
+                 f"{cap}", fontsize=9)  # fmt: skip
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _tile(kernel: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """One ``in x kh x kw`` kernel as an image: RGB scaled to [0, 1] for 3 input channels, else the mean over its
+    input channels on a diverging scale around 0 (its colour map's name)."""
+    if kernel.shape[0] == 3:
+        rgb = kernel.transpose(1, 2, 0)
+        span = np.ptp(rgb) or 1.0
+        return (rgb - rgb.min()) / span, None
+    return kernel.mean(axis=0), "RdBu_r"
+
+
+def plot_filters(
+    learned: np.ndarray, bank: np.ndarray, path: str | Path, *, title: str = "", bank_title: str = ""
+) -> Path:
+    """The kernels ``learned`` (out x in x kh x kw) tiled on the left, the filters ``bank`` (n x k x k) on the
+    right, each tile on its own scale (grey: 0; red and blue: the two signs)."""
+    plt = pyplot()
+    panels = [(learned, title or "first-layer filters"), (bank[:, None], bank_title or "Gabor bank")]
+    fig = plt.figure(figsize=(10, 5.2))
+    outer = fig.add_gridspec(1, 2, wspace=0.12)
+    for p, (filters, name) in enumerate(panels):
+        cols = int(np.ceil(np.sqrt(len(filters))))
+        rows = int(np.ceil(len(filters) / cols))
+        grid = outer[p].subgridspec(rows, cols, wspace=0.08, hspace=0.08)
+        for i in range(rows * cols):
+            ax = fig.add_subplot(grid[i // cols, i % cols])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(filters):
+                ax.axis("off")
+                continue
+            image, cmap = _tile(filters[i])
+            limit = float(np.abs(image).max()) or 1.0
+            ax.imshow(image, cmap=cmap, vmin=-limit if cmap else None, vmax=limit if cmap else None,
+                      interpolation="nearest")  # fmt: skip
+            if i == 0:
+                ax.set_title(name, fontsize=8, loc="left")
     return save_figure(fig, path, dpi=DPI)

@@ -24,9 +24,12 @@ def run_tricks(args: argparse.Namespace) -> int:
         print(figures_csv(figures), end="")
     else:
         print(figures_table(figures))
-        print("\nMACs = FlopCounterMode FLOPs / 2")
+        print(
+            "\nMACs = FlopCounterMode FLOPs / 2; agree '-': a measurement shown beside what an argument assumes, "
+            "not held to it (timings are noisy: the median of runs taken in turns)"
+        )
     if args.plot:
         from cnnlab.analysis.plots import plot_tricks
 
         print(f"wrote {plot_tricks(figures, args.plot)}")
-    return 0 if all(f.agrees for f in figures) else 1
+    return 0 if all(f.agrees is not False for f in figures) else 1

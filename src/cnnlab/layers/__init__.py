@@ -18,6 +18,7 @@ from cnnlab.layers.dilated import DilatedConvStack, HdcReport, Verdict, find_cyc
 from cnnlab.layers.duc import DUC, DUCHead
 from cnnlab.layers.factorized import asymmetric, expanded_asymmetric, stacked_3x3
 from cnnlab.layers.fcn_head import FCNHead, make_conv_fc, upsample
+from cnnlab.layers.gabor import GaborConv2d, gabor_bank
 from cnnlab.layers.grid_reduction import GridReduction
 from cnnlab.layers.inception_resnet import InceptionResNetBlock
 from cnnlab.layers.inception_v1 import GOOGLENET_3A, InceptionV1, InceptionV1Widths
@@ -59,6 +60,7 @@ __all__ = [
     "DepthwiseSeparableConv",
     "DilatedConvStack",
     "FCNHead",
+    "GaborConv2d",
     "GridReduction",
     "HdcReport",
     "ImagePooling",
@@ -91,6 +93,7 @@ __all__ = [
     "create_act",
     "expanded_asymmetric",
     "find_cycle",
+    "gabor_bank",
     "hdc_check",
     "local_response_norm",
     "make_conv_fc",

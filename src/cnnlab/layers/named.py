@@ -22,6 +22,7 @@ from cnnlab.layers.deformable import DeformConv2d
 from cnnlab.layers.depthwise_separable import DepthwiseSeparableConv, SeparableConv2d
 from cnnlab.layers.duc import DUCHead
 from cnnlab.layers.fcn_head import FCNHead
+from cnnlab.layers.gabor import GaborConv2d
 from cnnlab.layers.inception_v1 import InceptionV1
 from cnnlab.layers.squeeze_excite import SqueezeExcite
 
@@ -41,6 +42,8 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     "conv": nn.Conv2d,
     "deformable": DeformConv2d,  # Dai et al. 2017; offset_groups and modulated as extra keys
     "separable": SeparableConv2d,  # depthwise then pointwise (Howard et al. 2017; Chollet 2017)
+    # stems (stem_layer of cifar_vgg, called as stem_layer(in_chs, out_chs))
+    "gabor": GaborConv2d,  # Serre et al. 2007's fixed S1 Gabor bank; sizes, orientations as extra keys
     # blocks (block_layer, called like ConvBnAct(in_chs, out_chs, stride=...))
     "conv_bn_act": ConvBnAct,  # a full 3x3 conv-BN-ReLU (MobileNet's Table 4 "Conv MobileNet")
     "depthwise_separable": DepthwiseSeparableConv,  # depthwise 3x3-BN-ReLU, pointwise 1x1-BN-ReLU (Howard et al.)

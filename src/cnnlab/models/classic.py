@@ -263,12 +263,23 @@ VGG_WIDTHS = (64, 128, 256, 512, 512)
 """Channels of the five stages of every configuration (Table 1)."""
 
 
-def vgg_stage(in_chs: int, widths: Sequence[int], *, kernel_size: int = 3, **conv: Any) -> nn.Sequential:
+def vgg_stage(
+    in_chs: int,
+    widths: Sequence[int],
+    *,
+    kernel_size: int = 3,
+    stem_layer: LayerFactory | None = None,
+    **conv: Any,
+) -> nn.Sequential:
     """One stage of Table 1: a conv-(norm-)ReLU to each of ``widths`` (stride 1, "same" padding), then a 2x2
-    max pool; ``conv`` goes to each :class:`~cnnlab.layers.ConvBnAct`."""
+    max pool; ``conv`` goes to each :class:`~cnnlab.layers.ConvBnAct`. ``stem_layer(in_chs, widths[0])``, when
+    given, is the first unit's conv (its norm and activation stay)."""
     stage = nn.Sequential()
     for j, width in enumerate(widths):
-        stage.add_module(str(j), ConvBnAct(in_chs, width, kernel_size, **conv))
+        unit = ConvBnAct(in_chs, width, kernel_size, **conv)
+        if j == 0 and stem_layer is not None:
+            unit.conv = stem_layer(in_chs, width)
+        stage.add_module(str(j), unit)
         in_chs = width
     stage.add_module("pool", nn.MaxPool2d(2, 2))
     return stage
@@ -344,6 +355,11 @@ class CifarVGG(CnnlabModel):
       ``fc_hidden`` wide after an adaptive average pool to ``fc_pool`` x ``fc_pool`` (so any input size works):
       at the defaults the head holds 82% of the weights (330,762 of 403,066; the GAP head 650 of 72,954).
 
+    ``stem_layer`` replaces the first conv, called as ``stem_layer(in_chans, stages[0][0])``: ``"gabor"`` by name,
+    :class:`~cnnlab.layers.GaborConv2d`, a fixed bank of 16 Gabor filters of 5-11 px (Serre et al. 2007; not
+    trained, so the net has 9 x ``in_chans`` x 16 fewer parameters), followed by the first unit's own batch norm
+    and ReLU.
+
     ``norm_layer=None`` is the net without batch norm (its convs then have biases). ``drop_rate`` is the dropout
     before the fc (GAP head) or after fc6 and fc7 (FC head). Each stage halves the input: ``len(stages)`` stages
     need at least ``2 ** len(stages)`` pixels.
@@ -364,6 +380,7 @@ class CifarVGG(CnnlabModel):
         num_classes: int = 10,
         in_chans: int = 3,
         drop_rate: float = 0.0,  # no dropout by default: the comparisons set it per head
+        stem_layer: LayerFactory | None = None,  # None: a learned first conv; "gabor": Serre et al.'s fixed bank
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if kernel_size not in (3, 5):
@@ -382,7 +399,8 @@ class CifarVGG(CnnlabModel):
                     f"even number of convs; stage {s} has {len(widths)}: {widths}"
                 )
             convs = widths[1::2] if kernel_size == 5 else widths  # a 5x5 takes its pair's output width
-            chs = add_chain_stage(self, f"stage{s}", vgg_stage(chs, convs, **conv))
+            stem = stem_layer if s == 1 else None
+            chs = add_chain_stage(self, f"stage{s}", vgg_stage(chs, convs, stem_layer=stem, **conv))
         self.min_input_size = 2 ** len(stages)
         self.num_features = chs
         if head == "gap":
