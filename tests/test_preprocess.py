@@ -80,7 +80,7 @@ def test_timm_models_have_their_pretrained_cfg(name: str) -> None:
     assert (tuple(cfg.mean), tuple(cfg.std)) == (pre.mean, pre.std)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "inception_v4"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "inception_v4", "xception"])
 def test_transforms_for_gives_the_peers_tensor(name: str) -> None:
     """The whole pipeline on a 301x257 picture: cnnlab's transform and the peer's own give the same tensor."""
     image, model = picture(), meta_model(name)
