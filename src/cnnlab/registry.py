@@ -12,7 +12,12 @@ accepts and rejects the others before anything is built; a value that does not f
 (``drop_rate`` in [0, 1), widths >= 1) are checked by the layers that use the values. User keyword arguments
 override the variant's.
 
-May import: cnnlab.errors, cnnlab.layers (named layers).
+Each entry also carries the model's preprocessing as data (:class:`~cnnlab.data.preprocess.Preprocess`: input
+size, crop fraction, interpolation, mean and std of the weights its peer publishes), given as
+``register_model(preprocess=...)`` where it departs from the convention of the model's input size
+(:func:`~cnnlab.data.preprocess.default_preprocess`); a built model carries it as ``model.preprocess``.
+
+May import: cnnlab.data (preprocessing), cnnlab.errors, cnnlab.layers (named layers).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 from torch import nn
 from torch.utils._device import DeviceContext  # what torch.device(...) pushes as a context manager
 
+from cnnlab.data.preprocess import Preprocess, default_preprocess
 from cnnlab.errors import ModelArgumentError, RegistryError, UnknownModelError, suggest
 from cnnlab.layers.named import resolve_model_kwargs
 
@@ -65,13 +71,15 @@ class Peer:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered model: its builder, the class it returns and where its weights have a peer."""
+    """One registered model: its builder, the class it returns, where its weights have a peer, and how an image
+    becomes its input (``preprocess``)."""
 
     name: str
     builder: Callable[..., nn.Module]
     model_cls: type[nn.Module]
     family: str
     peers: tuple[Peer, ...]
+    preprocess: Preprocess
 
     @property
     def doc(self) -> str:
@@ -229,33 +237,47 @@ def check_model_kwargs(entry: ModelEntry, kwargs: Mapping[str, Any]) -> None:
             )
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, peers: tuple[Peer, ...] = ()) -> Any:
+def register_model(
+    fn: Callable[..., nn.Module] | None = None,
+    *,
+    peers: tuple[Peer, ...] = (),
+    preprocess: Preprocess | None = None,
+) -> Any:
     """Register a builder under its function name. Use as ``@register_model`` or ``@register_model(peers=...)``.
 
-    The returned builder checks its keyword arguments against the model class and stamps the model
-    with ``model_name``.
+    ``preprocess``: the evaluation preprocessing of the first peer's published weights, where it is not the
+    convention of the model's input size (:func:`~cnnlab.data.preprocess.default_preprocess`). The returned builder
+    checks its keyword arguments against the model class and stamps the model with ``model_name`` and
+    ``preprocess``.
     """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        model_cls = _model_class(builder)
         entry = ModelEntry(
             name=builder.__name__,
             builder=builder,
-            model_cls=_model_class(builder),
+            model_cls=model_cls,
             family=builder.__module__.rsplit(".", 1)[-1],
             peers=tuple(peers),
+            preprocess=preprocess or default_preprocess(getattr(model_cls, "default_image_size", 224)),
         )
 
         @functools.wraps(builder)
         def build(**kwargs: Any) -> nn.Module:
             check_model_kwargs(entry, kwargs)
-            model = builder(**kwargs)
-            model.model_name = entry.name
-            return model
+            return _stamp(builder(**kwargs), entry)
 
         _REGISTRY.add(entry)
         return build
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _stamp(model: nn.Module, entry: ModelEntry) -> nn.Module:
+    """The built model, named and given its preprocessing."""
+    model.model_name = entry.name
+    model.preprocess = entry.preprocess
+    return model
 
 
 def create_model(
@@ -288,8 +310,7 @@ def create_model(
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     check_model_kwargs(entry, kwargs)
-    model = entry.builder(**kwargs)
-    model.model_name = name
+    model = _stamp(entry.builder(**kwargs), entry)
     if features_only:
         if not hasattr(model, "as_features"):
             raise ModelArgumentError(f"{name} is not a cnnlab model with stages: it has no features_only form")
@@ -383,7 +404,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_entry(name: str) -> ModelEntry:
-    """The registry entry of ``name`` (builder, class, family, peers)."""
+    """The registry entry of ``name`` (builder, class, family, peers, preprocessing)."""
     return _REGISTRY.get(name)
 
 

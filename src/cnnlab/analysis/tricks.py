@@ -404,6 +404,7 @@ FAMILY_TRICKS: dict[str, tuple[str, ...]] = {
     "googlenet": ("reduction", "inception"),
     "inception": ("5x5", "7x7", "reduction"),
     "mobilenet": ("depthwise",),
+    "xception": ("depthwise",),
     "shufflenet": ("group", "depthwise"),
 }
 """The tricks that concern each model family (the report of a model shows their rows)."""

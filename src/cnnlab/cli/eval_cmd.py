@@ -47,10 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_eval)
 
     p = sub.add_parser("predict", help="the top-k classes of image files (segmentation: mask and overlay PNGs)")
-    p.add_argument("checkpoint", metavar="CKPT", help="a run folder (its best.pt) or a checkpoint file")
+    p.add_argument(
+        "checkpoint", metavar="CKPT", help="a run folder (its best.pt) or a checkpoint file; with --weights, a "
+        "registered model name",
+    )  # fmt: skip
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=positive_int, default=3)
     p.add_argument("--out", default=None, help="segmentation: folder for the PNGs (default: RUN/predictions)")
+    p.add_argument(
+        "--weights", default=None, help="weights trained elsewhere for the model CKPT names: a file, 'torchvision' "
+        "or 'timm' (online); images are read with the preprocessing those weights expect",
+    )  # fmt: skip
     p.add_argument(
         "--runtime", choices=("torch", "onnxruntime"), default="torch",
         help="eager PyTorch (default), or ONNX Runtime on the model exported with BatchNorm folded",
@@ -159,13 +166,13 @@ def _eval_segmentation(
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.train.predict import model_from_checkpoint, predict, predict_mask, with_runtime, write_mask_pngs
+    from cnnlab.train.predict import load_for_inference, predict, predict_mask, with_runtime, write_mask_pngs
 
-    model, meta = model_from_checkpoint(args.checkpoint)
+    model, meta = load_for_inference(args.checkpoint, weights=args.weights)
     dense = getattr(model, "dense_output", False)
     model = with_runtime(model, meta, args.runtime)
     if dense:
-        out = Path(args.out) if args.out else Path(meta["path"]).parent / "predictions"
+        out = Path(args.out) if args.out else Path(meta["path"]).resolve().parent / "predictions"
         out.mkdir(parents=True, exist_ok=True)
         for image in args.images:
             picture, mask = predict_mask(model, meta, image)

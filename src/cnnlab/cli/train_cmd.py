@@ -1,6 +1,8 @@
-"""``cnnlab train``: every TrainConfig field is a flag; a YAML file (``--config``) holds the same keys.
+"""``cnnlab train``: every TrainConfig field is a flag; a YAML file (``--config``) holds the same keys, and so
+does a named recipe (``--recipe NAME``: ``recipes/NAME.yaml``; ``--recipe list`` lists them).
 
-Precedence: the defaults, then the resumed run's config (``--resume``), then ``--config``, then the flags. A resumed
+Precedence: the defaults, then the resumed run's config (``--resume``), then ``--recipe``, then ``--config``, then
+the flags. A resumed
 run continues its recorded recipe: flags that would change what it computes are refused (see RESUME_FREE in
 cnnlab.train.config for those that may change). The trainer reads the resumed run's checkpoint
 (:mod:`cnnlab.train.resume`); this command passes it the flags and keys that were given.
@@ -15,6 +17,7 @@ from typing import Any
 
 from cnnlab.cli.common import json_object, known_model
 from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.recipes import load_recipe, recipe_names, recipe_summary
 
 _HELP = {
     "model": "a registered model name (`cnnlab models` lists them)",
@@ -42,6 +45,11 @@ def _type_of(name: str) -> Any:
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field; only flags given on the command line reach the namespace."""
     p.add_argument("--config", metavar="YAML", help="a YAML file whose keys are these flags")
+    names = ", ".join(recipe_names()) or "none found"
+    p.add_argument(
+        "--recipe", metavar="NAME", help=f"start from recipes/NAME.yaml ('list' describes them; {names}); "
+        "--config and the flags override it",
+    )  # fmt: skip
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         default = TrainConfig().to_dict()[name]
@@ -56,14 +64,16 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    """The defaults, then ``--config``'s keys, then the flags (a resumed run's own recipe comes in :func:`fit`)."""
+    """The defaults, then ``--recipe``'s keys, then ``--config``'s, then the flags (a resumed run's own recipe comes
+    in :func:`fit`)."""
     return config_from_dict(_chosen(args))
 
 
 def _chosen(args: argparse.Namespace) -> dict[str, Any]:
-    """What the command line sets: ``--config``'s keys, then the flags (which win)."""
+    """What the command line sets: ``--recipe``'s keys, then ``--config``'s, then the flags (which win)."""
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else {}
     keys = load_yaml(args.config) if getattr(args, "config", None) else {}
-    return {**keys, **{k: v for k, v in vars(args).items() if k in FIELDS}}
+    return {**recipe, **keys, **{k: v for k, v in vars(args).items() if k in FIELDS}}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +91,9 @@ def run_train(args: argparse.Namespace) -> int:
     from cnnlab.pages import report_after_training
     from cnnlab.train.trainer import fit
 
+    if getattr(args, "recipe", None) == "list":
+        print(list_recipes())
+        return 0
     chosen = _chosen(args)
     config = config_from_dict(chosen)
     known_model(config.model)  # an unknown name points to `cnnlab models` before anything is written
@@ -93,4 +106,14 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_config_flags", "register", "resolve_config"]
+def list_recipes() -> str:
+    """One line per recipe: its name and its summary (what it reproduces, the source's figure)."""
+    names = recipe_names()
+    if not names:
+        return "no recipes found (they live in the recipes/ folder of a cnnlab checkout)"
+    width = max(map(len, names))
+    lines = [f"{name:<{width}}  {recipe_summary(name)}" for name in names]
+    return "\n".join([*lines, "", "cnnlab train --recipe NAME [flags]: the flags override the recipe's values"])
+
+
+__all__ = ["add_config_flags", "list_recipes", "register", "resolve_config"]

@@ -1,6 +1,7 @@
 """Data: data sets with fixed train / validation / test splits, harder digits built from the embedded ones
 (``mnist5k-rts``, ``mnist5k-cluttered``), class and size subsets, transforms, input pipelines and batch loaders;
-segmentation data (``mnist5k-seg`` digit canvases, ``segfolder:PATH``) and its scores (:mod:`.metrics`).
+segmentation data (``mnist5k-seg`` digit canvases, ``segfolder:PATH``) and its scores (:mod:`.metrics`); the
+preprocessing that published weights expect, as data (:mod:`.preprocess`: :class:`Preprocess`, :func:`transforms_for`).
 
 >>> from cnnlab.data import load_dataset, make_loader
 >>> data = load_dataset("mnist5k")  # 3,600 train / 400 val / 1,000 test embedded digits
@@ -38,6 +39,7 @@ from cnnlab.data.metrics import (
     pixel_accuracy,
     segmentation_scores,
 )
+from cnnlab.data.preprocess import Preprocess, default_preprocess, transforms_for
 from cnnlab.data.segmentation import (
     MaskFolderSplit,
     MaskSplit,
@@ -67,6 +69,7 @@ __all__ = [
     "MaskFolderSplit",
     "MaskLoader",
     "MaskSplit",
+    "Preprocess",
     "SegmentationDataset",
     "Split",
     "TensorLoader",
@@ -74,6 +77,7 @@ __all__ = [
     "bucket_matrices",
     "class_iou",
     "confusion_matrix",
+    "default_preprocess",
     "is_segmentation",
     "joint_crop_flip",
     "load_any",
@@ -88,4 +92,5 @@ __all__ = [
     "segmentation_scores",
     "select",
     "stratified_split",
+    "transforms_for",
 ]

@@ -19,6 +19,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.data.stats import MNIST
 from cnnlab.errors import ModelArgumentError, check_drop_rate
 from cnnlab.layers import ClassifierHead, ConvBnAct, local_response_norm, make_fc
 from cnnlab.layers.types import LayerFactory, pair
@@ -419,7 +421,7 @@ class CifarVGG(CnnlabModel):
         return x
 
 
-@register_model
+@register_model(preprocess=Preprocess.of(MNIST, size=32, crop_pct=1.0))
 def lenet5(**kwargs: Any) -> LeNet5:
     """LeNet-5 (LeCun et al. 1998) for 1 x 32 x 32 input (28x28 digits padded by 2); 60,806 params."""
     return LeNet5(**kwargs)
@@ -431,7 +433,7 @@ def alexnet(**kwargs: Any) -> AlexNet:
     return AlexNet(**kwargs)
 
 
-@register_model
+@register_model(preprocess=Preprocess(size=227, crop_pct=227 / 256))  # Sec. 2: images at 256 x 256
 def alexnet_paper(**kwargs: Any) -> AlexNetPaper:
     """AlexNet as the paper built it: two towers as groups=2, LRN, 96-256-384-384-256, 227 px; 60,965,224 params."""
     return AlexNetPaper(**kwargs)

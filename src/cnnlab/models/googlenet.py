@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import TF_INCEPTION, Preprocess
 from cnnlab.data.stats import IMAGENET
 from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import BN_INCEPTION_WIDTHS, AuxClassifier, BNInception, ClassifierHead, ConvBnAct, InceptionV1
@@ -221,7 +222,10 @@ class GoogLeNet(AuxHeadsModel):
         return self.inception5(x), tap1, tap2  # N x 1024 x H/32 x W/32
 
 
-@register_model(peers=(Peer("torchvision", "googlenet", {"init_weights": False}),))  # PyTorch's fast init
+@register_model(
+    peers=(Peer("torchvision", "googlenet", {"init_weights": False}),),  # PyTorch's fast init
+    preprocess=Preprocess.of(TF_INCEPTION),  # what torchvision's transform_input makes of ImageNet-normalised input
+)
 def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet (torchvision's layout, aux heads on): 13,004,888 params, 6,624,904 without; 1.50 GMACs at 224.
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import TF_INCEPTION, Preprocess
 from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import (
     AuxClassifierV3,
@@ -61,6 +62,8 @@ from cnnlab.weights import KeyMap
 
 IMAGE_SIZE = 299
 """The input size of all four papers."""
+TF_299 = Preprocess.of(TF_INCEPTION, size=IMAGE_SIZE, interpolation="bicubic")
+"""timm's Inception-v4 weights (ported from TensorFlow): 299 at crop 0.875, bicubic, input in [-1, 1]."""
 MIN_INPUT_SIZE = 75
 """The smallest input of all four: their unpadded stems and reductions leave a 1x1 grid at the end."""
 
@@ -421,25 +424,31 @@ class SmallInceptionResNet(InceptionResNet):
         )
 
 
-@register_model(peers=(Peer("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}),))
+@register_model(
+    peers=(Peer("torchvision", "inception_v3", {"aux_logits": False, "init_weights": False}),),
+    preprocess=Preprocess.of(TF_INCEPTION, size=299, crop_pct=299 / 342),  # transform_input's [-1, 1]
+)
 def inception_v3(**kwargs: Any) -> InceptionV3:
     """Inception-v3 (299x299, min 75): 23,834,568 params, 27,161,264 with ``aux_logits=True``; 5.7 GMACs."""
     return InceptionV3(**kwargs)
 
 
-@register_model(peers=(Peer("timm", "inception_v4"),))
+@register_model(peers=(Peer("timm", "inception_v4"),), preprocess=TF_299)
 def inception_v4(**kwargs: Any) -> InceptionV4:
     """Inception-v4 (299x299, min 75): 42,679,816 params, 12.3 GMACs."""
     return InceptionV4(**kwargs)
 
 
-@register_model
+@register_model(preprocess=TF_299)
 def inception_resnet_v1(**kwargs: Any) -> InceptionResNet:
     """Inception-ResNet-v1 (Fig. 14-15 with 5, 10, 5 blocks; 299x299, min 75): 22,756,328 params, 6.2 GMACs."""
     return InceptionResNet(**(dict(variant=INCEPTION_RESNET_V1, blocks=(5, 10, 5)) | kwargs))
 
 
-@register_model(peers=(Peer("timm", "inception_resnet_v2"),))
+@register_model(
+    peers=(Peer("timm", "inception_resnet_v2"),),
+    preprocess=Preprocess.of(TF_INCEPTION, size=299, crop_pct=0.8975, interpolation="bicubic"),
+)
 def inception_resnet_v2(**kwargs: Any) -> InceptionResNet:
     """Inception-ResNet-v2 as released (10, 20, 9 blocks; 299x299, min 75): 55,843,464 params, 13.2 GMACs."""
     return InceptionResNet(**(dict(variant=INCEPTION_RESNET_V2, blocks=(10, 20, 9)) | kwargs))

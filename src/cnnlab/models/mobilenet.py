@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import TORCHVISION_V2
 from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
 from cnnlab.layers.types import LayerFactory
@@ -169,7 +170,7 @@ def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
     return MobileNetV1(**kwargs)
 
 
-@register_model(peers=(Peer("torchvision", "mobilenet_v2"),))
+@register_model(peers=(Peer("torchvision", "mobilenet_v2"),), preprocess=TORCHVISION_V2)
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNet v2 (Sandler et al. 2018), width multiplier ``width_mult`` (1.0); 3,504,872 params."""
     return MobileNetV2(**kwargs)

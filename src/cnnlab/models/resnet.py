@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import TORCHVISION_V2
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import (
     BasicBlock,
@@ -357,19 +358,19 @@ def resnet34(**kwargs: Any) -> ResNet:
     return ResNet(**(dict(block=BasicBlock, layers=(3, 4, 6, 3)) | kwargs))
 
 
-@register_model(peers=_tv("resnet50"))
+@register_model(peers=_tv("resnet50"), preprocess=TORCHVISION_V2)
 def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: Bottleneck x (3, 4, 6, 3); 25,557,032 params; 4.09 GMACs (v1.5), 3.8 with ``stride_in="1x1"``."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 6, 3)) | kwargs))
 
 
-@register_model(peers=_tv("resnet101"))
+@register_model(peers=_tv("resnet101"), preprocess=TORCHVISION_V2)
 def resnet101(**kwargs: Any) -> ResNet:
     """ResNet-101: Bottleneck x (3, 4, 23, 3); 44,549,160 params."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 23, 3)) | kwargs))
 
 
-@register_model(peers=_tv("resnet152"))
+@register_model(peers=_tv("resnet152"), preprocess=TORCHVISION_V2)
 def resnet152(**kwargs: Any) -> ResNet:
     """ResNet-152: Bottleneck x (3, 8, 36, 3); 60,192,808 params."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 8, 36, 3)) | kwargs))
@@ -446,19 +447,19 @@ def se_resnet152(**kwargs: Any) -> ResNet:
     return _se_resnet((3, 8, 36, 3), kwargs)
 
 
-@register_model(peers=_tv("resnext50_32x4d"))
+@register_model(peers=_tv("resnext50_32x4d"), preprocess=TORCHVISION_V2)
 def resnext50_32x4d(**kwargs: Any) -> ResNet:
     """ResNeXt-50 (32x4d): 32 groups of 4 channels in the first stage's 3x3 (Xie et al. 2017); 25,028,904 params."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 6, 3), groups=32, base_width=4) | kwargs))
 
 
-@register_model(peers=_tv("resnext101_32x8d"))
+@register_model(peers=_tv("resnext101_32x8d"), preprocess=TORCHVISION_V2)
 def resnext101_32x8d(**kwargs: Any) -> ResNet:
     """ResNeXt-101 (32x8d)."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 23, 3), groups=32, base_width=8) | kwargs))
 
 
-@register_model(peers=_tv("wide_resnet50_2"))
+@register_model(peers=_tv("wide_resnet50_2"), preprocess=TORCHVISION_V2)
 def wide_resnet50_2(**kwargs: Any) -> ResNet:
     """Wide ResNet-50-2: ResNet-50 with twice the channels in every bottleneck's 3x3 (Zagoruyko & Komodakis)."""
     return ResNet(**(dict(block=Bottleneck, layers=(3, 4, 6, 3), base_width=128) | kwargs))

@@ -40,6 +40,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from cnnlab.data.preprocess import Preprocess
+from cnnlab.data.stats import MNIST5K_SEG
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import Bottleneck, DeepLabHead, DUCHead, FCNHead, LayerFactory, upsample
 from cnnlab.models.base import CnnlabModel, LogitsWithAux, init_weights
@@ -201,6 +203,12 @@ TORCHVISION_SEG_PEER = {"weights_backbone": None, "aux_loss": True}
 """The peers' arguments: random weights everywhere (nothing downloaded) and the auxiliary head on."""
 
 
+TORCHVISION_SEG = Preprocess(size=520, crop_pct=1.0)
+"""torchvision's segmentation weights: the shorter side resized to 520, not cropped."""
+DIGIT_CANVAS = Preprocess.of(MNIST5K_SEG, size=64, crop_pct=1.0)
+"""mnist5k-seg's 64x64 canvases."""
+
+
 def _tv_peer(name: str) -> tuple[Peer, ...]:
     return (Peer("torchvision", name, TORCHVISION_SEG_PEER),)
 
@@ -210,7 +218,7 @@ def _torchvision_seg(layers: Sequence[int], head_layer: LayerFactory, kwargs: di
     return SegmentationNet(**(variant | kwargs))
 
 
-@register_model(peers=_tv_peer("fcn_resnet50"))
+@register_model(peers=_tv_peer("fcn_resnet50"), preprocess=TORCHVISION_SEG)
 def fcn_resnet50(**kwargs: Any) -> SegmentationNet:
     """FCN-ResNet50 (torchvision's layout): 35,322,218 params with the auxiliary head, 32,957,013 without.
 
@@ -218,20 +226,20 @@ def fcn_resnet50(**kwargs: Any) -> SegmentationNet:
     return _torchvision_seg((3, 4, 6, 3), FCNHead, kwargs)
 
 
-@register_model(peers=_tv_peer("fcn_resnet101"))
+@register_model(peers=_tv_peer("fcn_resnet101"), preprocess=TORCHVISION_SEG)
 def fcn_resnet101(**kwargs: Any) -> SegmentationNet:
     """FCN-ResNet101 (torchvision's layout): 54,314,346 params with the auxiliary head, 51,949,141 without."""
     return _torchvision_seg((3, 4, 23, 3), FCNHead, kwargs)
 
 
-@register_model(peers=_tv_peer("deeplabv3_resnet50"))
+@register_model(peers=_tv_peer("deeplabv3_resnet50"), preprocess=TORCHVISION_SEG)
 def deeplabv3_resnet50(**kwargs: Any) -> SegmentationNet:
     """DeepLabV3-ResNet50 (torchvision's layout, ASPP rates 12, 24, 36): 42,004,074 params with the auxiliary
     head, 39,638,869 without."""
     return _torchvision_seg((3, 4, 6, 3), DeepLabHead, kwargs)
 
 
-@register_model(peers=_tv_peer("deeplabv3_resnet101"))
+@register_model(peers=_tv_peer("deeplabv3_resnet101"), preprocess=TORCHVISION_SEG)
 def deeplabv3_resnet101(**kwargs: Any) -> SegmentationNet:
     """DeepLabV3-ResNet101 (torchvision's layout): 60,996,202 params with the auxiliary head, 58,630,997
     without."""
@@ -260,7 +268,7 @@ def cifar_backbone(output_stride: int, dilations: Sequence[int] | None) -> Calla
     )
 
 
-@register_model
+@register_model(preprocess=DIGIT_CANVAS)
 def fcn_cifar_resnet20(
     *, output_stride: int = 8, dilations: Sequence[int] | None = None, **kwargs: Any
 ) -> DigitSegmentationNet:
@@ -270,7 +278,7 @@ def fcn_cifar_resnet20(
     return DigitSegmentationNet(**(DIGITS | dict(backbone=backbone, head_layer=FCNHead) | kwargs))
 
 
-@register_model
+@register_model(preprocess=DIGIT_CANVAS)
 def deeplabv3_cifar_resnet20(
     *, output_stride: int = 4, dilations: Sequence[int] | None = None, rates: Sequence[int] | None = None, **kwargs: Any
 ) -> DigitSegmentationNet:
@@ -283,7 +291,7 @@ def deeplabv3_cifar_resnet20(
     return DigitSegmentationNet(**(DIGITS | dict(backbone=backbone, head_layer=head) | kwargs))
 
 
-@register_model
+@register_model(preprocess=DIGIT_CANVAS)
 def duc_cifar_resnet20(
     *, output_stride: int = 8, dilations: Sequence[int] | None = None, **kwargs: Any
 ) -> DigitSegmentationNet:

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from cnnlab.data.preprocess import TORCHVISION_V2
 from cnnlab.errors import ModelArgumentError, check_positive
 from cnnlab.layers import ClassifierHead, ConvBnAct, ShuffleV1Unit, ShuffleV2Unit, make_divisible
 from cnnlab.models.base import CnnlabModel, FeatureInfo, check_count, init_weights
@@ -196,13 +197,13 @@ def shufflenet_v2_x1_0(**kwargs: Any) -> ShuffleNetV2:
     return _v2((116, 232, 464), 1024, kwargs)
 
 
-@register_model(peers=(Peer("torchvision", "shufflenet_v2_x1_5"),))
+@register_model(peers=(Peer("torchvision", "shufflenet_v2_x1_5"),), preprocess=TORCHVISION_V2)
 def shufflenet_v2_x1_5(**kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 1.5x (Table 5: 299 MFLOPs)."""
     return _v2((176, 352, 704), 1024, kwargs)
 
 
-@register_model(peers=(Peer("torchvision", "shufflenet_v2_x2_0"),))
+@register_model(peers=(Peer("torchvision", "shufflenet_v2_x2_0"),), preprocess=TORCHVISION_V2)
 def shufflenet_v2_x2_0(**kwargs: Any) -> ShuffleNetV2:
     """ShuffleNet v2 2x (Table 5: 591 MFLOPs)."""
     return _v2((244, 488, 976), 2048, kwargs)

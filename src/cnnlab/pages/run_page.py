@@ -1,6 +1,7 @@
 """The report of one training run, read from its folder: the config, the curves, the test results of the final
 and the best-on-validation weights, the confusion matrix and per-class accuracy of the best checkpoint, the test
-images it gets wrong, and the timings.
+images it gets wrong, why it decides as it does (Grad-CAM of a few test images; for a network with deformable
+convs, where one unit samples the image), and the timings.
 
 A damaged ``config.yaml`` or ``metrics.csv`` is replaced by what the run's checkpoint records, read as ``--resume``
 reads it; a damaged ``results.json`` leaves the test results out. The page and a warning line say which file was
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.analysis.cam import gradcam, overlay
+from cnnlab.analysis.sampling import deformable_layers, draw_sampling, sampling_points
 from cnnlab.data import SegmentationDataset, load_any, make_loader
 from cnnlab.errors import CnnlabError
 from cnnlab.pages.page import Page, number_cell, plot_img, png_img, table
@@ -33,6 +36,8 @@ from cnnlab.train.predict import input_pipeline, iou_table, model_from_checkpoin
 from cnnlab.train.runlog import EpochMetrics
 
 MAX_WRONG = 48  # misclassified test images shown
+EXPLAINED = 6  # test images whose Grad-CAM is shown, one of each of the first classes
+SAMPLED = 2  # of those, the ones whose deformable sampling points are drawn (deformable networks)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -147,7 +152,10 @@ def run_page(
     if history:
         curves = plot_img(lambda p: plot_curves(history, p), "training curves")
         page.add("Curves", curves, note="From metrics.csv: loss and accuracy on the training and validation splits.")
-    page.add("Best checkpoint on the test split", _evaluation(run_dir, data_dir, batch_size))
+    evaluation, why = _evaluation(run_dir, data_dir, batch_size)
+    page.add("Best checkpoint on the test split", evaluation)
+    if why:
+        page.add("Why: Grad-CAM", why, note=WHY_NOTE)
     if history:
         page.add("Timings", _timings(history, results))
     page.add("Config", table(["key", "value"], [[k, json.dumps(v, default=str) if not isinstance(v, str) else v]
@@ -178,7 +186,16 @@ def _test_note(results: dict[str, Any]) -> str:
     )
 
 
-def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
+WHY_NOTE = (
+    "Grad-CAM (Selvaraju et al. 2017): the regions of each image that raise the score of the predicted class, from "
+    "the gradients of that score at the last stage's feature maps (red: most). For a network with deformable convs, "
+    "the points where one unit of the last deformable layer samples the image, followed back through every "
+    "deformable layer (Dai et al. 2017, Fig. 5 and 7; green: the unit)."
+)
+
+
+def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> tuple[str, str]:
+    """The best checkpoint's test results (HTML), and its Grad-CAM pictures (HTML; empty for segmentation)."""
     try:
         model, meta = model_from_checkpoint(run_dir)
         data = load_any(meta["data"], data_dir=data_dir or meta.get("data_dir", "data"),
@@ -186,13 +203,17 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
         pipeline = input_pipeline(meta)
         loader = make_loader(data, "test", pipeline, batch_size=batch_size)
     except (CnnlabError, OSError, KeyError) as e:
-        return f'<p class="note">not evaluated: {type(e).__name__}: {e}</p>'
+        return f'<p class="note">not evaluated: {type(e).__name__}: {e}</p>', ""
     if isinstance(data, SegmentationDataset):
-        return _segmentation(model, meta, data, loader)
+        return _segmentation(model, meta, data, loader), ""
     preds, labels = [], []
     wrong: dict[int, list[tuple[torch.Tensor, int, int, float]]] = {}  # by true class, each up to MAX_WRONG
+    firsts: dict[int, torch.Tensor] = {}  # the first test image of each class, for Grad-CAM
     with torch.no_grad():
         for x, y in loader.batches():
+            for i, c in enumerate(y.tolist()):
+                if c not in firsts and len(firsts) < EXPLAINED:
+                    firsts[c] = x[i]
             conf, pred = model(x).softmax(1).max(1)
             for i in torch.nonzero(pred != y).flatten().tolist():
                 seen = wrong.setdefault(int(y[i]), [])
@@ -220,7 +241,51 @@ def _evaluation(run_dir: Path, data_dir: str | None, batch_size: int) -> str:
         f"<p>{escape(str(meta['path']))}: test accuracy {acc:.4f} on {len(y):,} images; shown as they were read, "
         f'before normalisation.</p><div class="row">{confusion}{per_class_table}</div>'
         f'<h3>Misclassified test images ({count})</h3><div class="grid">{grid}</div>'
-    )
+    ), _why(model, meta, pipeline, firsts)
+
+
+def _why(model: torch.nn.Module, meta: dict[str, Any], pipeline: Any, firsts: dict[int, torch.Tensor]) -> str:
+    """The Grad-CAM of the predicted class on the first test image of each of the first classes, and for a
+    network with deformable convs the sampling points of its strongest unit on the first two."""
+    if not firsts:
+        return ""
+    classes, labels = meta["classes"], list(firsts)
+    x = torch.stack([firsts[c] for c in labels])
+    cam = gradcam(model, x)
+    heat = cam.upsampled(tuple(x.shape[-2:])).numpy()
+    images = pipeline.denormalize(x).permute(0, 2, 3, 1).numpy()
+    figures = []
+    for k, c in enumerate(labels):
+        grey = images[k][..., 0] if images.shape[-1] == 1 else images[k]
+        png = _array_png(overlay(grey, heat[k]))
+        predicted = classes[int(cam.target[k])]
+        figures.append(
+            f"<figure>{png_img(png, f'Grad-CAM of {predicted}', css='')}<figcaption>true {escape(classes[c])}<br>"
+            f"Grad-CAM of {escape(predicted)} ({float(cam.probs[k]):.2f})</figcaption></figure>"
+        )
+    html = f'<p>layer {escape(cam.layer)}</p><div class="grid">{"".join(figures)}</div>'
+    if deformable_layers(model):
+        drawn = []
+        for k in range(min(SAMPLED, len(labels))):
+            sampling = sampling_points(model, x[k : k + 1])
+            grey = images[k][..., 0] if images.shape[-1] == 1 else images[k]
+            title = f"{len(sampling.levels[-1])} points of unit {sampling.cell}, {len(sampling.layers)} layers"
+            drawn.append(plot_img(lambda p, s=sampling, g=grey, t=title: draw_sampling(g, s, p, title=t),
+                                  "deformable sampling points"))  # fmt: skip
+        html += f'<h3>Deformable sampling points</h3><div class="row">{"".join(drawn)}</div>'
+    return html
+
+
+def _array_png(pixels: np.ndarray, *, least: int = 96) -> bytes:
+    """An H x W (x 3) uint8 picture as PNG bytes, enlarged (nearest) to at least ``least`` pixels wide."""
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    scale = max(1, -(-least // image.width))
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _segmentation(model: torch.nn.Module, meta: dict[str, Any], data: SegmentationDataset, loader: Any) -> str:

@@ -63,9 +63,13 @@ class TrainConfig:
     lr: float = 0.1  # peak learning rate (He et al. 2016 train CIFAR ResNets at 0.1)
     optimizer: Optimizer = "sgd"  # SGD with Nesterov momentum; adamw for transformers-style recipes
     momentum: float = 0.9  # SGD momentum (He et al. 2016)
+    nesterov: bool = True  # Nesterov's momentum; False: plain momentum, as He et al. 2016 and MATLAB's sgdm
     weight_decay: float = 5e-4  # L2 on conv/linear weights only (norms and biases are not decayed)
     schedule: Schedule = "onecycle"  # Smith & Topin 2019: warm up, then anneal linearly to zero
+    milestones: tuple[float, ...] | None = None  # epochs at which the step schedule divides the lr by 10 (None:
+    # at 1/2 and 3/4 of the run, He et al.'s 32k and 48k of 64k iterations)
     warmup_epochs: float = 2.0  # linear warm-up from lr/25 (the first 2 of the 30 epochs)
+    warmup_lr: float | None = None  # a constant lr during the warm-up instead (He et al.'s 0.01 for ResNet-110)
     label_smoothing: float = 0.1  # Szegedy et al. 2016 (Inception-v3, Sec. 7)
     grad_clip: float | None = None  # clip the global gradient norm to this (None: no clipping)
     # reproducibility and speed
@@ -193,6 +197,25 @@ class TrainConfig:
                 not (c.resume and c.overwrite),
                 "resume continues a run and overwrite starts it again from scratch: give one of them",
             ),
+            (
+                c.milestones is None
+                or (
+                    bool(c.milestones)
+                    and all(_is_real(m) and 0 < m < c.epochs for m in c.milestones)
+                    and list(c.milestones) == sorted(set(c.milestones))
+                ),
+                f"milestones must be increasing epochs in (0, epochs={c.epochs}) such as 91,136.5 (or None: 1/2 and "
+                f"3/4 of the run), got {c.milestones!r}",
+            ),
+            (
+                c.milestones is None or c.schedule == "step",
+                f"milestones are the step schedule's; give schedule step (got schedule {c.schedule!r})",
+            ),
+            (
+                c.warmup_lr is None or (_is_real(c.warmup_lr) and c.warmup_lr > 0 and c.warmup_epochs > 0),
+                f"warmup_lr must be a finite number > 0 with warmup_epochs > 0 (or None: a linear warm-up), got "
+                f"{c.warmup_lr!r} with warmup_epochs {c.warmup_epochs!r}",
+            ),
         ]
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -204,6 +227,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["model_kwargs"] = plain_model_kwargs(self.model_kwargs)  # layers by name
         d["classes"] = None if self.classes is None else list(self.classes)
+        d["milestones"] = None if self.milestones is None else list(self.milestones)
         return d
 
 
@@ -238,6 +262,14 @@ def _coerce(name: str, value: Any) -> Any:
             return tuple(int(str(k).strip()) for k in items)
         except ValueError:
             raise ConfigError(f"classes must be class indices such as 5,6,7,8,9, got {value!r}") from None
+    if name == "milestones":  # a list in YAML, "91,136.5" on the command line
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ConfigError(f"milestones must be a list of epochs such as [91, 136.5], got {value!r}")
+        try:
+            return tuple(float(str(m).strip()) for m in items)
+        except ValueError:
+            raise ConfigError(f"milestones must be epochs such as 91,136.5, got {value!r}") from None
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")

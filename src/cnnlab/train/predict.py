@@ -1,5 +1,9 @@
 """Using a trained checkpoint: rebuild its model, read images the way its test images were read, predict top-k
-(a classifier) or a class per pixel (a segmentation net: a mask PNG and an overlay PNG per image)."""
+(a classifier) or a class per pixel (a segmentation net: a mask PNG and an overlay PNG per image).
+
+A model trained elsewhere (a registered model with weights from a file, torchvision or timm:
+:func:`load_for_inference` with ``weights``) reads images with the preprocessing its weights expect
+(:func:`cnnlab.data.transforms_for`); a checkpoint of cnnlab's keeps its recorded input pipeline."""
 
 from __future__ import annotations
 
@@ -15,14 +19,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import InputPipeline, SegmentationDataset, load_images, make_loader, open_image
+from cnnlab.data import (
+    InputPipeline,
+    Preprocess,
+    SegmentationDataset,
+    load_images,
+    make_loader,
+    open_image,
+    transforms_for,
+)
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.optimize import optimize_for_inference
 from cnnlab.plotting import label_colours
-from cnnlab.registry import build_model
+from cnnlab.registry import build_model, list_models, model_entry
 from cnnlab.train.atomic import write_atomic
 from cnnlab.train.checkpoint import BEST, load_checkpoint, load_model_state, other_checkpoint
-from cnnlab.weights import nonfinite_tensors
+from cnnlab.weights import load_pretrained, nonfinite_tensors
 
 
 def model_from_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = BEST) -> tuple[nn.Module, dict]:
@@ -45,6 +57,67 @@ def model_from_checkpoint(run_or_ckpt: str | os.PathLike[str], *, prefer: str = 
     return model.eval(), {**meta, "path": state["path"]}
 
 
+def load_for_inference(source: str, *, weights: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """(the model in eval mode, its ``meta``) from a run folder or checkpoint (:func:`model_from_checkpoint`), or,
+    with ``weights`` (a file, ``"torchvision"`` or ``"timm"``: :func:`cnnlab.load_pretrained`), the registered model
+    ``source`` with them loaded, whose ``meta`` holds its ``preprocess`` and class names."""
+    if weights is None:
+        if source in list_models() and not Path(source).exists():
+            raise ConfigError(
+                f"{source} is a model name: give --weights (a weights file, 'torchvision' or 'timm') to use weights "
+                "trained elsewhere, or give a run folder or checkpoint instead"
+            )
+        return model_from_checkpoint(source)
+    model = build_model(source)
+    load_pretrained(model, weights)
+    meta = {
+        "model": source, "classes": class_names(model), "num_classes": model.num_classes,
+        "in_chans": model.in_chans, "preprocess": model.preprocess, "path": str(weights),
+    }  # fmt: skip
+    return model.eval(), meta
+
+
+def class_names(model: nn.Module) -> list[str]:
+    """The class names that the model's torchvision peer publishes for its number of classes (ImageNet-1k's for
+    any 1000-class model: torchvision and timm order them alike), else the indices."""
+    import torchvision
+
+    peers = [p for p in model_entry(model.model_name).peers if p.library == "torchvision"]
+    imagenet = ["resnet50"] if model.num_classes == 1000 else []
+    for name in [p.name for p in peers] + imagenet:
+        categories = torchvision.models.get_model_weights(name).DEFAULT.meta.get("categories", [])
+        if len(categories) == model.num_classes:
+            return list(categories)
+    return [str(k) for k in range(model.num_classes)]
+
+
+def read_inputs(meta: dict[str, Any], images: Sequence[str | os.PathLike[str]]) -> torch.Tensor:
+    """N x C x H x W network inputs: each file read as the checkpoint's test images were, or with the
+    preprocessing of weights trained elsewhere (``meta["preprocess"]``)."""
+    pre = meta.get("preprocess")
+    if pre is None:
+        return load_images(images, input_pipeline(meta))
+    transform = transforms_for(pre)
+    return torch.stack([transform(open_image(p, mode="L" if pre.in_chans == 1 else "RGB")) for p in images])
+
+
+def shown(meta: dict[str, Any], x: torch.Tensor) -> np.ndarray:
+    """Network inputs (N x C x H x W) as the images they are, N x H x W x C uint8: un-normalised."""
+    stats = meta.get("preprocess") or input_pipeline(meta)
+    mean, std = stats.mean, stats.std
+    pixels = x.detach().float() * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
+    return (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def input_size(meta: dict[str, Any]) -> tuple[int, int]:
+    """(channels, height and width) of the model's input."""
+    pre: Preprocess | None = meta.get("preprocess")
+    if pre is not None:
+        return pre.in_chans, pre.size
+    pipeline = input_pipeline(meta)
+    return pipeline.in_chans, pipeline.size
+
+
 RUNTIMES = ("torch", "onnxruntime")
 """What runs a checkpoint's model in ``cnnlab predict``: eager PyTorch, or ONNX Runtime on the model exported with its
 batch norms folded (:func:`cnnlab.optimize_for_inference` with ``backend="onnxruntime"``)."""
@@ -56,8 +129,8 @@ def with_runtime(model: nn.Module, meta: dict[str, Any], runtime: str) -> nn.Mod
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if runtime == "torch":
         return model
-    pipeline = input_pipeline(meta)
-    example = torch.zeros(1, pipeline.in_chans, pipeline.size, pipeline.size)
+    chans, size = input_size(meta)
+    example = torch.zeros(1, chans, size, size)
     return optimize_for_inference(model, example_input=example, backend="onnxruntime")
 
 
@@ -71,7 +144,7 @@ def predict(
     model: nn.Module, meta: dict[str, Any], images: Sequence[str | os.PathLike[str]], *, topk: int = 5
 ) -> list[list[tuple[str, float]]]:
     """For each image, its ``topk`` (class name, probability) pairs, most likely first."""
-    probs = model.eval()(load_images(images, input_pipeline(meta))).softmax(dim=1)
+    probs = model.eval()(read_inputs(meta, images)).softmax(dim=1)
     top = probs.topk(min(topk, probs.shape[1]), dim=1)
     classes = meta["classes"]
     return [
@@ -85,6 +158,12 @@ def predict_mask(model: nn.Module, meta: dict[str, Any], image: str | os.PathLik
     """(the image as read, RGB or grey PIL, its H x W uint8 mask of class indices at the image's own size): the
     image fitted to the model's input as the test images were, its logits resized back (bilinear) before the
     arg max."""
+    pre: Preprocess | None = meta.get("preprocess")
+    if pre is not None:  # weights trained elsewhere: resized whole, the shorter side to the weights' size
+        picture = open_image(image, mode="L" if pre.in_chans == 1 else "RGB")
+        logits = model.eval()(transforms_for(pre, dense=True)(picture)[None])
+        logits = F.interpolate(logits, size=(picture.height, picture.width), mode="bilinear", align_corners=False)
+        return picture, logits.argmax(1)[0].to(torch.uint8).numpy()
     pipeline = input_pipeline(meta)
     picture = open_image(image, mode="L" if pipeline.in_chans == 1 else "RGB")
     logits = model.eval()(pipeline.image_transforms(dense=True)(picture)[None])  # 1 x K x size x size
