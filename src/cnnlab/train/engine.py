@@ -123,9 +123,10 @@ def classification_loss(
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``enabled``; nothing elsewhere (the trainer prints a notice for the CPU)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bfloat16 autocast on ``device`` (CPU or CUDA) when ``enabled``, a run's resolved ``precision: bf16``
+    (:mod:`cnnlab.train.precision`); nothing otherwise."""
+    if enabled:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -68,6 +68,7 @@ from cnnlab.train.engine import (
     train_one_epoch,
 )
 from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.train.precision import resolve_precision
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, resolve_resume
 from cnnlab.train.runlog import EpochMetrics, RunLog
 from cnnlab.train.transfer import freeze, set_train_mode
@@ -278,6 +279,7 @@ def fit(
     config = resolve_resume(config)  # --resume auto: continue the named run if it has a checkpoint, else start it
     info, device = D.init_distributed(config.device)
     try:
+        config = config.replace(precision=resolve_precision(config.precision, device))  # recorded as resolved
         with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
             return _fit(config, data, info, device, callbacks, log if info.is_main else (lambda _s: None), held)
     finally:
@@ -343,8 +345,8 @@ def _fit(
         + (f" (frozen: {', '.join(frozen)})" if frozen else "")
         + f"; data {data.name}: {data.sizes()} images, {data.num_classes} classes{fitted.get(pipeline.fit, '')}"
     )
-    if config.amp and device.type != "cuda":
-        log(f"note: --amp has no effect on {device.type}; training in float32")
+    if config.precision == "bf16":
+        log("precision bf16: bfloat16 autocast (weights, optimizer state, batch-norm statistics and loss in float32)")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
 
@@ -414,7 +416,7 @@ def _fit(
 
     if info.is_main:
         log(f"run folder {run_dir}")
-    eval_kw = dict(device=device, channels_last=config.channels_last, amp=config.amp)
+    eval_kw = dict(device=device, channels_last=config.channels_last)  # float32, as `cnnlab eval` sees the weights
     stop = StopFlag()
     stopped_early = False
     with _stop_on_signals(stop):
@@ -438,7 +440,7 @@ def _fit(
                     aux_weight=model.aux_loss_weight,
                     ignore_index=data.ignore_index if segmentation else NO_IGNORE,
                     channels_last=config.channels_last,
-                    amp=config.amp,
+                    amp=config.precision == "bf16",
                     grad_clip=config.grad_clip,
                     steps_per_epoch=steps_per_epoch,
                     on_step=(lambda s: [c.on_step(s) for c in callbacks]) if callbacks else None,
