@@ -23,7 +23,7 @@ from cnnlab.errors import CnnlabError, MissingDependencyError
 from cnnlab.models.base import LogitsWithAux, calibrate_norms
 from cnnlab.optimize import InferenceModel, OnnxRuntimeRunner, onnx_bytes, optimize_for_inference
 from cnnlab.registry import Peer, build_model, model_entry
-from cnnlab.train.engine import classification_loss
+from cnnlab.train.engine import autocast, classification_loss
 from cnnlab.weights import load_pretrained
 
 
@@ -50,15 +50,19 @@ def as_cnnlab_output(out: Any) -> Tensor | LogitsWithAux:
     return LogitsWithAux(main, tuple(a for a in aux if a is not None))
 
 
-def training_step(model: nn.Module, x: Tensor, target: Tensor, *, aux_weight: float) -> Callable[[], None]:
-    """One forward, backward and SGD step on ``(x, target)`` per call, in training mode, with the trainer's loss."""
+def training_step(
+    model: nn.Module, x: Tensor, target: Tensor, *, aux_weight: float, bf16: bool = False
+) -> Callable[[], None]:
+    """One forward, backward and SGD step on ``(x, target)`` per call, in training mode, with the trainer's loss
+    (under the trainer's bfloat16 autocast with ``bf16``)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     model.train()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out = as_cnnlab_output(model(x))
-        loss, _ = classification_loss(out, target, label_smoothing=0.0, aux_weight=aux_weight)
+        with autocast(x.device, bf16):
+            out = as_cnnlab_output(model(x))
+            loss, _ = classification_loss(out, target, label_smoothing=0.0, aux_weight=aux_weight)
         loss.backward()
         opt.step()
 
