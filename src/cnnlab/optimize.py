@@ -32,6 +32,7 @@ import contextlib
 import copy
 import io
 import itertools
+import logging
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -432,11 +433,33 @@ def quantize_int8(model: bytes, calibration: Iterable[Tensor]) -> bytes:
         source, target = Path(tmp, "model.onnx"), Path(tmp, "int8.onnx")
         source.write_bytes(model)
         reader = _CalibrationReader("image", calibration)
-        quantize_static(
+        with _without_preprocessing_advice():
+            quantize_static(
             source, target, reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-        )  # fmt: skip
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )  # fmt: skip
         return target.read_bytes()
+
+
+class _PreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """ONNX Runtime's quantizer advises (on the root logger) to run its pre-processing first: shape inference and
+    graph optimization, which fold batch norms as :func:`fold_conv_bn` already did; on the main job's model it gave
+    the same predictions and the same largest difference on the 1,000 test digits (issue 27): the advice is
+    left out."""
+    advice = _PreprocessingAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def _exported_model(
