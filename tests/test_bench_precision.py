@@ -13,7 +13,7 @@ import torch
 
 from cnnlab import create_model
 from cnnlab.bench import precision as bench_precision
-from cnnlab.bench.int8 import INT8_PATHS, bench_int8
+from cnnlab.bench.int8 import INFERENCE_PATHS, bench_int8
 from cnnlab.bench.peers import build_pair, low_precision_paths, training_step
 from cnnlab.bench.precision import TrainingCase, bench_main_job_precision, bench_training_precision
 from cnnlab.bench.report import _format_int8, _format_main_job_precision, _format_training_precision
@@ -111,7 +111,7 @@ def test_int8_of_a_trained_run_reports_accuracy_agreement_and_speed(tmp_path: Pa
     r = bench_int8(run.run_dir, repeats=1, batch=32)
     train = run_data(model_from_checkpoint(run.run_dir)[1]).train
     assert r["test_images"] == 64 and r["calibration_images"] == len(train)  # all of its (fewer than 512) images
-    assert set(r["paths"]) <= set(INT8_PATHS) and {"torch_fp32", "onnxruntime_int8"} <= set(r["paths"])
+    assert set(r["paths"]) <= set(INFERENCE_PATHS) and {"torch_fp32", "onnxruntime_int8"} <= set(r["paths"])
     eager = r["paths"]["torch_fp32"]
     assert eager["test_acc"] == pytest.approx(run.test["best"].test_acc) and eager["same_top1"] == 1.0
     for p in r["paths"].values():

@@ -1,6 +1,6 @@
 """int8 inference of trained models: test accuracy and speed of a run's model in float32 (PyTorch eager, ONNX Runtime,
-OpenVINO) and quantized to int8 (:func:`cnnlab.optimize.quantize_int8`, calibrated on the run's own training split,
-run by ONNX Runtime and by OpenVINO), all on the run's test split."""
+OpenVINO), quantized to int8 (:func:`cnnlab.optimize.quantize_int8`, calibrated on the run's own training split,
+run by ONNX Runtime and by OpenVINO) and in OpenVINO's bfloat16, all on the run's test split."""
 
 from __future__ import annotations
 
@@ -19,19 +19,20 @@ from cnnlab.train import TrainConfig
 from cnnlab.train.config import first_recipe
 from cnnlab.train.predict import calibration_batches, input_pipeline, model_from_checkpoint, run_data
 
-INT8_PATHS = {
+INFERENCE_PATHS = {
     "torch_fp32": ("eager", "fp32"),
     "onnxruntime_fp32": ("onnxruntime", "fp32"),
     "onnxruntime_int8": ("onnxruntime", "int8"),
     "openvino_fp32": ("openvino", "fp32"),
     "openvino_int8": ("openvino", "int8"),
+    "openvino_bf16": ("openvino", "bf16"),
 }
 """The paths of the int8 table, by report key: (``optimize_for_inference`` backend, precision); ``torch_fp32`` is
-the checkpoint's eager model itself."""
+the checkpoint's eager model itself, and OpenVINO's bfloat16 shows what the other low precision costs."""
 
 
 def bench_int8(run_dir: str | Path, *, repeats: int = 3, batch: int = 100) -> dict[str, Any]:
-    """Each path of :data:`INT8_PATHS` on the test split of the run in ``run_dir`` (its ``best.pt``): accuracy,
+    """Each path of :data:`INFERENCE_PATHS` on the test split of the run in ``run_dir`` (its ``best.pt``): accuracy,
     agreement of its top-1 class with float32 eager's, images per second (the whole split in batches of ``batch``,
     interleaved ``repeats`` times) and preparation seconds (export, calibration and quantization, compilation).
     Paths whose runtime is not installed are left out."""
@@ -42,7 +43,7 @@ def bench_int8(run_dir: str | Path, *, repeats: int = 3, batch: int = 100) -> di
     example = x[:batch]
     runs: dict[str, Any] = {}
     prepare: dict[str, float] = {}
-    for name, (backend, precision) in INT8_PATHS.items():
+    for name, (backend, precision) in INFERENCE_PATHS.items():
         start = time.perf_counter()
         try:
             runs[name] = model if name == "torch_fp32" else optimize_for_inference(

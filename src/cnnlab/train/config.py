@@ -64,8 +64,9 @@ class TrainConfig:
     seed: int = 0  # same seed, same machine, same metrics
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and tensor cores
     compile: bool = False  # torch.compile the model (minutes of compile time; pays off on long runs)
-    precision: Precision = "fp32"  # bf16: bfloat16 autocast (weights, optimizer state, BN statistics, loss stay
-    # float32); auto: bf16 where the device has it natively (cnnlab.train.precision); a run records the resolved one
+    precision: Precision = "auto"  # bf16 where the device has it natively, else fp32 (cnnlab.train.precision): the
+    # main job's validation accuracy is the same in both (benchmarks/main-job-precision.md); bf16 is bfloat16
+    # autocast (weights, optimizer state, BN statistics and loss stay float32); a run records the resolved one
     device: str = "auto"  # auto: cuda when available, else cpu
     workers: int = 0  # DataLoader workers for imagefolder (in-memory datasets need none)
     # transfer learning
