@@ -67,7 +67,7 @@ def test_fp32_trains_without_autocast(mnist_dir: Path, tmp_path: Path, monkeypat
     seen: list[torch.dtype] = []
     loss_fn = engine.classification_loss
     monkeypatch.setattr(engine, "classification_loss", lambda o, t, **kw: seen.append(o.dtype) or loss_fn(o, t, **kw))
-    fit(tiny_config(mnist_dir, tmp_path, epochs=1), log=lambda _s: None)
+    fit(tiny_config(mnist_dir, tmp_path, epochs=1, precision="fp32"), log=lambda _s: None)
     assert seen and set(seen) == {torch.float32}
 
 
@@ -132,3 +132,23 @@ def test_bf16_support_on_this_cpu_follows_its_instruction_set() -> None:
 def test_resolve_precision_checks_its_argument() -> None:
     with pytest.raises(ConfigError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), got 'fp16'"):
         precision.resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_an_experiment_run_with_precision_auto_is_the_run_it_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new experiment file may say ``precision: auto``; its finished run records what auto resolved to, and is
+    recognised as the same recipe on a machine where auto resolves the same way (only there)."""
+    from cnnlab.experiments.runner import Run
+    from cnnlab.experiments.spec import Variant
+    from cnnlab.train.config import save_yaml
+
+    config = tiny_config(tmp_path / "data", tmp_path / "runs", precision="auto", run_name="v-seed0")
+    run = Run("variant", Variant("v", config.model), 0, config)
+    run.folder.mkdir(parents=True)
+    save_yaml(config.replace(precision="bf16"), run.folder / "config.yaml")  # as fit records it on a bf16 CPU
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: True)
+    run.check_recipe()
+    monkeypatch.setattr(precision, "bf16_supported", lambda device: False)
+    with pytest.raises(ConfigError, match=r"holds a run of another recipe: precision 'bf16' \(the file says 'fp32'\)"):
+        run.check_recipe()

@@ -15,7 +15,8 @@ inference would otherwise set up by hand.
 
 ``precision`` chooses the arithmetic. ``"fp32"`` (the default): the outputs equal the eager model's up to float
 rounding. ``"bf16"`` (torch's backends and OpenVINO): the weights and activations in bfloat16 (Kalamkar et al. 2019),
-which CPUs with AVX512-BF16 or AMX run at several times the float32 rate, within about 1% of the float32 logits.
+which CPUs with AVX512-BF16 or AMX run at 2-3 times the float32 rate; its rounding grows with depth (0.5-1% of the
+logits' scale on a ResNet-20, about 10% on a random-weight ResNet-50, issue 27's benchmark).
 ``"int8"`` (the ONNX backends): post-training static quantization (Jacob et al. 2018, "Quantization and Training of
 Neural Networks for Efficient Integer-Arithmetic-Only Inference"; Krishnamoorthi 2018, "Quantizing deep
 convolutional networks for efficient inference: A whitepaper"): :func:`quantize_int8` runs ONNX Runtime's static
