@@ -55,7 +55,10 @@ def test_quick_bench_writes_a_complete_report(tmp_path: Path, capsys: pytest.Cap
     assert report.keys() == {
         "machine", "config", "peak_matmul_samples", "peak_matmul_by_source", "peak_matmul_source",
         "peak_matmul_gflops", "parity_runs", "models", "optimized", "training_loop", "analysis",
+        "training_precision", "main_job_precision", "int8",
     }  # fmt: skip
+    # the quick run skips training in both precisions and the int8 runs (tests/test_bench_precision.py has them)
+    assert report["training_precision"] is report["main_job_precision"] is report["int8"] is None
     assert len(report["parity_runs"]) == 1 and report["parity_runs"][0][0]["name"] == "resnet18"
     assert report["analysis"] is None  # the quick run skips the analyzer's timing
     assert report["machine"].keys() == {"cpu", "cpu_features", "cores", "threads", "torch", "python", "platform"}

@@ -162,7 +162,7 @@ def test_fit_trains_a_model_with_aux_classifiers(
     def tiny_aux_net(**kwargs: object) -> TinyAuxNet:
         return TinyAuxNet(**kwargs)  # type: ignore[arg-type]
 
-    seen, lines = [], []
+    seen = []
 
     class Grads(Callback):
         def on_step(self, info: StepInfo) -> None:
@@ -171,11 +171,10 @@ def test_fit_trains_a_model_with_aux_classifiers(
 
     result = fit(
         TrainConfig(model="tiny_aux_net", data="mnist", data_dir=str(mnist_dir), epochs=1, batch_size=32,
-                    out_dir=str(tmp_path), progress=False, amp=True),
-        callbacks=[Grads()], log=lines.append,
+                    out_dir=str(tmp_path), progress=False),
+        callbacks=[Grads()], log=lambda _s: None,
     )  # fmt: skip
     assert result.final.val_acc is not None and 0 <= result.test["final"].test_acc <= 1
-    assert any("--amp has no effect on cpu" in line for line in lines)
     assert seen[0].keys() == {"stem", "body", "head", "aux"} and seen[0]["aux"] > 0  # the aux head got gradients
 
 

@@ -24,7 +24,8 @@ DEFAULT_MODELS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to measure. The defaults (eight models, three parity runs, both main jobs) take about 20 minutes on 2 cores.
+    """What to measure. The defaults (eight models, three parity runs, both main jobs, float32 against bfloat16 and
+    int8) take about 35 minutes on 2 cores.
 
     Every field is checked on construction: an unknown model name is an UnknownModelError that suggests the
     nearest names (before anything is measured), a count below 1 a ConfigError."""
@@ -45,18 +46,26 @@ class BenchConfig:
     trainer_batch: int = 64
     trainer_repeats: int = 3  # interleaved runs of the hand-written loop and the trainer
     main_job: bool = True  # the main job and the previous one, their accuracy and wall times (about 2 minutes)
+    low_precision: bool = True  # OpenVINO, bfloat16 and int8 paths in the optimize_model table (about 2 minutes)
+    precision_training: bool = True  # training img/s in float32 and bfloat16 of four models (about 3 minutes)
+    precision_repeats: int = 5  # interleaved repetitions of each training step
+    compile_training: tuple[str, ...] = ("cifar_resnet20",)  # also timed under torch.compile (a minute or more each)
+    precision_seeds: tuple[int, ...] = (0, 1, 2)  # the main job in each precision for these seeds (6 x ~1 minute)
+    int8: bool = True  # test accuracy and speed in float32 and int8 of the main job and a ResNet on mnist5k-rts
     analysis: bool = True  # time cnnlab.analyze on ResNet-152 and `cnnlab models` (about 15 s)
 
     def __post_init__(self) -> None:
         if not self.models or isinstance(self.models, str):
             raise ConfigError(f"models must be a non-empty tuple of model names, got {self.models!r}")
-        for name in (*self.models, self.optimize_model, self.trainer_model):
+        for name in (*self.models, self.optimize_model, self.trainer_model, *self.compile_training):
             model_entry(name)  # an unknown name is an UnknownModelError that suggests the nearest ones
         counts = ("size", "batch", "repeats", "parity_runs", "latency_repeats", "optimize_size", "peak_matmul_n")
-        for name in (*counts, "trainer_images", "trainer_batch", "trainer_repeats"):
+        for name in (*counts, "trainer_images", "trainer_batch", "trainer_repeats", "precision_repeats"):
             check_count(name, getattr(self, name), minimum=1, error=ConfigError)
         if not isinstance(self.min_sample_s, int | float) or self.min_sample_s < 0:
             raise ConfigError(f"min_sample_s must be a number of seconds >= 0, got {self.min_sample_s!r}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in self.precision_seeds):
+            raise ConfigError(f"precision_seeds must be seeds (integers >= 0), got {self.precision_seeds!r}")
         if self.optimize_backend not in BACKENDS:
             raise ConfigError(f"optimize_backend must be one of {BACKENDS}, got {self.optimize_backend!r}")
 
@@ -80,5 +89,9 @@ class BenchConfig:
             trainer_repeats=1,
             main_job=False,
             analysis=False,
+            low_precision=False,
+            precision_training=False,
+            precision_seeds=(),
+            int8=False,
         )
         return cls(**(settings | overrides))

@@ -21,9 +21,15 @@ from cnnlab.bench.config import BenchConfig
 from cnnlab.bench.timing import Comparison, compare, warm_interleaved
 from cnnlab.errors import CnnlabError, MissingDependencyError
 from cnnlab.models.base import LogitsWithAux, calibrate_norms
-from cnnlab.optimize import InferenceModel, OnnxRuntimeRunner, onnx_bytes, optimize_for_inference
+from cnnlab.optimize import (
+    InferenceModel,
+    OnnxRuntimeRunner,
+    OpenVinoRunner,
+    onnx_bytes,
+    optimize_for_inference,
+)
 from cnnlab.registry import Peer, build_model, model_entry
-from cnnlab.train.engine import classification_loss
+from cnnlab.train.engine import autocast, classification_loss
 from cnnlab.weights import load_pretrained
 
 
@@ -50,15 +56,19 @@ def as_cnnlab_output(out: Any) -> Tensor | LogitsWithAux:
     return LogitsWithAux(main, tuple(a for a in aux if a is not None))
 
 
-def training_step(model: nn.Module, x: Tensor, target: Tensor, *, aux_weight: float) -> Callable[[], None]:
-    """One forward, backward and SGD step on ``(x, target)`` per call, in training mode, with the trainer's loss."""
+def training_step(
+    model: nn.Module, x: Tensor, target: Tensor, *, aux_weight: float, bf16: bool = False
+) -> Callable[[], None]:
+    """One forward, backward and SGD step on ``(x, target)`` per call, in training mode, with the trainer's loss
+    (under the trainer's bfloat16 autocast with ``bf16``)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     model.train()
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        out = as_cnnlab_output(model(x))
-        loss, _ = classification_loss(out, target, label_smoothing=0.0, aux_weight=aux_weight)
+        with autocast(x.device, bf16):
+            out = as_cnnlab_output(model(x))
+            loss, _ = classification_loss(out, target, label_smoothing=0.0, aux_weight=aux_weight)
         loss.backward()
         opt.step()
 
@@ -153,10 +163,17 @@ PATHS = {
     "optimized": "optimize_for_inference(backend={backend})",
     "onnxruntime_cnnlab": "optimize_for_inference(backend=onnxruntime)",
     "onnxruntime_peer": "onnxruntime on torch.onnx.export({peer})",
+    "openvino_peer_f32": "OpenVINO f32 on torch.onnx.export({peer})",
+    "openvino_peer_default": "OpenVINO default ({openvino_default}) on torch.onnx.export({peer})",
+    "openvino_bf16": "optimize_for_inference(backend=openvino, precision=bf16)",
+    "onnxruntime_int8": "optimize_for_inference(backend=onnxruntime, precision=int8)",
+    "openvino_int8": "optimize_for_inference(backend=openvino, precision=int8)",
 }
 """The inference paths of the optimization comparison, by report key, and how the report names them:
 the peer's eager model, cnnlab's optimized model, cnnlab's graph preparation (BN folded, traced once) run by
-ONNX Runtime, and what a user would do by hand (the peer exported as it is and run by ONNX Runtime)."""
+ONNX Runtime, and what a user would do by hand (the peer exported as it is and run by ONNX Runtime, or by OpenVINO
+in float32 and in its default precision for this processor); then cnnlab's paths past float32: bfloat16 in
+OpenVINO, and int8 (quantized on random calibration images: with random weights, agreement is what they show)."""
 
 
 def onnxruntime_paths(ours: nn.Module, theirs: nn.Module, x: Tensor, *, cnnlab: bool) -> dict[str, tuple[Any, float]]:
@@ -178,6 +195,44 @@ def onnxruntime_paths(ours: nn.Module, theirs: nn.Module, x: Tensor, *, cnnlab: 
             paths[name] = (make(), time.perf_counter() - start)
     except MissingDependencyError:
         return {}
+    return paths
+
+
+def low_precision_paths(
+    ours: nn.Module, theirs: nn.Module, x: Tensor, calibration: list[Tensor]
+) -> dict[str, tuple[Any, float]]:
+    """The OpenVINO and int8 paths of :data:`PATHS` for inputs shaped like ``x``, each with its preparation time
+    (int8: the export, the quantization on ``calibration`` and the runtime's compilation); the OpenVINO ones only
+    where OpenVINO is installed, none without ONNX Runtime."""
+    shape = tuple(x.shape[1:])
+
+    def peer_openvino(hint: str | None) -> InferenceModel:
+        runner = OpenVinoRunner(onnx_bytes(theirs, x), shape, hint=hint)
+        return InferenceModel(theirs, runner, backend="openvino", channels_last=False)
+
+    def ours_at(backend: str, precision: str) -> InferenceModel:
+        return optimize_for_inference(
+            ours,
+            example_input=x,
+            backend=backend,
+            precision=precision,
+            calibration=calibration,  # type: ignore[arg-type]
+        )
+
+    makers: dict[str, Callable[[], Any]] = {"onnxruntime_int8": lambda: ours_at("onnxruntime", "int8")}
+    makers |= {
+        "openvino_peer_f32": lambda: peer_openvino("f32"),
+        "openvino_peer_default": lambda: peer_openvino(None),
+        "openvino_bf16": lambda: ours_at("openvino", "bf16"),
+        "openvino_int8": lambda: ours_at("openvino", "int8"),
+    }
+    paths = {}
+    for name, make in makers.items():
+        start = time.perf_counter()
+        try:
+            paths[name] = (make(), time.perf_counter() - start)
+        except MissingDependencyError:
+            continue
     return paths
 
 
@@ -237,6 +292,9 @@ def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
     compile_s = time.perf_counter() - start
     prepared = {"peer_eager": (theirs, 0.0), "optimized": (fast, compile_s)}
     prepared |= onnxruntime_paths(ours, theirs, x, cnnlab=fast.backend != "onnxruntime")
+    if cfg.low_precision:
+        calibration = [torch.randn(cfg.batch, 3, size, size, generator=torch.Generator().manual_seed(2))]
+        prepared |= low_precision_paths(ours, theirs, x, calibration)
     paths = {name: run for name, (run, _) in prepared.items()}
     with torch.no_grad():
         reference = theirs(x)
@@ -264,6 +322,7 @@ def bench_optimized(cfg: BenchConfig) -> dict[str, Any]:
         "max_abs_diff": (out - reference).abs().max().item(),
         "eager_fp32_error": (reference.double() - exact).abs().max().item(),
         "output_absmax": reference.abs().max().item(),
+        "openvino_default": getattr(getattr(paths.get("openvino_peer_default"), "runner", None), "precision", None),
         "same_top1": (out.argmax(1) == reference.argmax(1)).float().mean().item(),
         "throughput": asdict(Comparison(batch["optimized"], batch["peer_eager"])),
         "gflops_optimized": flops / batch["optimized"] / 1e9,

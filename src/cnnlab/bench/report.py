@@ -4,17 +4,24 @@
 from __future__ import annotations
 
 import statistics
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
+import torch
+
 from cnnlab.analysis.report import format_table
 from cnnlab.bench.analysis import bench_analysis
 from cnnlab.bench.config import BenchConfig
+from cnnlab.bench.int8 import bench_int8_runs
 from cnnlab.bench.peers import PATHS, attempt, bench_model, bench_optimized
+from cnnlab.bench.precision import TRAINING_CASES, bench_main_job_precision, bench_training_precision
 from cnnlab.bench.timing import BLAS_OVERRIDES, matmul_peaks
 from cnnlab.bench.training import bench_training_loop
 from cnnlab.machine import machine_info
+from cnnlab.train import TrainConfig
+from cnnlab.train.precision import resolve_precision
 
 
 def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -36,6 +43,24 @@ def run_bench(cfg: BenchConfig, *, log: Callable[[str], None] = lambda _: None) 
     report["optimized"] = attempt(cfg.optimize_model, lambda: bench_optimized(cfg))
     log("training loop ...")
     report["training_loop"] = bench_training_loop(cfg)
+    if cfg.precision_training:
+        log("training in float32 and bfloat16 ...")
+    report["training_precision"] = (
+        bench_training_precision(TRAINING_CASES, repeats=cfg.precision_repeats, compiled=cfg.compile_training)
+        if cfg.precision_training
+        else None
+    )
+    with tempfile.TemporaryDirectory() as runs:  # the trained models of the int8 comparison live here
+        main_run = None
+        report["main_job_precision"] = None
+        if cfg.precision_seeds:
+            log(f"the main job in float32 and bfloat16, seeds {list(cfg.precision_seeds)} ...")
+            report["main_job_precision"], results = bench_main_job_precision(cfg.precision_seeds, out_dir=runs)
+            default = resolve_precision(TrainConfig().precision, torch.device("cpu"))
+            main_run = results[default, cfg.precision_seeds[0]].run_dir if results else None
+        if cfg.int8:
+            log("int8 inference of trained models ...")
+        report["int8"] = bench_int8_runs(runs, main_run=main_run) if cfg.int8 else None
     if cfg.analysis:
         log("analyzer ...")
     report["analysis"] = bench_analysis() if cfg.analysis else None
@@ -148,6 +173,11 @@ def format_report(report: Mapping[str, Any]) -> str:
                 f"{job['total_s']:.1f} s (98% validation accuracy after {reached})"
             )
         lines.append(f"main job wall time / previous main job's: {jobs['wall_ratio']:.3f}")
+    lines += _format_training_precision(report.get("training_precision"))
+    lines += _format_main_job_precision(report.get("main_job_precision"))
+    for key, label in (("main_job", "the main job's model"), ("rts_resnet", "ResNet-20 trained on mnist5k-rts")):
+        if report.get("int8"):
+            lines += _format_int8(report["int8"][key], label)
     a = report["analysis"]
     if a is not None:
         lines.append(
@@ -204,7 +234,7 @@ def _format_optimized(o: Mapping[str, Any], peak: float) -> list[str]:
     eager = o["paths"]["peer_eager"]
     rows = []
     for key, p in o["paths"].items():
-        name = PATHS[key].format(peer=o["peer"], backend=o["backend"])
+        name = PATHS[key].format(peer=o["peer"], backend=o["backend"], openvino_default=o.get("openvino_default"))
         rows.append([
             name, _num(p["prepare_s"]), _num(p["b1_s"] * 1e3, 2), _num(eager["b1_s"] / p["b1_s"], 3),
             _num(1 / p["batch_s"]), _num(eager["batch_s"] / p["batch_s"], 3), _num(p["gflops"]),
@@ -244,4 +274,77 @@ def _format_onnxruntime(models: list[Mapping[str, Any]]) -> list[str]:
         "",
         "onnxruntime on torch.onnx.export(peer) against the peer's eager model; ratio = onnxruntime / eager speed",
         format_table(rows, headers, right_aligned=[i >= 2 for i in range(len(headers))]),
+    ]
+
+
+def _format_training_precision(t: Mapping[str, Any] | None) -> list[str]:
+    """Training images per second in float32 and bfloat16 (and compiled), with each one's speed-up over float32."""
+    if t is None:
+        return []
+    if "skipped" in t:
+        return ["", f"training in bfloat16: skipped ({t['skipped']})"]
+    variants = list(dict.fromkeys(v for r in t["rows"] for v in r["images_per_s"]))
+    rows = []
+    for r in t["rows"]:
+        cells = [r["model"], str(r["size"]), str(r["batch"])]
+        for v in variants:
+            ips = r["images_per_s"].get(v)
+            cells += ["", ""] if ips is None else [_num(ips), f"{r['speedup'][v]:.2f}x"]
+        compile_s = [
+            f"{r['first_step_s'][v]:.0f}" for v in variants if v.endswith("compile") and v in r["first_step_s"]
+        ]
+        rows.append([*cells, "/".join(compile_s)])
+    headers = ["model", "size", "batch"]
+    for v in variants:
+        headers += [f"{v} img/s", "vs fp32"]
+    headers.append("compile s")
+    return [
+        "",
+        "training step (forward, backward, SGD; channels-last) in float32 and under bfloat16 autocast, interleaved; "
+        "compile s: the first compiled step",
+        format_table(rows, headers, right_aligned=[i >= 1 for i in range(len(headers))]),
+    ]
+
+
+def _format_main_job_precision(m: Mapping[str, Any] | None) -> list[str]:
+    """The main job in each precision over the seeds: final validation and test accuracy, wall time."""
+    if m is None:
+        return []
+    if "skipped" in m:
+        return ["", f"the main job in bfloat16: skipped ({m['skipped']})"]
+    rows = [
+        [r["precision"], str(r["seed"]), f"{r['final_val_acc']:.2%}", f"{r['final_test_acc']:.2%}",
+         f"{r['best_val_acc']:.2%}", f"{r['best_test_acc']:.2%}", f"{r['total_s']:.1f}"]
+        for r in m["runs"]
+    ]  # fmt: skip
+    for p, sm in m["summary"].items():
+        rows.append([
+            f"{p} mean", "", *(f"{sm[k]['mean']:.2%} ({sm[k]['min']:.2%}-{sm[k]['max']:.2%})"
+                               for k in ("final_val_acc", "final_test_acc", "best_val_acc", "best_test_acc")),
+            f"{sm['total_s']['mean']:.1f}",
+        ])  # fmt: skip
+    headers = ["precision", "seed", "final val", "final test", "best val", "best test", "wall s"]
+    within = "within" if m["bf16_within_seed_spread"] else "outside"
+    return [
+        "",
+        f"main job ({m['model']}, {m['epochs']} epochs) in float32 and bfloat16, seeds {m['seeds']} (the two "
+        "precisions of a seed one after the other, alternating which goes first)",
+        format_table(rows, headers, right_aligned=[i >= 1 for i in range(len(headers))]),
+        f"bfloat16's mean final validation accuracy is {within} float32's seed spread; wall time bf16 / fp32: "
+        f"{m['wall_ratio']:.3f}",
+    ]
+
+
+def _format_int8(r: Mapping[str, Any], label: str) -> list[str]:
+    """A trained model's test accuracy and speed in float32 and int8, per runtime."""
+    rows = [
+        [name, f"{p['test_acc']:.2%}", f"{p['same_top1']:.2%}", _num(p["images_per_s"], 0), _num(p["prepare_s"])]
+        for name, p in r["paths"].items()
+    ]
+    headers = ["path", "test acc", "same top-1", "img/s", "prepare s"]
+    return [
+        "",
+        f"int8 of {label} ({r['model']} on {r['data']}, {r['test_images']:,} test images; calibrated on "
+        f"{r['calibration_images']} training images): accuracy, top-1 agreement with float32 eager, speed",
+        format_table(rows, headers, right_aligned=[i >= 1 for i in range(len(headers))]),
     ]

@@ -23,6 +23,7 @@ import torch
 from cnnlab.cli.common import format_table, positive_int
 from cnnlab.data import SegmentationDataset
 from cnnlab.errors import DataError, TrainingError
+from cnnlab.train.predict import CALIBRATION_IMAGES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "or 'timm' (online); images are read with the preprocessing those weights expect",
     )  # fmt: skip
     p.add_argument(
-        "--runtime", choices=("torch", "onnxruntime"), default="torch",
-        help="eager PyTorch (default), or ONNX Runtime on the model exported with BatchNorm folded",
+        "--runtime", choices=("torch", "onnxruntime", "openvino"), default="torch",
+        help="eager PyTorch (default), or ONNX Runtime or OpenVINO on the model exported with BatchNorm folded",
+    )  # fmt: skip
+    p.add_argument(
+        "--int8", action="store_true",
+        help=f"quantize to int8 first, calibrated on {CALIBRATION_IMAGES} images of the run's training split "
+        "(with --runtime onnxruntime or openvino)",
     )  # fmt: skip
     p.set_defaults(func=run_predict)
 
@@ -69,23 +75,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--output", default=None, help="the file to write (default: next to the checkpoint)")
     p.add_argument("--no-fold", action="store_true", help="keep BatchNorm layers as they are")
+    p.add_argument(
+        "--int8", action="store_true",
+        help=f"ONNX quantized to int8 (QuantizeLinear/DequantizeLinear around int8 weights), calibrated on "
+        f"{CALIBRATION_IMAGES} images of the run's training split",
+    )  # fmt: skip
     p.set_defaults(func=run_export)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from cnnlab.data import load_any, make_loader
+    from cnnlab.data import make_loader
     from cnnlab.plotting import plot_confusion
     from cnnlab.train.distributed import resolve_device
     from cnnlab.train.engine import confusion_matrix, predict_batches, topk_accuracy
-    from cnnlab.train.predict import input_pipeline, model_from_checkpoint
+    from cnnlab.train.predict import input_pipeline, model_from_checkpoint, run_data
     from cnnlab.train.runfolder import check_folder
 
     model, meta = model_from_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else Path(meta["path"]).parent  # where confusion.png goes
     check_folder(out, what="--out")
-    data_dir = args.data_dir or meta.get("data_dir", "data")
-    subset = meta.get("subset", {}) if args.data is None else {}  # the classes it was trained on
-    data = load_any(args.data or meta["data"], data_dir=data_dir, val_fraction=meta["val_fraction"], **subset)
+    data = run_data(meta, name=args.data, data_dir=args.data_dir)
     if data.num_classes != meta["num_classes"] or data.in_chans != meta["in_chans"]:
         raise DataError(
             f"{data.name} has {data.num_classes} classes of {data.in_chans}-channel images; the model was trained "
@@ -170,7 +179,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
     model, meta = load_for_inference(args.checkpoint, weights=args.weights)
     dense = getattr(model, "dense_output", False)
-    model = with_runtime(model, meta, args.runtime)
+    model = with_runtime(model, meta, args.runtime, int8=args.int8)
     if dense:
         out = Path(args.out) if args.out else Path(meta["path"]).resolve().parent / "predictions"
         out.mkdir(parents=True, exist_ok=True)
@@ -188,17 +197,29 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from cnnlab.train.export import check_onnx, export_model
-    from cnnlab.train.predict import model_from_checkpoint
+    from cnnlab.train.export import ExportError, check_onnx, compare_onnx, export_model
+    from cnnlab.train.predict import calibration_batches, model_from_checkpoint
 
+    if args.int8 and (args.format != "onnx" or args.no_fold):
+        raise ExportError("--int8 writes ONNX with BatchNorm folded: use --format onnx without --no-fold")
     model, meta = model_from_checkpoint(args.checkpoint)
-    suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
+    suffix = (".int8.onnx" if args.int8 else ".onnx") if args.format == "onnx" else ".torchscript.pt"
     output = Path(args.output) if args.output else Path(meta["path"]).with_suffix(suffix)
     x = torch.randn(2, meta["in_chans"], meta["image_size"], meta["image_size"])
     keep = {k: meta[k] for k in ("model", "classes", "image_size", "input")}
-    path = export_model(model, x, output, fmt=args.format, fold=not args.no_fold, metadata=keep)
-    print(f"wrote {path} ({args.format}{'' if args.no_fold else ', BatchNorm folded'})")
-    if args.format == "onnx":
+    calibration = calibration_batches(meta) if args.int8 else None
+    path = export_model(
+        model, x, output, fmt=args.format, fold=not args.no_fold, metadata=keep, calibration=calibration
+    )
+    what = ", int8" if args.int8 else ""
+    print(f"wrote {path} ({args.format}{'' if args.no_fold else ', BatchNorm folded'}{what})")
+    if calibration is not None:  # int8 differs from float32 by design: how much, on the calibration images
+        diff, top1 = compare_onnx(path, model, torch.cat(calibration))
+        print(
+            f"int8 against float32 PyTorch on the {sum(map(len, calibration))} calibration images: the same top-1 "
+            f"class for {top1:.1%}, max |difference| {diff:.2e}"
+        )
+    elif args.format == "onnx":
         try:
             diff = check_onnx(path, model, x)
         except ImportError:

@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from cnnlab.cli.common import json_object, known_model
-from cnnlab.train.config import FIELDS, OPTIMIZERS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
+from cnnlab.train.config import FIELDS, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig, config_from_dict, load_yaml
 from cnnlab.train.recipes import load_recipe, recipe_names, recipe_summary
 
 _HELP = {
@@ -29,8 +29,10 @@ _HELP = {
     "resume": "a run folder (or checkpoint) to continue; it keeps its recipe (only flags such as --workers, "
     "--device, --progress may change); 'auto': continue --run-name if it has a checkpoint, else start it",
     "overwrite": "start --run-name again when its folder holds a run (deletes that run's files)",
+    "precision": "fp32, bf16 (bfloat16 autocast; the weights, optimizer state, batch-norm statistics and loss stay "
+    "float32) or auto (bf16 where the device has it natively)",
 }
-_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
+_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
 
 
 def _type_of(name: str) -> Any:

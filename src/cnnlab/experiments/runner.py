@@ -32,6 +32,8 @@ from typing import Any, Literal
 from cnnlab.errors import ConfigError, DivergedError
 from cnnlab.experiments.spec import VALIDATIONS_PER_EPOCH, ExperimentSpec, Variant
 from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml, recorded_config
+from cnnlab.train.distributed import resolve_device
+from cnnlab.train.precision import resolve_precision
 from cnnlab.train.runfolder import AUTO
 
 Phase = Literal["pretrain", "variant"]
@@ -83,7 +85,10 @@ class Run:
 def _recipe(config: TrainConfig) -> dict[str, Any]:
     """What a run computes: every field but where it runs and how it is written (RESUME_FREE, folders)."""
     ignored = {*RESUME_FREE, "out_dir", "run_name", "resume", "overwrite"}
-    return {k: v for k, v in config.to_dict().items() if k not in ignored}
+    recipe = {k: v for k, v in config.to_dict().items() if k not in ignored}
+    if config.precision == "auto":  # a run records what auto resolved to on its device
+        recipe["precision"] = resolve_precision("auto", resolve_device(config.device))
+    return recipe
 
 
 def steps_per_epoch(config: TrainConfig) -> int:

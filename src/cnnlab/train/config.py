@@ -23,6 +23,7 @@ from typing import Any, Literal
 from cnnlab.data.splits import DEFAULT_VAL_FRACTION
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.layers.named import plain_model_kwargs
+from cnnlab.train.precision import PRECISIONS, Precision
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["step", "cosine", "onecycle", "constant"]
@@ -76,7 +77,9 @@ class TrainConfig:
     seed: int = 0  # same seed, same machine, same metrics
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU (oneDNN) and tensor cores
     compile: bool = False  # torch.compile the model (minutes of compile time; pays off on long runs)
-    amp: bool = False  # bf16 autocast on CUDA; on the CPU a notice and fp32
+    precision: Precision = "auto"  # bf16 where the device has it natively, else fp32 (cnnlab.train.precision): the
+    # main job's validation accuracy is the same in both (benchmarks/main-job-precision.md); bf16 is bfloat16
+    # autocast (weights, optimizer state, BN statistics and loss stay float32); a run records the resolved one
     device: str = "auto"  # auto: cuda when available, else cpu
     workers: int = 0  # DataLoader workers for imagefolder (in-memory datasets need none)
     # transfer learning
@@ -184,6 +187,7 @@ class TrainConfig:
             ),
             (c.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {c.optimizer!r}"),
             (c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}"),
+            (c.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {c.precision!r}"),
             (isinstance(c.model_kwargs, Mapping), f"model_kwargs must be a mapping, got {c.model_kwargs!r}"),
             (
                 c.run_name is None or (c.run_name not in ("", ".", "..") and "/" not in c.run_name),
@@ -296,6 +300,7 @@ FIRST_RECIPE: Mapping[str, Any] = MappingProxyType(
     dict(
         model="cifar_resnet20", epochs=10, batch_size=64, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=5e-4,
         schedule="onecycle", warmup_epochs=2.0, label_smoothing=0.1, augment=True, rotate=0.0, scale=0.0,
+        precision="fp32",
     )
 )  # fmt: skip
 """The main job's recipe until 2026-12-01 (the defaults of ``TrainConfig`` then). The experiments start from it, not
@@ -303,15 +308,32 @@ from today's defaults, so that a new main job leaves their numbers as they were 
 today's main job against it. Every field it does not name has the same default as then."""
 
 
-ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"rotate": 0.0, "scale": 0.0})
+ADDED_FIELDS: Mapping[str, Any] = MappingProxyType({"rotate": 0.0, "scale": 0.0, "precision": "fp32"})
 """Fields added after runs had been recorded (2026-12-01), each with the value that does what a run recorded without
-it did: such a run had no rotation or scaling, whatever the data set's standard augmentation is now."""
+it did: such a run had no rotation or scaling, whatever the data set's standard augmentation is now, and trained in
+float32."""
+
+
+RENAMED_FIELDS: Mapping[str, tuple[str, Mapping[Any, Any]]] = MappingProxyType(
+    {"amp": ("precision", {False: "fp32", True: "bf16"})}
+)
+"""Fields that were replaced, each by (its successor, the successor's value for each old value): ``amp`` (bfloat16
+autocast on CUDA, a notice and float32 on a CPU) became ``precision`` in 2026-12; ``amp: true`` maps to bf16, what it
+asked for and what it did on a GPU."""
 
 
 def recorded_config(values: Mapping[str, Any]) -> TrainConfig:
     """The config a run recorded (its checkpoint's or its ``config.yaml``): :func:`config_from_dict`, with the
-    fields it lacks from :data:`ADDED_FIELDS`, so that resuming or checking an older run keeps its recipe."""
-    return config_from_dict(dict(ADDED_FIELDS) | dict(values))
+    fields it lacks from :data:`ADDED_FIELDS` and its replaced fields renamed (:data:`RENAMED_FIELDS`), so that
+    resuming or checking an older run keeps its recipe."""
+    values = dict(values)
+    for old, (new, mapping) in RENAMED_FIELDS.items():
+        if old in values:
+            value = values.pop(old)
+            if value not in mapping:
+                raise ConfigError(f"{old} must be one of {list(mapping)} in a recorded config, got {value!r}")
+            values.setdefault(new, mapping[value])
+    return config_from_dict(dict(ADDED_FIELDS) | values)
 
 
 def first_recipe(**changes: Any) -> TrainConfig:

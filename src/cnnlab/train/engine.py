@@ -128,9 +128,10 @@ def memory_format(channels_last: bool) -> torch.memory_format:
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``enabled``; nothing elsewhere (the trainer prints a notice for the CPU)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bfloat16 autocast on ``device`` (CPU or CUDA) when ``enabled``, a run's resolved ``precision: bf16``
+    (:mod:`cnnlab.train.precision`); nothing otherwise."""
+    if enabled:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -192,7 +193,7 @@ class StepRecipe:
     label_smoothing: float = 0.0  # 0: plain cross-entropy
     ignore_index: int = NO_IGNORE  # labels that no loss or count sees (segmentation: IGNORE_INDEX)
     channels_last: bool = False  # NHWC input (the model was moved to the same memory format)
-    amp: bool = False  # bf16 autocast on CUDA (:func:`autocast`)
+    amp: bool = False  # bfloat16 autocast (a run's resolved precision bf16; :func:`autocast`)
     grad_clip: float | None = None  # clip the global gradient norm to this (None: no clipping)
 
 

@@ -23,6 +23,7 @@ from cnnlab.data import (
     InputPipeline,
     Preprocess,
     SegmentationDataset,
+    load_any,
     load_images,
     make_loader,
     open_image,
@@ -118,20 +119,58 @@ def input_size(meta: dict[str, Any]) -> tuple[int, int]:
     return pipeline.in_chans, pipeline.size
 
 
-RUNTIMES = ("torch", "onnxruntime")
-"""What runs a checkpoint's model in ``cnnlab predict``: eager PyTorch, or ONNX Runtime on the model exported with its
-batch norms folded (:func:`cnnlab.optimize_for_inference` with ``backend="onnxruntime"``)."""
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+"""What runs a checkpoint's model in ``cnnlab predict``: eager PyTorch, or ONNX Runtime or OpenVINO on the model
+exported with its batch norms folded (:func:`cnnlab.optimize_for_inference` with that backend)."""
+
+CALIBRATION_IMAGES = 512
+"""Training images whose activations set the int8 scales: a few hundred cover the ranges (Krishnamoorthi 2018,
+Sec. 3.1, calibrates on 100s of images; ONNX Runtime's examples on a few hundred), in seconds for small models."""
 
 
-def with_runtime(model: nn.Module, meta: dict[str, Any], runtime: str) -> nn.Module:
-    """``model`` as ``runtime`` runs it (one of :data:`RUNTIMES`), for inputs of the checkpoint's pipeline."""
+def run_data(meta: dict[str, Any], *, name: str | None = None, data_dir: str | None = None) -> Any:
+    """The data set a checkpoint was trained on, split and subset as it was (or the data set ``name``, whole),
+    from ``data_dir`` (default: the run's)."""
+    subset = meta.get("subset", {}) if name is None else {}  # the classes it was trained on
+    return load_any(
+        name or meta["data"], data_dir=data_dir or meta.get("data_dir", "data"), val_fraction=meta["val_fraction"],
+        **subset,
+    )  # fmt: skip
+
+
+def calibration_batches(
+    meta: dict[str, Any], *, images: int = CALIBRATION_IMAGES, batch_size: int = 64
+) -> list[torch.Tensor]:
+    """The int8 calibration set of a checkpoint: ``images`` images of its own training split (the loader's seed-0
+    shuffle, unaugmented), normalised as the model sees them, in batches."""
+    loader = make_loader(run_data(meta), "train", input_pipeline(meta), batch_size=batch_size, augment=False)
+    batches, seen = [], 0
+    for x, *_ in loader.batches():
+        batches.append(x[: images - seen])
+        seen += len(batches[-1])
+        if seen >= images:
+            break
+    return batches
+
+
+def with_runtime(model: nn.Module, meta: dict[str, Any], runtime: str, *, int8: bool = False) -> nn.Module:
+    """``model`` as ``runtime`` runs it (one of :data:`RUNTIMES`), for inputs of the checkpoint's pipeline; with
+    ``int8``, quantized on :func:`calibration_batches` (the ONNX runtimes only)."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if int8 and runtime == "torch":
+        raise ConfigError("int8 runs on an ONNX runtime: add --runtime onnxruntime or --runtime openvino")
     if runtime == "torch":
         return model
+    if int8 and "data" not in meta:
+        raise ConfigError("int8 calibrates on the run's own training images: give a run folder or its checkpoint, "
+                          "not a model with --weights")  # fmt: skip
     chans, size = input_size(meta)
     example = torch.zeros(1, chans, size, size)
-    return optimize_for_inference(model, example_input=example, backend="onnxruntime")
+    return optimize_for_inference(
+        model, example_input=example, backend=runtime, precision="int8" if int8 else "fp32",  # type: ignore[arg-type]
+        calibration=calibration_batches(meta) if int8 else None,
+    )  # fmt: skip
 
 
 def input_pipeline(meta: dict[str, Any]) -> InputPipeline:

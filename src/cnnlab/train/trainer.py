@@ -72,6 +72,7 @@ from cnnlab.train.engine import (
 )
 from cnnlab.train.memory import check_fits_memory
 from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.train.precision import resolve_precision
 from cnnlab.train.resume import Progress
 from cnnlab.train.runfolder import check_folder, check_run_folder, claim_run_folder, planned_folder
 from cnnlab.train.runlog import EpochMetrics, RunLog
@@ -177,6 +178,7 @@ def fit(
     config, checkpoint = resume.open_run(config, given)  # whether the run resumes is decided here, once
     info, device = D.init_distributed(config.device)
     try:
+        config = config.replace(precision=resolve_precision(config.precision, device))  # recorded as resolved
         with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
             return _run(config, checkpoint, data, info, device, callbacks, log if info.is_main else _quiet, held)
     finally:
@@ -251,8 +253,8 @@ def _set_up(
     _check_model_kwargs(config, data)
     model, pipeline, frozen = _build_model(config, data, pretrained=pretrained, log=log)
     check_fits_memory(config, data, pipeline.size, device)  # before the run folder is made
-    if config.amp and device.type != "cuda":
-        log(f"note: --amp has no effect on {device.type}; training in float32")
+    if config.precision == "bf16":
+        log("precision bf16: bfloat16 autocast (weights, optimizer state, batch-norm statistics and loss in float32)")
     model.to(device=device, memory_format=memory_format(config.channels_last))
     loader_args = dict(
         batch_size=config.batch_size, seed=config.seed, workers=config.workers, rank=info.rank,
@@ -265,7 +267,7 @@ def _set_up(
     optimizer = build_optimizer(model, config)
     step = StepRecipe(
         device=device, steps_per_epoch=len(train_loader), aux_weight=model.aux_loss_weight,
-        label_smoothing=config.label_smoothing, channels_last=config.channels_last, amp=config.amp,
+        label_smoothing=config.label_smoothing, channels_last=config.channels_last, amp=config.precision == "bf16",
         ignore_index=data.ignore_index if isinstance(data, SegmentationDataset) else NO_IGNORE,
         grad_clip=config.grad_clip,
     )  # fmt: skip
@@ -486,7 +488,7 @@ def _evaluate(job: Job, model: nn.Module, loader: Any) -> dict[str, Any]:
     """``loss`` and ``acc`` over a split sharded across the ranks; for segmentation also ``miou``,
     ``class_iou`` and ``<bucket>_iou`` (:meth:`PixelTotals.scores`)."""
     data, info, s = job.data, job.info, job.step
-    kw = dict(device=s.device, channels_last=s.channels_last, amp=s.amp)
+    kw = dict(device=s.device, channels_last=s.channels_last)  # float32, as `cnnlab eval` sees the weights
     if isinstance(data, SegmentationDataset):
         k, buckets = data.num_classes, data.size_buckets
         pixels = evaluate_pixels(
