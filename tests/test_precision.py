@@ -17,6 +17,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.train import engine, fit, precision
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import FIRST_RECIPE, recorded_config
+from cnnlab.train.resume import open_run
 from tests.train_fixtures import TINY_FLAGS, tiny_config, write_mnist
 
 
@@ -99,7 +100,7 @@ def test_a_resumed_run_keeps_its_precision_and_refuses_another(mnist_dir: Path, 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["train", "--resume", str(run), "--epochs", "2"])
-    resumed = resolve_config(args)
+    resumed, _ = open_run(resolve_config(args), given={"resume", "epochs"})  # as `cnnlab train` resumes
     assert resumed.precision == "bf16"  # from the checkpoint, not today's default
     assert fit(resumed, log=lambda _s: None).history[-1].epoch == 2
     with pytest.raises(ConfigError, match=r"precision was 'bf16' in .* \(given: 'fp32'\)"):

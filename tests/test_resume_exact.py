@@ -78,7 +78,7 @@ def test_sigterm_to_the_cli_saves_last_pt_and_the_resume_is_exact(folder: Path, 
     recipe = ["--model", TINY_DROPOUT["model"], "--model-kwargs", json.dumps(TINY_DROPOUT["model_kwargs"]),
               "--data", f"imagefolder:{folder}", "--image-size", "8", "--batch-size", "4", "--workers", "2",
               "--schedule", "constant", "--warmup-epochs", "0", "--device", "cpu", "--no-progress"]  # fmt: skip
-    cmd = [sys.executable, "-m", "cnnlab", "train", *recipe, "--epochs", "100000", "--out-dir", str(tmp_path),
+    cmd = [sys.executable, "-m", "cnnlab", "train", *recipe, "--epochs", "10000", "--out-dir", str(tmp_path),
            "--run-name", "r"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
     assert proc.stdout is not None

@@ -57,6 +57,8 @@ def open_run(config: TrainConfig, given: Collection[str] | None = None) -> tuple
     recorded = recorded_config({**state["config"], "overwrite": False})  # how it took its folder is no recipe
     if given is not None:
         config = dataclasses.replace(recorded, **{name: getattr(config, name) for name in {*given, "resume"}})
+    if config.precision == "auto":  # what the run resolved "auto" to when it started, not what this device would
+        config = dataclasses.replace(config, precision=recorded.precision)
     check_resume(recorded, config, run=str(planned_folder(config)), epochs_done=state["epoch"] - 1)
     return config, state
 
