@@ -3,14 +3,18 @@
 ``run`` trains every (variant, seed) of an experiment file that has not finished (``--jobs`` at a time; an
 interrupted experiment started again reruns only what is missing), then collects; ``--until-decided`` runs the
 rounds of seeds the file plans until every expectation is decided (``--max-seeds`` may stop sooner).
-``--print-commands`` prints one ``cnnlab train`` command per run instead, for any launcher on any number of
-machines; ``collect --runs DIR`` then builds the same results and verdicts from those run folders. ``rejudge``
-judges a results folder again from its ``results.json`` alone and writes it and ``summary.md`` again.
+``--ray [ADDRESS]`` trains the runs as tasks of a Ray cluster instead (one started here, or the one at ADDRESS;
+:mod:`cnnlab.experiments.cluster`), ``--threads`` each. A live display on stderr shows every run while they train
+(:mod:`cnnlab.experiments.progress`). ``--print-commands`` prints one ``cnnlab train`` command per run instead, for
+any launcher on any number of machines; ``collect --runs DIR`` then builds the same results and verdicts from
+those run folders. ``rejudge`` judges a results folder again from its ``results.json`` alone and writes it and
+``summary.md`` again.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -19,9 +23,13 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cnnlab.cli.common import format_table, positive_int
+
+LOCAL_RAY = "here"  # --ray without an address: a Ray of this machine's own
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +39,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         r = kinds.add_parser(name, help=helptext)
         _file_args(r)
         r.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1), help="runs trained at once")
+        r.add_argument(
+            "--threads",
+            type=positive_int,
+            default=None,
+            help="threads (CPUs) per run (default: this machine's cores divided by --jobs); on Ray, what each asks for",
+        )
+        r.add_argument(
+            "--ray",
+            nargs="?",
+            const=LOCAL_RAY,
+            default=None,
+            metavar="ADDRESS",
+            help="train the runs on Ray: a Ray started on this machine, or the cluster at ADDRESS (auto, "
+            "ray://HOST:PORT); needs pip install 'cnnlab[ray]' and a filesystem every node shares",
+        )
         r.add_argument("--print-commands", action="store_true", help="print one `cnnlab train` line per run and stop")
         r.add_argument("--runs", type=Path, default=None, help="where the run folders go (default: OUT/runs)")
         r.add_argument(
@@ -94,26 +117,45 @@ def _spec(args: argparse.Namespace):
 def run_experiment_cmd(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments.experiment import collect_into, run_experiment, run_until_decided
-    from cnnlab.experiments.runner import commands, run_local
+    from cnnlab.experiments.progress import Progress
+    from cnnlab.experiments.runner import commands, default_threads, run_local
 
     spec, out = _spec(args)
     runs = args.runs or out / "runs"
     if args.max_seeds is not None and not args.until_decided:
         raise ConfigError("--max-seeds caps the rounds of --until-decided; give both, or --seeds for a fixed set")
     if args.print_commands:
+        if args.ray is not None:
+            raise ConfigError(
+                "--print-commands prints the runs for another launcher and --ray trains them on Ray; give one"
+            )
         print("\n".join(commands(spec, runs)))
         return 0
-    if args.until_decided:
-        if args.runs is not None:
-            raise ConfigError("--until-decided keeps its runs in OUT/runs; give --out instead of --runs")
-        run_until_decided(spec, out, max_seeds=args.max_seeds, jobs=args.jobs, command=_command())
-    elif args.runs is None:
-        run_experiment(spec, out, jobs=args.jobs, command=_command())
-    else:
-        t0 = time.perf_counter()
-        trained = run_local(spec, runs, jobs=args.jobs)
-        collect_into(spec, runs, out, command=_command(), trained_s=time.perf_counter() - t0 if trained else 0.0)
+    if args.until_decided and args.runs is not None:
+        raise ConfigError("--until-decided keeps its runs in OUT/runs; give --out instead of --runs")
+    with _executor(args.ray, args.threads or default_threads(args.jobs)) as executor:
+        how = dict(jobs=args.jobs, threads=args.threads, executor=executor, progress=Progress(sys.stderr))
+        if args.until_decided:
+            run_until_decided(spec, out, max_seeds=args.max_seeds, command=_command(), **how)
+        elif args.runs is None:
+            run_experiment(spec, out, command=_command(), **how)
+        else:
+            t0 = time.perf_counter()
+            trained = run_local(spec, runs, **how)
+            collect_into(spec, runs, out, command=_command(), trained_s=time.perf_counter() - t0 if trained else 0.0)
     return 0
+
+
+@contextlib.contextmanager
+def _executor(ray: str | None, threads: int) -> Iterator[Any]:
+    """None (this machine's process pool), or a Ray executor on the cluster ``ray`` names for the block."""
+    if ray is None:
+        yield None
+        return
+    from cnnlab.experiments.cluster import RayExecutor, ray_cluster
+
+    with ray_cluster(None if ray == LOCAL_RAY else ray):
+        yield RayExecutor(threads=threads)
 
 
 def collect_cmd(args: argparse.Namespace) -> int:
@@ -136,6 +178,7 @@ def claims_cmd(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError, suggest
     from cnnlab.experiments.experiment import run_experiment
     from cnnlab.experiments.ledger import entries, find_experiments, results_dir
+    from cnnlab.experiments.progress import Progress
     from cnnlab.experiments.spec import load_spec
 
     folder = find_experiments(args.experiments)
@@ -145,7 +188,8 @@ def claims_cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"no experiment named {args.run!r} in {folder}.{suggest(args.run, files)}")
         spec = load_spec(files[args.run])
         log = print if args.format == "table" else (lambda s: print(s, file=sys.stderr))  # stdout stays parseable
-        run_experiment(spec, results_dir(folder, spec), jobs=args.jobs, command=_command(), log=log)
+        run_experiment(spec, results_dir(folder, spec), jobs=args.jobs, command=_command(), log=log,
+                       progress=Progress(sys.stderr))  # fmt: skip
     rows = entries(folder)
     if args.format == "json":
         print(json.dumps([dataclasses.asdict(e) for e in rows], indent=2))

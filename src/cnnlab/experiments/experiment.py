@@ -24,6 +24,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 from cnnlab.experiments import report
 from cnnlab.experiments.collect import ExperimentResult, collect
+from cnnlab.experiments.progress import Progress
 from cnnlab.experiments.runner import Executor, run_local
 from cnnlab.experiments.spec import ExperimentSpec
 from cnnlab.experiments.stats import Verdict
@@ -90,21 +91,23 @@ def run_experiment(
     out_dir: Path,
     *,
     jobs: int = 2,
+    threads: int | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
     executor: Executor | None = None,
+    progress: Progress | None = None,
 ) -> ExperimentResult:
-    """Train every run of ``spec`` that has not finished (``out_dir/runs``), then collect into ``out_dir``."""
+    """Train every run of ``spec`` that has not finished (``out_dir/runs``), then collect into ``out_dir``
+    (:func:`~cnnlab.experiments.runner.run_local`'s arguments)."""
     runs_dir = out_dir / "runs"
     n = len(spec.variants) * len(spec.seeds) + (len(spec.seeds) if spec.pretrain else 0)
-    log(
-        f"experiment {spec.name}: {len(spec.variants)} variants x seeds {list(spec.seeds)} ({n} runs), {jobs} at a time"
-    )
+    where = f", {jobs} at a time" if executor is None else ""  # another executor says where it runs them
+    log(f"experiment {spec.name}: {len(spec.variants)} variants x seeds {list(spec.seeds)} ({n} runs){where}")
     if spec.plan is not None:
         log(f"note: the file plans rounds up to {spec.plan.max_seeds} seeds; this runs the first (--until-decided "
             "runs them while undecided); its verdicts are decided at the plan's level either way")  # fmt: skip
     t0 = time.perf_counter()
-    trained = run_local(spec, runs_dir, jobs=jobs, log=log, executor=executor)
+    trained = run_local(spec, runs_dir, jobs=jobs, threads=threads, log=log, executor=executor, progress=progress)
     elapsed = time.perf_counter() - t0 if trained else 0.0
     return collect_into(spec, runs_dir, out_dir, command=command, trained_s=elapsed, log=log)
 
@@ -126,9 +129,11 @@ def run_until_decided(
     *,
     max_seeds: int | None = None,
     jobs: int = 2,
+    threads: int | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
     executor: Executor | None = None,
+    progress: Progress | None = None,
 ) -> ExperimentResult:
     """Train and judge ``spec`` round by round as its plan says (see the module docstring), up to ``max_seeds``
     (at most the plan's own: a lower cap stops sooner, which keeps the level; a higher one would not), then
@@ -152,7 +157,9 @@ def run_until_decided(
 
     def look(seeds: Sequence[int]) -> list[Verdict | None]:
         nonlocal trained
-        trained = bool(run_local(spec, runs_dir, jobs=jobs, log=log, seeds=seeds, executor=executor)) or trained
+        ran = run_local(spec, runs_dir, jobs=jobs, threads=threads, log=log, seeds=seeds, executor=executor,
+                        progress=progress)  # fmt: skip
+        trained = bool(ran) or trained
         result = collect(spec, runs_dir, seeds=seeds, power=False)
         decided = {c.key(): c.verdict for c in result.comparisons}
         verdicts = [decided.get(e.key()) for e in spec.expect]

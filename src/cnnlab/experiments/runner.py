@@ -9,8 +9,11 @@ machine's threads divided between them. Either way the results come from the run
 (:func:`cnnlab.experiments.collect.collect`), and a run whose folder holds its ``results.json`` is done: an
 interrupted experiment started again reruns only the runs that did not finish (each from its last checkpoint).
 
-Training the runs that are not done is one step, :func:`execute` (``Executor``: the runs of one phase, and a
-log): :func:`run_local` calls it once per phase, so another executor (a cluster's) can be passed in its place.
+Training the runs that are not done is one step, :func:`execute` (an ``Executor``: it trains the runs of one
+phase and reports each finished run): :func:`run_local` calls it once per phase, so another executor (a Ray
+cluster's, :mod:`.cluster`) can be passed in its place. Every executor lets the other runs finish when one fails
+for a reason of its own (an error, not a diverged loss, which is a result); :func:`run_local` then raises
+:class:`RunsFailed`. While the runs train, a :class:`~cnnlab.experiments.progress.Progress` shows each of them.
 
 Runs that record what happens within epochs (an experiment with a target, or a ``dead`` metric) validate every
 ``validate_every`` steps (:mod:`cnnlab.train.watch`); by default a tenth of an epoch of the run's own data.
@@ -26,15 +29,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from cnnlab.errors import ConfigError, DivergedError
+from cnnlab.errors import ConfigError, DivergedError, TrainingError
+from cnnlab.experiments.progress import FAILED, Live, Progress, showing
 from cnnlab.experiments.spec import VALIDATIONS_PER_EPOCH, ExperimentSpec, Variant
 from cnnlab.train.config import FIELDS, RESUME_FREE, TrainConfig, config_from_dict, load_yaml, recorded_config
 from cnnlab.train.distributed import resolve_device
 from cnnlab.train.precision import resolve_precision
 from cnnlab.train.runfolder import AUTO
+
+if TYPE_CHECKING:
+    from cnnlab.train import Callback
 
 Phase = Literal["pretrain", "variant"]
 RESULTS = "results.json"  # what a finished run leaves in its folder (cnnlab.train.fit)
@@ -144,8 +152,8 @@ def commands(spec: ExperimentSpec, runs_dir: str | Path, seeds: Sequence[int] | 
     return lines
 
 
-def _train(config: dict[str, Any], threads: int) -> tuple[str, str]:
-    """Run one config in this (worker) process: ("ok" | "diverged", message)."""
+def train_here(config: dict[str, Any], threads: int, callbacks: Sequence[Callback] = ()) -> tuple[str, str]:
+    """Run one config in this (worker) process: ("ok" | "diverged", message); ``callbacks``: fit's."""
     import torch
 
     from cnnlab.train.trainer import fit
@@ -153,7 +161,7 @@ def _train(config: dict[str, Any], threads: int) -> tuple[str, str]:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        fit(config_from_dict(config), log=lambda _s: None)
+        fit(config_from_dict(config), callbacks=callbacks, log=lambda _s: None)
     except DivergedError as e:  # a loss that became NaN: the run is a result (its results.json says so)
         return "diverged", str(e)
     finally:
@@ -161,8 +169,53 @@ def _train(config: dict[str, Any], threads: int) -> tuple[str, str]:
     return "ok", ""
 
 
-Executor = Callable[[Sequence[Run], Callable[[str], None]], None]
-"""Trains the given runs (all of one phase, none done), each to its folder, and returns when all have finished."""
+Report = Callable[[Run, str, str], None]
+"""An executor's word on a finished run: (run, "ok" | "diverged" | "failed", message)."""
+
+Executor = Callable[[Sequence[Run], Report], None]
+"""Trains the given runs (all of one phase, none done), each to its folder, reports each as it finishes (a run
+that fails for a reason of its own is reported, and the others go on), and returns when all have finished."""
+
+
+class RunsFailed(TrainingError):
+    """Runs that ended with an error of their own (not retried; the other runs finished)."""
+
+
+def failure(e: BaseException) -> str:
+    """Why a run failed, as its report and :class:`RunsFailed` say it: the error's type and message."""
+    return f"{type(e).__name__}: {e}"
+
+
+class _Outcomes:
+    """The report of one phase: logs each finished run (``[i/n] label seed s: status``), shows it, keeps failures."""
+
+    def __init__(self, todo: Sequence[Run], live: Live) -> None:
+        self.todo, self.live, self.t0 = todo, live, time.perf_counter()
+        self.finished = 0
+        self.failed: dict[Path, str] = {}  # run folder -> why
+
+    def __call__(self, run: Run, status: str, message: str) -> None:
+        self.finished += 1
+        if status == FAILED:
+            self.failed[run.folder] = message.splitlines()[0] if message else "failed"
+        note = f" ({message.splitlines()[0]})" if message else ""
+        self.live.say(f"[{self.finished}/{len(self.todo)}] {run.label} seed {run.seed}: {status}{note} "
+                      f"({time.perf_counter() - self.t0:.0f} s so far)")  # fmt: skip
+        self.live.report(run, status, message)
+
+    def check(self) -> None:
+        """A :class:`RunsFailed` naming each failed run (in the plan's order) and its reason, when some failed."""
+        if not self.failed:
+            return
+        reasons: dict[str, list[str]] = {}  # reason -> the runs that failed for it
+        for run in self.todo:
+            if run.folder in self.failed:
+                reasons.setdefault(self.failed[run.folder], []).append(f"{run.label} seed {run.seed}")
+        why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
+        raise RunsFailed(
+            f"{len(self.failed)} of {len(self.todo)} runs failed with an error of their own (not retried): {why}. "
+            "The finished runs are kept; fix the cause and run the experiment again to train the others"
+        )
 
 
 def run_local(
@@ -170,24 +223,30 @@ def run_local(
     runs_dir: str | Path,
     *,
     jobs: int = 2,
+    threads: int | None = None,
     log: Callable[[str], None] = print,
     seeds: Sequence[int] | None = None,
     executor: Executor | None = None,
+    progress: Progress | None = None,
 ) -> list[Run]:
     """Train every run of ``spec`` (for ``seeds``, default the file's) that is not done, pretraining before the
-    variants, with ``executor`` (default :func:`execute`, ``jobs`` at a time here; ``jobs=1``: in this process).
-    Returns the runs it trained."""
+    variants, with ``executor`` (default :func:`execute`: ``jobs`` at a time here, ``threads`` each), shown by
+    ``progress`` (None: only the log's lines). Returns the runs it trained; a :class:`RunsFailed` when some
+    failed (after the others of their phase finished; a failed pretraining run stops the variants)."""
     runs = plan(spec, runs_dir, seeds)
-    train = executor or (lambda todo, log: execute(todo, log, jobs=jobs))
+    train = executor or partial(execute, jobs=jobs, threads=threads)
     trained = []
-    for phase in ("pretrain", "variant"):
-        todo = [r for r in runs if r.phase == phase and not r.done()]
-        skipped = sum(1 for r in runs if r.phase == phase) - len(todo)
-        if skipped:
-            log(f"{phase}: {skipped} run(s) already done, kept")
-        if todo:
-            train(todo, log)
-        trained += todo
+    with showing(progress, spec.name, runs, log) as live:
+        for phase in ("pretrain", "variant"):
+            todo = [r for r in runs if r.phase == phase and not r.done()]
+            skipped = sum(1 for r in runs if r.phase == phase) - len(todo)
+            if skipped:
+                live.say(f"{phase}: {skipped} run(s) already done, kept")
+            if todo:
+                outcomes = _Outcomes(todo, live)
+                train(todo, outcomes)
+                outcomes.check()
+            trained += todo
     return trained
 
 
@@ -197,22 +256,31 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def execute(todo: Sequence[Run], log: Callable[[str], None], *, jobs: int = 2) -> None:
-    """Train ``todo`` here: ``jobs`` worker processes with the machine's threads divided between them (one job:
-    in this process, on its threads); each run resumes from its last checkpoint if it has one."""
-    t0 = time.perf_counter()
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+def default_threads(jobs: int) -> int:
+    """Threads per run when ``jobs`` runs share this machine: its cores divided between them."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
-    def done(i: int, run: Run, status: str, message: str) -> None:
-        note = f" ({message.splitlines()[0]})" if message else ""
-        log(f"[{i}/{len(todo)}] {run.label} seed {run.seed}: {status}{note} ({time.perf_counter() - t0:.0f} s so far)")
 
+def execute(todo: Sequence[Run], report: Report, *, jobs: int = 2, threads: int | None = None) -> None:
+    """Train ``todo`` here: ``jobs`` worker processes with ``threads`` each (default: the machine's threads
+    divided between them; one job: in this process, on its threads); each run resumes from its last checkpoint
+    if it has one."""
     if jobs <= 1 or len(todo) <= 1:
-        for i, run in enumerate(todo, 1):
-            done(i, run, *_train(run.restart().to_dict(), threads if jobs > 1 else torch_threads()))
+        for run in todo:
+            try:
+                outcome = train_here(
+                    run.restart().to_dict(), threads or (default_threads(jobs) if jobs > 1 else torch_threads())
+                )
+            except Exception as e:  # the run's own error: reported, and the others go on
+                outcome = FAILED, failure(e)
+            report(run, *outcome)
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_train, r.restart().to_dict(), threads): r for r in todo}
-        for i, f in enumerate(as_completed(futures), 1):
-            done(i, futures[f], *f.result())
+        futures = {pool.submit(train_here, r.restart().to_dict(), threads or default_threads(jobs)): r for r in todo}
+        for f in as_completed(futures):
+            try:
+                outcome = f.result()
+            except Exception as e:  # its own error, or its worker process died (BrokenProcessPool)
+                outcome = FAILED, failure(e)
+            report(futures[f], *outcome)

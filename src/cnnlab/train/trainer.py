@@ -503,7 +503,8 @@ def _evaluate(job: Job, model: nn.Module, loader: Any) -> dict[str, Any]:
 def _record_epoch(job: Job, progress: Progress, folder: Folder, m: EpochMetrics, log: Log) -> None:
     """Log the epoch, keep it in the history, save best.pt when it is the best so far, then last.pt."""
     progress.history.append(m)
-    log(format_epoch(m, job.config.epochs))
+    recent = [h.epoch_s for h in progress.history[-3:]]  # the last epochs' pace (a resumed run's are its own)
+    log(format_epoch(m, job.config.epochs, left_s=(job.config.epochs - m.epoch) * sum(recent) / len(recent)))
     if improves(m, progress.best, key=job.select):  # best.pt before last.pt: last.pt is never ahead of it
         progress.best = m
         progress.best_state = {k: v.detach().to("cpu", copy=True) for k, v in job.model.state_dict().items()}
@@ -591,24 +592,37 @@ def _stop_on_signals(flag: StopFlag) -> Iterator[None]:
 
 
 def _progress_bar(job: Job, epoch: int, initial: int) -> Any:
-    """The epoch's progress bar on stderr (rank 0, when ``config.progress``), from step ``initial``."""
+    """The epoch's progress bar on stderr (rank 0, when ``config.progress``), from step ``initial``; only on a
+    terminal: a log file gets the epoch lines, not the bar's carriage-return frames."""
     from tqdm import tqdm
 
+    shown = job.config.progress and job.info.is_main and sys.stderr.isatty()
     return tqdm(
         total=job.step.steps_per_epoch, initial=initial, desc=f"epoch {epoch}/{job.config.epochs}", leave=False,
-        disable=not (job.config.progress and job.info.is_main), file=sys.stderr,
+        disable=not shown, file=sys.stderr,
     )  # fmt: skip
 
 
-def format_epoch(m: EpochMetrics, epochs: int) -> str:
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``3.5 min``, ``12 min``, ``2.3 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min" if seconds < 600 else f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_epoch(m: EpochMetrics, epochs: int, *, left_s: float | None = None) -> str:
+    """The epoch's line of the log; ``left_s``: the run's time left, said after every epoch but the last."""
     val = f"val loss {m.val_loss:.4f} acc {m.val_acc:.4f}" if m.val_acc is not None else "val -"
     if m.val_miou is not None:
         val += f" mIoU {m.val_miou:.4f}" + "".join(
             f" {name} {v:.4f}" for name, v in (("small", m.val_small_iou), ("large", m.val_large_iou)) if v is not None
         )
+    left = f"  about {format_duration(left_s)} left" if left_s is not None and m.epoch < epochs else ""
     return (
         f"epoch {m.epoch:>3}/{epochs}  train loss {m.train_loss:.4f} acc {m.train_acc:.4f}  {val}  "
-        f"lr {m.lr:.4g}  {m.images_per_s:,.0f} img/s  {m.epoch_s:.1f} s"
+        f"lr {m.lr:.4g}  {m.images_per_s:,.0f} img/s  {m.epoch_s:.1f} s{left}"
     )
 
 
