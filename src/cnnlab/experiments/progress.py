@@ -28,13 +28,27 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from cnnlab.train.runfolder import LOCK
 from cnnlab.train.trainer import format_duration
 
-if TYPE_CHECKING:
-    from cnnlab.experiments.runner import Run
+
+class Run(Protocol):
+    """What the display reads of a run (:class:`cnnlab.experiments.runner.Run` has it; naming that class here
+    would make the runner and its display import each other)."""
+
+    @property
+    def phase(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def folder(self) -> Path: ...
+    @property
+    def config(self) -> Any: ...
+
 
 FAILED = "failed"  # an executor's status for a run that ended with an error of its own (not a result)
 INTERVAL_S = 60.0  # a plain line per running run this often: about 60 lines an hour per run in a log file
