@@ -5,6 +5,7 @@ about the experiments go through the one checker, :func:`cnnlab.experiments.figu
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections import Counter
@@ -223,6 +224,68 @@ def test_the_speed_figures_are_the_latest_benchmarks() -> None:
         f"a wall-time ratio of {loop['main_job']['wall_ratio']:.3f}",
     ):
         assert f in speed, f
+
+
+PRECISION = json.loads((REPO / "benchmarks" / "main-job-precision.json").read_text())
+
+
+def test_the_precision_figures_are_the_main_jobs_in_each_precision() -> None:
+    """The main job in float32 and bfloat16 over three seeds (benchmarks/main-job-precision.json): the mean final
+    validation accuracy that made ``auto`` the default, the test accuracy reported beside it, the wall-time ratio."""
+    fp32, bf16 = PRECISION["summary"]["fp32"], PRECISION["summary"]["bf16"]
+    assert PRECISION["seeds"] == [0, 1, 2] and PRECISION["bf16_within_seed_spread"]
+    val = f"{fp32['final_val_acc']['mean']:.2%}"
+    assert val == f"{bf16['final_val_acc']['mean']:.2%}"  # the pages say "in both"
+    assert [r["final_val_acc"] for r in PRECISION["runs"] if r["precision"] == "fp32"] == [
+        r["final_val_acc"] for r in PRECISION["runs"] if r["precision"] == "bf16"
+    ]  # "the same value for each seed" (both lists in seed order)
+    test = f"{fp32['final_test_acc']['mean']:.2%} in float32 and {bf16['final_test_acc']['mean']:.2%} in bfloat16"
+    readme, training, speed = flat(README), flat(REPO / "docs" / "training.md"), flat(REPO / "docs" / "speed.md")
+    assert f"mean final validation accuracy is {val} in float32 and in bfloat16" in readme
+    assert f"is {val} in both precisions, with the same value for each seed" in training
+    assert f"is {test}" in training
+    assert f"validation accuracy of {val} in both" in speed
+    assert f"{fp32['final_test_acc']['mean']:.2%} in float32 against {bf16['final_test_acc']['mean']:.2%}" in speed
+    assert f"took {PRECISION['wall_ratio']:.3f} of float32's wall time" in speed
+
+
+def minimum_size_rows() -> list[tuple[int, list[str]]]:
+    """docs/models.md's table of minimum input sizes: (pixels, the model-name patterns of its row)."""
+    page = text(REPO / "docs" / "models.md").split("### Minimum input sizes")[1].split("\n#")[0]
+    rows = re.findall(r"^\| (\d+) px[^|]* \| (.+) \|$", page, flags=re.M)
+    return [(int(px), re.findall(r"`([^`]+)`", names)) for px, names in rows]
+
+
+def test_the_minimum_sizes_are_the_registrys() -> None:
+    """Every registered model stands in exactly one row of the table, the row of its declared minimum; every
+    pattern names a model; and the GoogLeNet paragraph's sizes and receptive fields are the analyzer's."""
+    rows = minimum_size_rows()
+    names = cnnlab.list_models()
+    for _, patterns in rows:
+        assert all(fnmatch.filter(names, pat) for pat in patterns), patterns
+    with torch.device("meta"):
+        for name in names:
+            rows_of = [px for px, patterns in rows if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
+            assert rows_of == [cnnlab.create_model(name).min_input_size], name
+        v3_aux = cnnlab.create_model("inception_v3", aux_logits=True).min_input_size
+        googlenets = {
+            "googlenet_paper": cnnlab.create_model("googlenet_paper"),
+            "with `maxpool4=2`": cnnlab.create_model("googlenet_paper", maxpool4=2),
+            "`googlenet`": cnnlab.create_model("googlenet"),
+        }
+    page = flat(REPO / "docs" / "models.md")
+    assert f"`inception_v3` ({v3_aux} with its auxiliary head)" in page
+    (paper, pool2, tv) = ((m.min_input_size, cnnlab.analyze(m).receptive_field[0]) for m in googlenets.values())
+    assert f"{paper[0]} px and up, and a receptive field of {paper[1]} px" in page
+    assert f"it takes {pool2[0]} px and its field is {pool2[1]}" in page
+    assert f"takes {tv[0]} px, with a field of {tv[1]}" in page
+
+
+def test_the_features_example_is_the_models() -> None:
+    with torch.device("meta"):
+        features = cnnlab.create_model("resnet50", features_only=True, out_indices=(1, -1))
+    channels = features.feature_info.channels()
+    assert f"`features.feature_info.channels()` is `{channels}`" in flat(REPO / "docs" / "models.md")
 
 
 def test_the_layering_is_stated_once() -> None:
