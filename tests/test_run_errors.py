@@ -71,6 +71,7 @@ def train(data: Path, out: Path, *flags: str) -> list[str]:
         (["--image-size", "100000"], f"image_size must be an integer in [1, {MAX_IMAGE_SIZE}] (or None: the data"),
         (["--epochs", str(10**20)], f"epochs must be an integer in [1, {MAX_EPOCHS}], got {10**20}"),
         (["--workers", "100000"], "workers must be an integer in [0, 256], got 100000"),
+        (["--device=--"], "device must be a string, got []"),  # argparse drops a value of "--"
     ],
 )
 def test_sizes_and_counts_beyond_their_bounds_are_refused(

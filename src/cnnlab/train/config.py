@@ -282,6 +282,8 @@ def _coerce(name: str, value: Any) -> Any:
         return float(value)
     if isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, type(default))):
         raise ConfigError(f"{name} must be a {type(default).__name__}, got {value!r}")
+    if isinstance(default, str) and not isinstance(value, str):  # argparse turns `--device=--` into []
+        raise ConfigError(f"{name} must be a string, got {value!r}")
     return value
 
 
