@@ -367,7 +367,7 @@ def _imagefolder(path: Path, val_fraction: float) -> Dataset:
 
     def folder(root: Path) -> FolderSplit:
         try:
-            images = ImageFolder(str(root), loader=lambda p: open_image(p, mode="RGB"))
+            images = ImageFolder(str(root), loader=functools.partial(open_image, mode="RGB"))
         except (FileNotFoundError, OSError) as e:
             raise DataError(f"imagefolder: {e}") from e
         return FolderSplit(images, list(range(len(images))))

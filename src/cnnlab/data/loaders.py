@@ -206,6 +206,10 @@ class FolderLoader(TensorLoader):
             images,
             batch_sampler=self.steps(epoch)[start_step:],
             num_workers=self.workers,
+            # workers start from a fresh server process, not a fork of this one: a fork copies the locks of
+            # threads this process already runs (OpenMP, ONNX Runtime, OpenVINO), and a child that inherits
+            # one held can wait forever (Python 3.14 makes forkserver the default on Linux for this reason)
+            multiprocessing_context="forkserver" if self.workers > 0 else None,
             pin_memory=self.pin_memory,
             # its own generator for the workers' base seed: by default a DataLoader draws it from the global
             # generator, whose state a checkpoint saves for dropout, and a resumed epoch would draw it twice
