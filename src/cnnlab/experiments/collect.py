@@ -13,9 +13,13 @@ validate within epochs, ``watch.json`` (:mod:`cnnlab.train.watch`). From them:
   ``steps_to_target`` is the first step at which the accuracy reached a target, or the run is censored at its
   last step (:func:`reach`); ``dead`` (1 when the zeros at the end are at least the file's ``dead_threshold``)
   and ``zeros``;
+* ``offset_px`` for a net with deformable convs: the mean length of their offsets on the validation split, in
+  pixels of each layer's input map (``offsets``: per layer);
 * ``diverged``; ``params``; the per-block gradient norms when the run recorded them; ``converged`` when the
   recipe stops early: stopped by its patience, or at the epoch cap after as many validations without a better one;
 * with a lesion probe: the validation error with each removable block's branch removed, and with k random ones;
+  ``lesion_error`` (the mean over the blocks every variant can lose), ``lesion_step`` (the curve's steepest rise)
+  and ``lesion_downsampling_excess`` (:mod:`.probes`);
 * segmentation runs: ``test_miou``, ``test_small_iou``, ``test_large_iou`` (the final weights on the test split)
   and ``best_val_miou`` from ``results.json``; their errors are pixel errors (1 - pixel accuracy), and they have
   no ``train_error`` (the epoch log's running pixel accuracy is no measurement of the final weights, and
@@ -44,7 +48,7 @@ import torch
 from cnnlab.data import SegmentationDataset, make_loader
 from cnnlab.errors import ConfigError
 from cnnlab.experiments import stats
-from cnnlab.experiments.probes import lesion_errors
+from cnnlab.experiments.probes import downsampling_excess, lesion_errors, lesion_step, offset_lengths
 from cnnlab.experiments.runner import RESULTS, Run, plan
 from cnnlab.experiments.spec import (
     COUNT_METRICS,
@@ -84,6 +88,7 @@ class RunRecord:
     converged: bool | None = None  # stopped by its patience (True) or at the epoch cap (False); None: no patience
     steps_per_epoch: int | None = None
     curve: list[list[float | None]] | None = None  # [step, validation accuracy, zeros entering the head]
+    offsets: dict[str, float] | None = None  # deformable layers: mean offset length (px) on the validation split
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunRecord:
@@ -227,6 +232,10 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
         m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))
         if m["test_error"] is not None:
             m["generalization_gap"] = m["test_error"] - m["train_error"]
+        val = make_loader(data, "val", pipeline, batch_size=500)
+        record.offsets = offset_lengths(model, lambda net: _error(net, val)) or None  # {}: no deformable layer
+        if record.offsets:  # how far the offsets moved the kernel points, over the deformable layers
+            m["offset_px"] = statistics.fmean(record.offsets.values())
     if spec.lesion is not None:
         val = make_loader(data, "val", pipeline, batch_size=500)
         record.lesion = lesion_errors(
@@ -290,7 +299,7 @@ def _compare(
     """The test of ``e`` on its two groups of runs, or None when either has fewer than two measured seeds.
     Steps to ``target``: the log-rank test on runs that recorded their curve (Welch's on the epoch counts of
     results written before curves were recorded, as they were judged then)."""
-    b, w = groups[e.better], groups[e.worse]
+    b, w = groups[e.better], groups.get(e.worse, [])
     if e.metric == "steps_to_target" and target is not None and all(r.curve is not None for r in (*b, *w)):
         tb, tw = [reach(r.curve or [], target) for r in b], [reach(r.curve or [], target) for r in w]
         if len(tb) < 2 or len(tw) < 2:
@@ -300,7 +309,7 @@ def _compare(
             metric=e.metric, alpha=alpha, margin=e.margin,
         )  # fmt: skip
     a = [v for r in b if (v := r.metrics.get(e.metric)) is not None]
-    c = [v for r in w if (v := r.metrics.get(e.metric)) is not None]
+    c = [v for r in w if (v := r.metrics.get(e.metric)) is not None] if e.reference is None else [e.reference] * len(a)
     if len(a) < 2 or len(c) < 2:
         return None
     if e.metric in COUNT_METRICS:
@@ -317,7 +326,8 @@ def judge(
     alpha = spec.alpha()
     comparisons: list[stats.Comparison | None] = []
     for e in spec.expect:
-        groups = {lab: [r for r in records if r.label == lab and r.status != "missing"] for lab in (e.better, e.worse)}
+        labels = (e.better, e.worse) if e.reference is None else (e.better,)  # a number is no variant
+        groups = {lab: [r for r in records if r.label == lab and r.status != "missing"] for lab in labels}
         c = _compare(e, groups, alpha, e.target if e.target is not None else spec.target)
         if c is not None:
             c = replace(c, metric=e.compared())
@@ -352,6 +362,8 @@ def collect(
     for r in records:
         if r.lesion and r.status == "ok":
             r.metrics["lesion_error"] = statistics.fmean(r.lesion["blocks"][b] for b in common) if common else None
+            r.metrics["lesion_step"] = lesion_step(r.lesion)
+            r.metrics["lesion_downsampling_excess"] = downsampling_excess(r.lesion)
     summary = summarize(records, [v.label for v in spec.variants])
     comparisons, verdict = judge(spec, records, power=power)
     made = [c for c in comparisons if c is not None]

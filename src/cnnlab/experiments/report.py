@@ -31,6 +31,7 @@ from cnnlab.registry import meta_model, model_entry
 from cnnlab.train.checkpoint import LAST, load_checkpoint
 
 TABLE_METRICS = ("train_error", "val_error", "test_error")  # always in the table; expected metrics are added
+PROBE_METRICS = ("offset_px",)  # in the table when the runs measured them (deformable layers' offsets)
 
 
 def _segmentation(runs: Sequence[dict[str, Any]]) -> bool:
@@ -117,6 +118,7 @@ def variant_table(payload: dict[str, Any]) -> str:
     runs, summary, arch = payload["runs"], payload["summary"], payload.get("architecture") or {}
     always = SEGMENTATION_METRICS if _segmentation(runs) else TABLE_METRICS
     extra = [e["metric"] for e in payload["expect"] if e["metric"] not in always]
+    extra += [m for m in PROBE_METRICS if any(m in s for s in summary.values())]  # measured where they apply
     metrics = [*always, *dict.fromkeys(extra)]
     curves = all(r.get("curve") is not None for r in runs if r["status"] != "missing")
     size = next((a["input"] for a in arch.values()), None)

@@ -25,7 +25,9 @@ variant sets its own ``freeze``. ``probe: {lesion: {random_k: [1, 2, 4], samples
 model with each residual block's branch removed in turn, and with k random blocks removed (Veit et al. 2016),
 on the validation split. An expectation with a ``margin`` is a non-inferiority claim ("keeps accuracy at a
 fraction of the cost"): it holds when ``better`` is shown to trail ``worse`` by less than the margin (``margin:
-0.01`` on an error: one point).
+0.01`` on an error: one point). A number as ``worse`` compares one variant with that number (Welch's test
+against a constant: the one-sample t-test), for a claim about one network (``{better: resnet-56, worse: 0, metric:
+lesion_downsampling_excess, direction: higher}``).
 
 What the runs record while they train (:mod:`cnnlab.train.watch`), when an expectation needs it:
 
@@ -96,6 +98,8 @@ METRICS: dict[str, Direction] = {
     "dead": "lower",  # 1 when the activations entering the head are (nearly) all zero at the end, else 0
     "zeros": "lower",  # the fraction of the activations entering the head that are zero, at the end of training
     "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
+    "lesion_step": "lower",  # the lesion curve's steepest rise: error added per block removed, between its points
+    "lesion_downsampling_excess": "higher",  # a downsampling block's lesion error minus its stage's other blocks'
     "params": "lower",
     # segmentation runs (mean IoU: the final weights on the test split unless named best)
     "test_miou": "higher",
@@ -110,13 +114,16 @@ FAILURE_METRICS = ("diverged", "dead", "zeros")  # about failure itself: failed 
 WATCH_METRICS = ("steps_to_target", "dead", "zeros")  # recorded while training (cnnlab.train.watch)
 FINAL_METRICS = (
     "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "test_miou",
-    "test_small_iou", "test_large_iou", "best_val_miou", "generalization_gap",
+    "test_small_iou", "test_large_iou", "best_val_miou", "generalization_gap", "lesion_step",
+    "lesion_downsampling_excess",
 )  # fmt: skip
 """Metrics of the trained network at the end: with early stopping, they need runs that converged."""
 
 SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
+LESION_METRICS = ("lesion_error", "lesion_step", "lesion_downsampling_excess")  # need the lesion probe
 CLASSIFICATION_METRICS = (
-    "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "lesion_error", "generalization_gap",
+    "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "generalization_gap",
+    *LESION_METRICS,
 )  # fmt: skip
 TASK_METRICS = (*SEGMENTATION_METRICS, *CLASSIFICATION_METRICS)
 """Metrics of one task only (the others, steps_to_target with the pixel accuracy of a segmentation run,
@@ -161,6 +168,7 @@ class Expectation:
     margin: float = 0.0  # > 0: a non-inferiority claim, ``better`` may trail ``worse`` by less than this
     about_failure: bool = False  # the claim is about failing (diverging, dying): failed runs are its evidence
     target: float | None = None  # steps_to_target: the validation accuracy it counts steps to
+    reference: float | None = None  # ``worse`` is this number, not a variant: ``better``'s values against it
 
     def text(self) -> str:
         op = "<" if self.direction == "lower" else ">"
@@ -304,7 +312,7 @@ class ExperimentSpec:
 
 def _as_written(e: Expectation) -> dict[str, Any]:
     """An expectation in the fingerprint: the keys added later only where they differ from their default."""
-    default = {"margin": 0.0, "about_failure": e.metric in FAILURE_METRICS, "target": None}
+    default = {"margin": 0.0, "about_failure": e.metric in FAILURE_METRICS, "target": None, "reference": None}
     return {k: v for k, v in asdict(e).items() if k not in default or v != default[k]}
 
 
@@ -396,10 +404,16 @@ def _positive_ints(value: Any, where: str) -> tuple[int, ...]:
 
 
 def _expectation(obj: Any, labels: Sequence[str], targets: Sequence[float], where: str) -> Expectation:
-    d = _keys(obj, EXPECT_KEYS, where)
+    d = dict(_keys(obj, EXPECT_KEYS, where))
     if d.get("better") == d.get("worse"):
         raise ConfigError(f"{where}: better and worse name the same variant {d.get('better')!r}")
-    for side in ("better", "worse"):
+    reference = d.get("worse") if d.get("worse") not in labels and _is_real_number(d.get("worse")) else None
+    if reference is not None:  # one variant against a number: its values against that constant
+        if d.get("metric") in COUNT_METRICS or d.get("metric") == "steps_to_target":
+            raise ConfigError(f"{where}: a number as 'worse' needs a measured metric (Welch's test against it), got "
+                              f"{d.get('metric')!r}")  # fmt: skip
+        d["worse"] = f"{reference:g}"
+    for side in ("better", "worse") if reference is None else ("better",):
         if d.get(side) not in labels:
             raise ConfigError(f"{where}: {side} {d.get(side)!r} is not a variant.{suggest(str(d.get(side)), labels)}")
     metric = d.get("metric")
@@ -426,8 +440,12 @@ def _expectation(obj: Any, labels: Sequence[str], targets: Sequence[float], wher
         )
     return Expectation(
         d["better"], d["worse"], metric, direction, float(margin), about_failure,
-        float(target) if target is not None else None,
+        float(target) if target is not None else None, float(reference) if reference is not None else None,
     )  # fmt: skip
+
+
+def _is_real_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _is_fraction(value: Any) -> bool:
@@ -515,8 +533,9 @@ def spec_from_dict(obj: Mapping[str, Any], *, source: str = "the experiment file
 def _check(spec: ExperimentSpec, source: str) -> None:
     """Fail now, not after an hour of training: every run's config is valid and every variant builds."""
     metrics = {e.metric for e in spec.expect}
-    if "lesion_error" in metrics and spec.lesion is None:
-        raise ConfigError(f"{source}: the metric lesion_error needs 'probe: {{lesion: {{}}}}'")
+    unprobed = sorted(metrics & set(LESION_METRICS)) if spec.lesion is None else []
+    if unprobed:
+        raise ConfigError(f"{source}: the metric {unprobed[0]} needs 'probe: {{lesion: {{}}}}'")
     if "steps_to_target" in metrics and spec.target is None:
         raise ConfigError(f"{source}: the metric steps_to_target needs a 'target' validation accuracy")
     if spec.watches() and "val_fraction" in spec.recipe and spec.recipe["val_fraction"] == 0:

@@ -122,6 +122,9 @@ class DeformConv2d(nn.Module):
 
     new_on_load: ClassVar[tuple[str, ...]] = ("offset", "mask")
     """Submodules that an ordinary conv's weights lack: :func:`cnnlab.load_pretrained` initialises them anew."""
+    offset_modules: ClassVar[tuple[str, ...]] = ("offset", "mask")
+    """Submodules that learn at the recipe's ``offset_lr_mult`` times its learning rate (:mod:`cnnlab.train.optim`):
+    Dai et al. 2017 (Sec. 2.3) give the offset layers, zero-initialised, their own multiple of the learning rate."""
 
     def __init__(
         self,

@@ -71,6 +71,8 @@ class TrainConfig:
     # at 1/2 and 3/4 of the run, He et al.'s 32k and 48k of 64k iterations)
     warmup_epochs: float = 2.0  # linear warm-up from lr/25 (the first 2 of the 30 epochs)
     warmup_lr: float | None = None  # a constant lr during the warm-up instead (He et al.'s 0.01 for ResNet-110)
+    offset_lr_mult: float = 1.0  # the learning rate of deformable convs' offset (and mask) convs, times lr (Dai et
+    # al. 2017, Sec. 2.3, set it per layer type; 1: as every other layer); any layer names its own (offset_modules)
     label_smoothing: float = 0.1  # Szegedy et al. 2016 (Inception-v3, Sec. 7)
     grad_clip: float | None = None  # clip the global gradient norm to this (None: no clipping)
     # reproducibility and speed
@@ -125,6 +127,11 @@ class TrainConfig:
             (
                 _is_real(c.warmup_epochs) and c.warmup_epochs >= 0,
                 f"warmup_epochs must be a finite number >= 0, got {c.warmup_epochs!r}",
+            ),
+            (
+                _is_real(c.offset_lr_mult) and 0 <= c.offset_lr_mult <= FLOAT32_MAX,
+                f"offset_lr_mult must be a finite number >= 0 (0: the offsets stay as they start), "
+                f"got {c.offset_lr_mult!r}",
             ),
             (
                 _is_real(c.label_smoothing) and 0 <= c.label_smoothing < 1,

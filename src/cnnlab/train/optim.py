@@ -18,16 +18,39 @@ from cnnlab.train.config import TrainConfig
 WARMUP_START = 1 / 25  # warm-up starts at lr/25, one-cycle's initial division factor (Smith & Topin 2019)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups of trainable parameters: decayed weights (ndim > 1) and undecayed norms and biases."""
+def offset_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the submodules that a layer names in its ``offset_modules`` (a deformable conv's offset
+    and mask convs: :class:`cnnlab.layers.DeformConv2d`)."""
+    out: dict[int, nn.Parameter] = {}
+    for m in model.modules():
+        for name in getattr(m, "offset_modules", ()):
+            sub = getattr(m, name, None)
+            if sub is not None:
+                out |= {id(p): p for p in sub.parameters()}
+    return list(out.values())
+
+
+def param_groups(model: nn.Module, weight_decay: float, *, lr: float, offset_lr_mult: float = 1.0) -> list[dict]:
+    """Groups of trainable parameters: decayed weights (ndim > 1) and undecayed norms and biases, at ``lr``; with
+    an ``offset_lr_mult`` other than 1, the offset layers' weights and biases (:func:`offset_parameters`) in two
+    more groups at ``lr * offset_lr_mult``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    slow = {id(p) for p in offset_parameters(model)} if offset_lr_mult != 1 else set()
+    parts = [(lr, [p for p in params if id(p) not in slow])]
+    if any(id(p) in slow for p in params):
+        parts.append((lr * offset_lr_mult, [p for p in params if id(p) in slow]))
+    return [
+        group
+        for rate, chosen in parts
+        for group in (
+            {"params": [p for p in chosen if p.ndim > 1], "weight_decay": weight_decay, "lr": rate},
+            {"params": [p for p in chosen if p.ndim <= 1], "weight_decay": 0.0, "lr": rate},
+        )
+    ]
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, config.weight_decay)
+    groups = param_groups(model, config.weight_decay, lr=config.lr, offset_lr_mult=config.offset_lr_mult)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     nesterov = config.nesterov and config.momentum > 0
