@@ -20,6 +20,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.experiments.collect import collect
 from cnnlab.experiments.experiment import run_experiment
 from cnnlab.experiments.ledger import entries
+from cnnlab.experiments.probes import downsampling_excess, lesion_step
 from cnnlab.experiments.runner import commands, plan
 from cnnlab.experiments.spec import load_spec, spec_from_dict
 from cnnlab.layers import SqueezeExcite
@@ -269,6 +270,11 @@ def test_lesion_probe_equals_removing_the_branch_by_hand(mnist_dir: Path, tmp_pa
     # lesion_error compares the same removals: the blocks that both nets can lose (here the first unit)
     assert result.summary["resnet"]["lesion_error"].values[0] == res.lesion["blocks"]["S1.S1U1"]
     assert result.summary["plain"]["lesion_error"].values[0] == plain.lesion["blocks"]["S1.S1U1"]
+    # the curve's steepest rise and the downsampling blocks' excess (a plain net can lose none of those)
+    assert res.lesion["downsampling"] == ["S2.S2U1", "S3.S3U1"] and plain.lesion["downsampling"] == []
+    assert res.metrics["lesion_step"] == lesion_step(res.lesion)
+    assert res.metrics["lesion_downsampling_excess"] == downsampling_excess(res.lesion) is None  # one block a stage
+    assert plain.metrics["lesion_downsampling_excess"] is None
     assert (tmp_path / "lesion.png").is_file()
 
 

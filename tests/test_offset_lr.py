@@ -3,15 +3,20 @@ multiple of the others' rate), and the probe that measures how far the offsets m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.experiments.experiment import run_experiment
 from cnnlab.experiments.probes import offset_lengths
+from cnnlab.experiments.spec import spec_from_dict
 from cnnlab.layers import DeformConv2d
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.optim import build_optimizer, build_scheduler, offset_parameters
+from tests.train_fixtures import write_mnist
 
 
 def net(modulated: bool = False) -> nn.Sequential:
@@ -95,3 +100,28 @@ def test_the_probe_measures_the_offsets_length_in_pixels() -> None:
     calls = []
     assert offset_lengths(nn.Sequential(nn.Conv2d(1, 1, 3)), calls.append) == {} and calls == []  # nothing to run
     assert offset_lengths(net(), lambda m: m(torch.randn(1, 1, 5, 5))) == {"2": 0.0}  # zero-initialised
+
+
+def test_an_experiment_records_each_deformable_runs_offsets(tmp_path: Path) -> None:
+    """End to end on a tiny MNIST: the deformable variant's runs carry ``offset_px`` (the mean of the per-layer
+    ``offsets``) and the summary's table shows it; the plain variant's runs have none."""
+    data = write_mnist(tmp_path / "mnist", n_train=64, n_test=32)
+    tiny = {"layers": [1, 1, 1], "widths": [4, 8, 8]}
+    spec = spec_from_dict({
+        "name": "t", "data": "mnist", "seeds": [0, 1],
+        "recipe": {"data_dir": str(data), "epochs": 1, "batch_size": 16, "channels_last": False},
+        "variants": [
+            {"label": "plain", "model": "cifar_resnet20", "model_kwargs": tiny},
+            {"label": "deform", "model": "cifar_resnet20", "recipe": {"offset_lr_mult": 0.1},
+             "model_kwargs": tiny | {"stage_conv_layers": ["conv", "conv", "deformable"]}},
+        ],
+        "expect": [{"better": "deform", "worse": "plain", "metric": "test_error"}],
+    })  # fmt: skip
+    result = run_experiment(spec, tmp_path / "out", jobs=1, log=lambda _s: None)
+    for r in result.records:
+        if r.label == "plain":
+            assert r.offsets is None and "offset_px" not in r.metrics
+        else:
+            assert list(r.offsets) == ["S3.S3U1.conv1.conv", "S3.S3U1.conv2.conv"]
+            assert r.metrics["offset_px"] == pytest.approx(sum(r.offsets.values()) / 2) and r.metrics["offset_px"] > 0
+    assert "offset px" in (tmp_path / "out" / "summary.md").read_text()
