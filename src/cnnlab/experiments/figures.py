@@ -34,7 +34,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +184,20 @@ def _between_variants(payload: dict[str, Any]) -> Iterator[tuple[str, float]]:
 
 
 def _payload(experiments: Path, name: str) -> dict[str, Any]:
+    """The experiment's ``results.json``; for a claim not yet run, what its file says (claim, description, source:
+    the paper's figures), so that a ledger row of a planned claim is checked like the others."""
     saved = experiments / "results" / name / "results.json"
-    return json.loads(saved.read_text()) if saved.is_file() else {}
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    planned = experiments / f"{name}.yaml"
+    if not planned.is_file():
+        return {}
+    spec = load_spec(planned)
+    return {
+        "claim": spec.claim,
+        "description": spec.description,
+        "source": asdict(spec.source) if spec.source else None,
+    }
 
 
 def spreads(experiments: Path, name: str) -> set[tuple[float, float]]:

@@ -4,7 +4,9 @@ Connections on Learning", Sec. 3.2 and 3.3, Fig. 10-19).
 Each block concatenates its branches, projects them with a linear 1x1 conv (with bias, no norm, no
 activation) back to the input width and adds the result to the input: ``act(x + scale * proj(branches(x)))``.
 Scaling the residual down "before adding it to the previous layer activation" (0.1 to 0.3, Fig. 20) kept
-training stable when there were more than 1000 filters.
+training stable when there were more than 1000 filters. ``plain=True`` leaves the addition out:
+``act(scale * proj(branches(x)))``, an Inception module of the same parameters and (but for the addition) MACs,
+the non-residual twin with which Sec. 5 compares (there: Inception-v3 against Inception-ResNet-v1).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ BLOCK_C_V2: BranchSpecs = (((192, 1),), ((192, 1), (224, (1, 3)), (256, (3, 1)))
 
 
 class InceptionResNetBlock(nn.Module):
-    """``act(x + scale * proj(cat(branch0(x), branch1(x), ...)))``.
+    """``act(x + scale * proj(cat(branch0(x), branch1(x), ...)))``; without the ``x +`` when ``plain``.
 
     Args:
         in_chs: input (and output) channels.
@@ -45,6 +47,9 @@ class InceptionResNetBlock(nn.Module):
             the A, B, C blocks).
         act_layer: the activation after the addition; ``None`` leaves it out (the last block of
             Inception-ResNet-v2 as released).
+        plain: no shortcut (``shortcut`` is ``None``): the same branches and projection without the residual
+            connection, the twin that shows what the connection does (Sec. 5). Not in the paper, whose
+            non-residual nets (Inception-v3, -v4) have no linear projection after the concatenation.
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class InceptionResNetBlock(nn.Module):
         scale: float = 1.0,
         conv_layer: LayerFactory = ConvBnAct,
         act_layer: LayerFactory | None = nn.ReLU,
+        plain: bool = False,
     ) -> None:
         super().__init__()
         self.branches = Concat(
@@ -62,11 +68,15 @@ class InceptionResNetBlock(nn.Module):
         )
         self.proj = nn.Conv2d(self.branches.out_chs, in_chs, 1)  # linear: no norm, no activation
         self.scale = scale
+        self.shortcut = None if plain else nn.Identity()  # the residual connection (no parameters)
         self.act = create_act(act_layer) if act_layer is not None else nn.Identity()
         self.out_chs = in_chs
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(x + self.scale * self.proj(self.branches(x)))
+        out = self.scale * self.proj(self.branches(x))  # N x in_chs x H x W
+        if self.shortcut is not None:  # a plain block has none
+            out = self.shortcut(x) + out
+        return self.act(out)
 
 
 def inception_resnet_reduction_b(

@@ -4,6 +4,11 @@ Naive form (Fig. 2a): 1x1, 3x3 and 5x5 convs and a 3x3 max pool side by side, co
 all input channels through, so the width grows at every module, and the 5x5 on a wide input is expensive.
 Dimension-reduced form (Fig. 2b): a 1x1 "reduce" conv before the 3x3 and the 5x5, and a 1x1 "pool proj"
 after the pool. The widths are named after the columns of Table 1.
+
+One kernel size (``kernel_size=3``), the control of the parallel_kernels experiment and not a module of the paper:
+every branch's filter is a 3x3, the 1x1 reductions before the 3x3 and the "5x5" kept (the bottleneck is another
+claim), the 1x1 branch a 3x3 conv and the pool projection a 3x3 conv in place of the pool and its 1x1. Sec. 4 argues
+for the several sizes: the information "should be processed at various scales and then aggregated".
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import astuple, dataclass
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.branches import concat_channels, conv_chain
 from cnnlab.layers.conv_bn_act import ConvBnAct
 from cnnlab.layers.types import LayerFactory
@@ -66,6 +72,9 @@ class InceptionV1(nn.Module):
             the pool branch keeps all ``in_chs`` channels).
         kernel_5x5: the kernel of the "5x5" branch; torchvision's GoogLeNet uses 3 there (a departure
             kept for its weights).
+        kernel_size: one size for every branch's filter (``branch1x1``, the 3x3, the "5x5", and a conv in place
+            of the pool and its projection), the reductions kept; ``None``: the paper's 1x1, 3x3, 5x5 and pool.
+            Not with ``naive``.
         conv_layer: the conv unit (conv-BN-ReLU by default; the paper has no BN: pass
             ``partial(ConvBnAct, norm_layer=None)``).
     """
@@ -77,20 +86,28 @@ class InceptionV1(nn.Module):
         *,
         naive: bool = False,
         kernel_5x5: int = 5,
+        kernel_size: int | None = None,  # the paper's several sizes; 3: one size (the parallel_kernels control)
         conv_layer: LayerFactory = ConvBnAct,
     ) -> None:
         super().__init__()
+        if naive and kernel_size is not None:
+            raise ModelArgumentError("kernel_size gives the reduced module one filter size; the naive module has none")
         w = widths
+        k1, k3, k5 = (1, 3, kernel_5x5) if kernel_size is None else (kernel_size,) * 3
         pool = nn.MaxPool2d(3, stride=1, padding=1)
-        self.branch1x1 = conv_layer(in_chs, w.c1x1, 1)
+        self.branch1x1 = conv_layer(in_chs, w.c1x1, k1)
         if naive:  # Fig. 2a
-            self.branch3x3 = conv_layer(in_chs, w.c3x3, 3)
-            self.branch5x5 = conv_layer(in_chs, w.c5x5, kernel_5x5)
+            self.branch3x3 = conv_layer(in_chs, w.c3x3, k3)
+            self.branch5x5 = conv_layer(in_chs, w.c5x5, k5)
             self.branch_pool = pool
         else:  # Fig. 2b: 1x1 reductions before the 3x3 and the 5x5, a 1x1 projection after the pool
-            self.branch3x3 = conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, 3)], conv_layer=conv_layer)
-            self.branch5x5 = conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, kernel_5x5)], conv_layer=conv_layer)
-            self.branch_pool = nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1))
+            self.branch3x3 = conv_chain(in_chs, [(w.c3x3_reduce, 1), (w.c3x3, k3)], conv_layer=conv_layer)
+            self.branch5x5 = conv_chain(in_chs, [(w.c5x5_reduce, 1), (w.c5x5, k5)], conv_layer=conv_layer)
+            self.branch_pool = (
+                nn.Sequential(pool, conv_layer(in_chs, w.pool_proj, 1))
+                if kernel_size is None
+                else conv_layer(in_chs, w.pool_proj, kernel_size)  # one size: a conv in place of pool and 1x1
+            )
         self.out_chs = concat_channels(in_chs, self.branch1x1, self.branch3x3, self.branch5x5, self.branch_pool)
         self.widths = widths
         self.naive = naive

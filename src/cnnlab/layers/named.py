@@ -50,6 +50,7 @@ NAMED_LAYERS: dict[str, Callable[..., nn.Module]] = {
     # Inception modules (inception_layer of googlenet_small)
     "inception": InceptionV1,  # Szegedy et al. 2015, Fig. 2b (dimension reductions); naive as an extra key
     "inception_naive": partial(InceptionV1, naive=True),  # Fig. 2a: no reductions, the pool passes through
+    "inception_3x3": partial(InceptionV1, kernel_size=3),  # one filter size in every branch (parallel_kernels)
     # dense prediction heads (head_layer, aux_layer of the segmentation models; null: no auxiliary head)
     "fcn": FCNHead,  # Long et al. 2015, torchvision's FCNHead; hidden, drop_rate as extra keys
     "deeplab": DeepLabHead,  # Chen et al. 2017, ASPP; rates, chs, refine, image_pooling as extra keys

@@ -323,6 +323,8 @@ class InceptionResNet(CnnlabModel):
         variant: the version's stem, block branches and reduction widths.
         blocks: residual blocks per stage (the paper's Fig. 15 draws 5, 10, 5; the released v2 has 10, 20, 9).
         scales: the residual scaling of the A, B, C blocks (the released model's 0.17, 0.10, 0.20).
+        plain: blocks without their residual connection (``InceptionResNetBlock(plain=True)``), the same
+            parameters: the non-residual twin of Sec. 5's comparison (not a network of the paper).
     """
 
     default_image_size = IMAGE_SIZE
@@ -338,6 +340,7 @@ class InceptionResNet(CnnlabModel):
         in_chans: int = 3,
         conv_layer: LayerFactory = INCEPTION_CONV,
         drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
+        plain: bool = False,  # the paper's nets are residual
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         if not isinstance(variant, InceptionResNetVariant):
@@ -350,7 +353,7 @@ class InceptionResNet(CnnlabModel):
             )
         n_a, n_b, n_c = (check_count("blocks per stage", n, minimum=1) for n in blocks)
         v = variant
-        block = partial(InceptionResNetBlock, conv_layer=conv_layer)
+        block = partial(InceptionResNetBlock, conv_layer=conv_layer, plain=plain)
         a, b, c = (
             partial(block, branches=branches, scale=scale)
             for branches, scale in zip((v.block_a, v.block_b, v.block_c), scales, strict=True)
@@ -396,6 +399,9 @@ class SmallInceptionResNet(InceptionResNet):
             nets with more than 1000 filters from "dying"; 1.0: unscaled, as the paper's smaller nets).
         width_mult: every width times this (1.0: 256 features; 4.0: 1024).
         blocks: residual blocks per stage.
+        plain: no residual connections: the same branches, projections and widths (278,650 params at
+            ``width_mult=1``, and the MACs but for the additions), the Inception twin of the residual_inception
+            experiment (Sec. 5: "residual connections ... accelerate the training of Inception networks").
     """
 
     default_image_size = 42  # mnist5k-rts
@@ -412,6 +418,7 @@ class SmallInceptionResNet(InceptionResNet):
         in_chans: int = 3,
         conv_layer: LayerFactory = ConvBnAct,
         drop_rate: float = 0.2,  # "Dropout (keep 0.8)"
+        plain: bool = False,  # residual, as the paper's; True: the non-residual twin
     ) -> None:
         super().__init__(
             variant=small_inception_resnet_variant(width_mult),
@@ -421,6 +428,7 @@ class SmallInceptionResNet(InceptionResNet):
             in_chans=in_chans,
             conv_layer=conv_layer,
             drop_rate=drop_rate,
+            plain=plain,
         )
 
 
@@ -459,5 +467,5 @@ def inception_resnet_small(**kwargs: Any) -> SmallInceptionResNet:
     """Inception-ResNet for 28-60 px (2, 2, 2 blocks): 278,650 params, 31.7 MMACs at 42 px.
 
     ``residual_scale`` (1.0) scales every residual; ``width_mult=4`` (4,378,570 params, 490 MMACs) makes the last
-    stage 1024 wide."""
+    stage 1024 wide; ``plain=True`` leaves out every residual connection (the same parameters)."""
     return SmallInceptionResNet(**kwargs)
