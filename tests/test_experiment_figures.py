@@ -30,6 +30,9 @@ def test_the_ledger_gives_every_claim_its_verdict_seeds_and_power(capsys: pytest
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(list(EXPERIMENTS.glob("*.yaml")))
     for row in rows:
+        if row["verdict"] == "not run":  # a claim written before it runs (its plan first): no results yet
+            assert not (EXPERIMENTS / "results" / row["name"] / "results.json").exists() and not row["seeds"]
+            continue
         assert row["verdict"] in ("holds", "contradicted", "not shown", "invalid") and len(row["seeds"]) >= 3
         for c in row["comparisons"]:
             assert {"p_expected", "ci90", "mde", "seeds_needed", "verdict"} <= set(c)
