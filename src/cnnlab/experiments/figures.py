@@ -34,7 +34,7 @@ import math
 import re
 import statistics
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,8 +184,19 @@ def _between_variants(payload: dict[str, Any]) -> Iterator[tuple[str, float]]:
 
 
 def _payload(experiments: Path, name: str) -> dict[str, Any]:
-    saved = experiments / "results" / name / "results.json"
-    return json.loads(saved.read_text()) if saved.is_file() else {}
+    """The experiment's ``results.json``; for a claim not yet run, its file's claim, description and source (the
+    paper's figures, which its ledger row and section may cite before any run)."""
+    saved, planned = experiments / "results" / name / "results.json", experiments / f"{name}.yaml"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    if not planned.is_file():
+        return {}
+    spec = load_spec(planned)
+    return {
+        "claim": spec.claim,
+        "description": spec.description,
+        "source": asdict(spec.source) if spec.source else None,
+    }
 
 
 def spreads(experiments: Path, name: str) -> set[tuple[float, float]]:
