@@ -24,6 +24,7 @@ README = REPO / "README.md"
 PAGES = sorted((REPO / "docs").glob("*.md"))
 BENCH = json.loads((REPO / "benchmarks" / "latest.json").read_text())
 LEDGER = entries(REPO / "experiments")
+JUDGED = [e for e in LEDGER if e.verdict != "not run"]  # the README counts verdicts; a planned claim has none yet
 VERDICTS = ("holds", "not shown", "contradicted", "invalid")  # in the order the README counts them
 
 
@@ -167,16 +168,15 @@ def counted(n: int, verdict: str) -> str:
 
 
 def test_the_readmes_ledger_headline_counts_the_verdicts() -> None:
-    judged = [e for e in LEDGER if e.verdict != "not run"]  # a claim planned but not yet run: on the ledger page only
-    counts = Counter(e.verdict for e in judged)
+    counts = Counter(e.verdict for e in JUDGED)
     assert set(counts) <= set(VERDICTS)
-    assert len(judged) == 16 and "Sixteen claims" in claims_section()
+    assert len(JUDGED) == 16 and "Sixteen claims" in claims_section()
     headline = ", ".join(counted(counts[v], v) for v in VERDICTS)
     assert f"**{headline}**" in " ".join(claims_section().split()), headline
     rows = re.findall(r"^\| \*\*(\w+)\*\* \| ([^|]+) \| (.+) \|$", claims_section(), flags=re.M)
     sections = experiment_sections()
     assert {name: verdict for name, _, verdict in rows} == {
-        e.name: readme_verdict(e, sections[e.name][0]) for e in judged
+        e.name: readme_verdict(e, sections[e.name][0]) for e in JUDGED
     }
     for name, short, _ in rows:  # the short source is the ledger's first author and year
         source = next(e.source for e in LEDGER if e.name == name)

@@ -97,3 +97,11 @@ def test_a_paragraph_is_about_what_its_section_names() -> None:
     other = "\n### Other\n\nIt averages 24 blocks.\n"  # about no experiment: not checked
     assert [p.figure for p in check(lesion.format(24, 59.3) + other, EXPERIMENTS)] == ["24"]
     assert [p.figure for p in check("**bottleneck**: the reduced runs took 3 min", EXPERIMENTS)] == ["3"]
+
+
+def test_a_claim_not_yet_run_may_cite_its_files_paper_figures_and_nothing_else() -> None:
+    """Before any run a claim's row and section can give only what its file states (the paper, its figures)."""
+    planned = "**one_layer_residual**: He et al. 2016, Sec. 3.1; 18 blocks per stage, 56 layers"
+    assert check(planned, EXPERIMENTS) == []
+    invented = "**one_layer_residual**: the one-layer net ends at 4.2% training error"
+    assert [p.figure for p in check(invented, EXPERIMENTS)] == ["4.2"]

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnlab.errors import ModelArgumentError
 from cnnlab.layers import (
     BasicBlock,
     Bottleneck,
@@ -23,6 +24,7 @@ from cnnlab.layers import (
     make_shortcut,
     same_padding,
 )
+from cnnlab.registry import create_model
 from tests.helpers import count_params, randomize_norm_stats
 
 
@@ -210,3 +212,44 @@ def test_zero_init_last_without_norm_zeroes_the_last_conv() -> None:
     assert torch.count_nonzero(blk.conv2.conv.weight) == 0 and torch.count_nonzero(blk.conv2.conv.bias) == 0
     x = torch.randn(1, 8, 5, 5)
     torch.testing.assert_close(blk(x), F.relu(x), rtol=0, atol=0)
+
+
+def test_a_one_layer_branch_is_one_conv_bn_added_to_its_shortcut() -> None:
+    """He et al. 2016, Sec. 3.1: y = W1 x + x, then the ReLU. By hand in eval mode (the BN's running statistics):
+    one conv, one BN, no ReLU before the addition, the identity added."""
+    blk = randomize_norm_stats(BasicBlock(6, 6, branch_layers=1)).eval()
+    assert sum(isinstance(m, nn.Conv2d) for m in blk.modules()) == 1
+    conv, bn = blk.conv1.conv, blk.conv1.bn
+    x = torch.randn(2, 6, 7, 7)
+    branch = F.batch_norm(
+        F.conv2d(x, conv.weight, padding=1), bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps
+    )
+    assert (branch < 0).any()  # a ReLU inside the branch would change this block's output
+    torch.testing.assert_close(blk(x), F.relu(branch + x))
+    plain = BasicBlock(6, 6, branch_layers=1, plain=True).eval()
+    plain.load_state_dict(blk.state_dict())
+    torch.testing.assert_close(plain(x), F.relu(branch))  # the plain twin: conv-BN-ReLU, no shortcut
+    blk.zero_init_last()  # the one layer is the last: the block starts as its shortcut
+    torch.testing.assert_close(blk(x), F.relu(x), rtol=0, atol=0)
+    with pytest.raises(ModelArgumentError, match="branch_layers"):
+        BasicBlock(6, 6, branch_layers=3)
+
+
+def test_a_one_layer_resnet_keeps_the_depth_and_its_plain_twin_is_the_plain_net() -> None:
+    """``block_args: {branch_layers: 1}`` puts 3n one-layer blocks in each stage: the same 6n+2 layers and weights,
+    and without shortcuts the very net the plain twin of the two-layer ResNet is (its weights, in order, give the
+    same outputs)."""
+    small = {"widths": (4, 8, 8), "in_chans": 1}
+    one = {"block_args": {"branch_layers": 1}}
+    resnet1 = create_model("cifar_resnet20", **small, **one)
+    assert [len(s) for s in (resnet1.S1, resnet1.S2, resnet1.S3)] == [6, 6, 6]
+    assert sum(isinstance(m, nn.Conv2d) for m in resnet1.modules()) == 19  # the stem and 18; with the fc, 20
+    assert count_params(resnet1) == count_params(create_model("cifar_resnet20", **small))
+    plain, plain1 = create_model("cifar_plain20", **small), create_model("cifar_plain20", **small, **one)
+    randomize_norm_stats(plain).eval()
+    plain1.eval()
+    with torch.no_grad():
+        for a, b in zip(plain1.state_dict().values(), plain.state_dict().values(), strict=True):
+            a.copy_(b)
+    x = torch.randn(2, 1, 12, 12)
+    torch.testing.assert_close(plain1(x), plain(x))

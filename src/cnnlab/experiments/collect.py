@@ -15,7 +15,8 @@ validate within epochs, ``watch.json`` (:mod:`cnnlab.train.watch`). From them:
   and ``zeros``;
 * ``offset_px`` for a net with deformable convs: the mean length of their offsets on the validation split, in
   pixels of each layer's input map (``offsets``: per layer);
-* ``diverged``; ``params``; the per-block gradient norms when the run recorded them; ``converged`` when the
+* ``diverged``; ``params``; the per-block gradient norms when the run recorded them, and from them ``grad_ratio``
+  and ``grad_ratio_end`` (:func:`.probes.grad_ratios`); ``converged`` when the
   recipe stops early: stopped by its patience, or at the epoch cap after as many validations without a better one;
 * with a lesion probe: the validation error with each removable block's branch removed, and with k random ones;
   ``lesion_error`` (the mean over the blocks every variant can lose), ``lesion_step`` (the curve's steepest rise)
@@ -48,7 +49,7 @@ import torch
 from cnnlab.data import SegmentationDataset, make_loader
 from cnnlab.errors import ConfigError
 from cnnlab.experiments import stats
-from cnnlab.experiments.probes import downsampling_excess, lesion_errors, lesion_step, offset_lengths
+from cnnlab.experiments.probes import downsampling_excess, grad_ratios, lesion_errors, lesion_step, offset_lengths
 from cnnlab.experiments.runner import RESULTS, Run, plan
 from cnnlab.experiments.spec import (
     COUNT_METRICS,
@@ -227,6 +228,7 @@ def measure(run: Run, spec: ExperimentSpec) -> RunRecord:
         m |= _dying(record, spec)
     model, meta = model_from_checkpoint(run.folder, prefer=LAST)
     m["params"] = float(sum(p.numel() for p in model.parameters()))
+    m |= grad_ratios(record.grad_norms, model)  # {} unless the run recorded its gradient norms
     pipeline = input_pipeline(meta)
     if not segmentation:
         m["train_error"] = _error(model, make_loader(data, "train", pipeline, augment=False, batch_size=500))

@@ -184,12 +184,11 @@ def _between_variants(payload: dict[str, Any]) -> Iterator[tuple[str, float]]:
 
 
 def _payload(experiments: Path, name: str) -> dict[str, Any]:
-    """The experiment's ``results.json``; for a claim not yet run, what its file says (claim, description, source:
-    the paper's figures), so that a ledger row of a planned claim is checked like the others."""
-    saved = experiments / "results" / name / "results.json"
+    """The experiment's ``results.json``; for a claim not yet run, its file's claim, description and source (the
+    paper's figures, which its ledger row and section may cite before any run)."""
+    saved, planned = experiments / "results" / name / "results.json", experiments / f"{name}.yaml"
     if saved.is_file():
         return json.loads(saved.read_text())
-    planned = experiments / f"{name}.yaml"
     if not planned.is_file():
         return {}
     spec = load_spec(planned)

@@ -1,5 +1,6 @@
 """Probes of a trained model: lesions (Veit et al. 2016, "Residual Networks Behave Like Ensembles of Relatively
-Shallow Networks", Sec. 4), and how far a deformable conv's offsets move its kernel points (Dai et al. 2017).
+Shallow Networks", Sec. 4), how far a deformable conv's offsets move its kernel points (Dai et al. 2017), and how
+the gradient reaching the first block compares with the last block's (He et al. 2016, Sec. 4.1).
 
 Removing a residual block's branch leaves ``act(shortcut(x))``: the identity (or the projection, at a
 downsampling block) that the block adds its branch to. A block of a plain net has no shortcut: removing it leaves
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -19,6 +21,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from cnnlab.layers.residual import ResidualBlock
+from cnnlab.train.engine import block_names
+
+GRAD_RATIOS = {"init": "grad_ratio", "end": "grad_ratio_end"}
+"""The metric of each moment at which the runs record their blocks' gradient norms (``record_grad_norms``)."""
 
 
 def removable_blocks(model: nn.Module) -> list[str]:
@@ -138,3 +144,26 @@ def offset_lengths(model: nn.Module, run: Callable[[nn.Module], object]) -> dict
         for h in handles:
             h.remove()
     return {name: s / count for name, (s, count) in sums.items() if count}
+
+
+def grad_ratios(grad_norms: Mapping[str, Mapping[str, float]], model: nn.Module) -> dict[str, float]:
+    """The gradient reaching the first block (the stem conv) over that at the last block before the head, at each
+    moment recorded (:data:`GRAD_RATIOS`: the first step and the last), per weight: each block's gradient norm
+    (:func:`cnnlab.train.engine.block_grad_norms`, over its weights and BN parameters) divided by the square root
+    of its parameter count, the root mean square of its gradient entries, so that a last block with 420 times the
+    stem's parameters (plain-56) does not look healthier for its size alone. Below 1 the gradient shrinks on its way
+    to the input; vanishing gradients (Hochreiter 1991; Bengio et al. 1994) would make it tiny, where He et al. 2016
+    (Sec. 4.1) "verify that the backward propagated gradients exhibit healthy norms with BN". A moment whose
+    norms miss either block, or whose last block's gradient is zero, is left out."""
+    body = [n for n in block_names(model) if n not in getattr(model, "head_modules", ())]
+    if not body:
+        return {}
+    first, last = body[0], body[-1]
+    size = {n: sum(p.numel() for p in model.get_submodule(n).parameters()) for n in (first, last)}
+    out = {}
+    for when, metric in GRAD_RATIOS.items():
+        norms = grad_norms.get(when) or {}
+        if first in norms and last in norms and norms[last] > 0:
+            rms_first = norms[first] / math.sqrt(size[first])
+            out[metric] = rms_first / (norms[last] / math.sqrt(size[last]))
+    return out

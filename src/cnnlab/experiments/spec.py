@@ -27,7 +27,9 @@ on the validation split. An expectation with a ``margin`` is a non-inferiority c
 fraction of the cost"): it holds when ``better`` is shown to trail ``worse`` by less than the margin (``margin:
 0.01`` on an error: one point). A number as ``worse`` compares one variant with that number (Welch's test
 against a constant: the one-sample t-test), for a claim about one network (``{better: resnet-56, worse: 0, metric:
-lesion_downsampling_excess, direction: higher}``).
+lesion_downsampling_excess, direction: higher}``). ``grad_ratio`` and ``grad_ratio_end`` need ``record_grad_norms:
+true`` in the recipe: the stem's gradient over the last block's, per weight, at the first and at the last step
+(:func:`cnnlab.experiments.probes.grad_ratios`).
 
 What the runs record while they train (:mod:`cnnlab.train.watch`), when an expectation needs it:
 
@@ -100,6 +102,8 @@ METRICS: dict[str, Direction] = {
     "lesion_error": "lower",  # mean validation error over removing each residual branch in turn
     "lesion_step": "lower",  # the lesion curve's steepest rise: error added per block removed, between its points
     "lesion_downsampling_excess": "higher",  # a downsampling block's lesion error minus its stage's other blocks'
+    "grad_ratio": "higher",  # first step: the stem's gradient over the last block's, per weight (below 1: shrinking)
+    "grad_ratio_end": "higher",  # the same at the last step
     "params": "lower",
     # segmentation runs (mean IoU: the final weights on the test split unless named best)
     "test_miou": "higher",
@@ -121,6 +125,7 @@ FINAL_METRICS = (
 
 SEGMENTATION_METRICS = ("test_miou", "test_small_iou", "test_large_iou", "best_val_miou")
 LESION_METRICS = ("lesion_error", "lesion_step", "lesion_downsampling_excess")  # need the lesion probe
+GRAD_METRICS = ("grad_ratio", "grad_ratio_end")  # need the gradient norms recorded (record_grad_norms)
 CLASSIFICATION_METRICS = (
     "train_error", "val_error", "best_val_error", "test_error", "best_test_error", "generalization_gap",
     *LESION_METRICS,
@@ -536,6 +541,9 @@ def _check(spec: ExperimentSpec, source: str) -> None:
     unprobed = sorted(metrics & set(LESION_METRICS)) if spec.lesion is None else []
     if unprobed:
         raise ConfigError(f"{source}: the metric {unprobed[0]} needs 'probe: {{lesion: {{}}}}'")
+    if metrics & set(GRAD_METRICS) and not spec.recipe.get("record_grad_norms"):
+        raise ConfigError(f"{source}: the metric {sorted(metrics & set(GRAD_METRICS))[0]} needs 'record_grad_norms: "
+                          "true' in the recipe")  # fmt: skip
     if "steps_to_target" in metrics and spec.target is None:
         raise ConfigError(f"{source}: the metric steps_to_target needs a 'target' validation accuracy")
     if spec.watches() and "val_fraction" in spec.recipe and spec.recipe["val_fraction"] == 0:

@@ -6,6 +6,8 @@ Both take the same keyword arguments, so a network receives its block as an argu
 
 * ``shortcut``: option "A", "B" or "C" (see :mod:`cnnlab.layers.shortcut`);
 * ``plain=True``: no shortcut at all, the "plain" twin of the degradation experiment (Fig. 1, 4, 6);
+* ``branch_layers`` (BasicBlock): 2 3x3 conv-BN layers in the branch (the paper's block), or 1, the single-layer
+  branch of Sec. 3.1, ``y = W1 x + x``, "for which we have not observed advantages";
 * ``attn_layer``: a channel-attention layer applied to F(x) before the addition, for example
   ``partial(SqueezeExcite, reduction=16)`` (SE-ResNet, Hu et al. 2018, Fig. 3);
 * ``groups`` / ``base_width``: ResNeXt cardinality and width (Xie et al. 2017) and Wide ResNet (x2 width);
@@ -90,6 +92,10 @@ class BasicBlock(ResidualBlock):
     """Two 3x3 conv-BN layers, ReLU between and after the addition (Fig. 5 left):
     ``act(attn(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x))``.
 
+    ``branch_layers=1`` keeps only the first conv-BN, without its ReLU: ``act(attn(bn1(conv1(x))) + shortcut(x))``,
+    the single-layer branch that He et al. (Sec. 3.1) found no better than a plain layer (``conv2`` is then the
+    identity). Its plain twin (``plain=True``) is a plain net's conv-BN-ReLU layer.
+
     Args: as in the module's docstring. ``groups`` and ``base_width`` must keep their defaults (a
     ModelArgumentError otherwise); ``stride_in`` is ignored (there is no 1x1 to carry the stride).
     """
@@ -112,13 +118,20 @@ class BasicBlock(ResidualBlock):
         norm_layer: LayerFactory | None = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
         conv_layer: LayerFactory = nn.Conv2d,
+        branch_layers: int = 2,  # 3x3 conv-BN layers in the branch: 2 (Fig. 5 left) or 1 (Sec. 3.1's y = W1 x + x)
     ) -> None:
         super().__init__()
         check_no_groups(groups, base_width, "BasicBlock")
+        if branch_layers not in (1, 2):
+            raise ModelArgumentError(f"branch_layers must be 1 or 2 (3x3 conv-BN layers in the branch), got "
+                                     f"{branch_layers!r}")  # fmt: skip
         self.in_chs, self.out_chs, self.stride = in_chs, planes * self.expansion, stride
         layer = {"dilation": dilation, "norm_layer": norm_layer, "conv_layer": conv_layer}
-        self.conv1 = ConvBnAct(in_chs, planes, 3, stride=stride, act_layer=act_layer, **layer)
-        self.conv2 = ConvBnAct(planes, self.out_chs, 3, act_layer=None, **layer)
+        two = branch_layers == 2
+        self.conv1 = ConvBnAct(
+            in_chs, planes if two else self.out_chs, 3, stride=stride, act_layer=act_layer if two else None, **layer
+        )
+        self.conv2 = ConvBnAct(planes, self.out_chs, 3, act_layer=None, **layer) if two else nn.Identity()
         self.attn = attn_layer(self.out_chs) if attn_layer is not None else nn.Identity()
         self.shortcut = (
             None if plain else make_shortcut(shortcut, in_chs, self.out_chs, stride=stride, norm_layer=norm_layer)
@@ -126,11 +139,11 @@ class BasicBlock(ResidualBlock):
         self.act = create_act(act_layer)
 
     def zero_init_last(self) -> None:
-        zero_last_norm(self.conv2)
+        zero_last_norm(self.conv2 if isinstance(self.conv2, ConvBnAct) else self.conv1)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.conv1(x)  # conv-BN-ReLU; N x planes x H/s x W/s
-        out = self.conv2(out)  # conv-BN
+        out = self.conv1(x)  # conv-BN-ReLU (conv-BN in a one-layer branch); N x planes x H/s x W/s
+        out = self.conv2(out)  # conv-BN (the identity in a one-layer branch)
         out = self.attn(out)
         if self.shortcut is not None:  # a plain block has none
             out = out + self.shortcut(x)

@@ -12,7 +12,7 @@ authors' Caffe models as kept by timm's ``legacy_seresnet*`` (``TIMM_LEGACY_SENE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -246,7 +246,10 @@ class CifarResNet(CnnlabModel):
     class is also MATLAB's configurable residual network (:func:`cifar_residual_net`).
     With a pre-activation block the stem is a bare conv and the last stage ends with BN-ReLU.
     ``zero_init_last=True`` starts each block as its shortcut (off by default: the paper's init, with which
-    the committed experiments ran; on in :func:`cifar_resnet1202`).
+    the committed experiments ran; on in :func:`cifar_resnet1202`). ``block_args`` go to every block:
+    ``{"branch_layers": 1}`` gives BasicBlocks a one-layer branch (Sec. 3.1, ``y = W1 x + x``); the builders
+    then put 3n blocks in each stage, so that ``cifar_resnet56(block_args={"branch_layers": 1})`` still has 56
+    layers, and its plain twin the very layers of plain-56.
 
     For dense prediction on larger images (not in the paper): ``stem_stride=2`` halves the input in the stem
     (the last map is then 1/8 of the input); ``output_stride`` below ``4 * stem_stride`` removes the stride of
@@ -275,6 +278,7 @@ class CifarResNet(CnnlabModel):
         output_stride: int | None = None,  # None: 4 * stem_stride; smaller: dilate S3 (and S2) instead
         stage_dilations: Sequence[Sequence[int]] | None = None,  # per stage, each block's 3x3 dilation
         zero_init_last: bool = False,  # True: each block starts as its shortcut (off: the experiments' init)
+        block_args: Mapping[str, Any] | None = None,  # more keyword arguments of every block: {"branch_layers": 1}
     ) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes)
         check_zero_init_last(zero_init_last, plain)
@@ -298,6 +302,7 @@ class CifarResNet(CnnlabModel):
             attn_layer=attn_layer,
             norm_layer=norm_layer,
             act_layer=act_layer,
+            **(block_args or {}),
         )
         self.stem = ConvBnAct(
             in_chans,
@@ -472,7 +477,8 @@ def wide_resnet50_2(**kwargs: Any) -> ResNet:
 def _cifar(depth: int, kwargs: dict[str, Any], **variant: Any) -> CifarResNet:
     if (depth - 2) % 6:
         raise ModelArgumentError(f"a CIFAR ResNet has 6n+2 layers; {depth} is not of that form")
-    n = (depth - 2) // 6
+    per_block = (kwargs.get("block_args") or {}).get("branch_layers", 2)  # conv layers in each block
+    n = (depth - 2) // (3 * per_block)
     return CifarResNet(**(dict(layers=(n, n, n)) | variant | kwargs))
 
 
