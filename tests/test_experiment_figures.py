@@ -81,10 +81,10 @@ def test_a_mean_and_its_spread_are_one_summarys() -> None:
 
 
 def test_p_values_in_scientific_notation_are_read_whole() -> None:
-    """p = 5.4e-05 is the batch-norm comparison at 25x the rate (5.41e-05); 5.5e-05 is no p-value of it."""
+    """p = 5.21e-13 is the batch-norm comparison at 25x the rate; 5.2e-13 rounds it, 5.3e-13 is no p-value of it."""
     text = "**batchnorm**: BN at that rate ended lower (p = {})."
-    assert check(text.format("5.4e-05"), EXPERIMENTS) == [] and check(text.format("5e-5"), EXPERIMENTS) == []
-    assert [p.figure for p in check(text.format("5.5e-05"), EXPERIMENTS)] == ["5.5e-05"]
+    assert check(text.format("5.21e-13"), EXPERIMENTS) == [] and check(text.format("5.2e-13"), EXPERIMENTS) == []
+    assert [p.figure for p in check(text.format("5.3e-13"), EXPERIMENTS)] == ["5.3e-13"]
 
 
 def test_a_paragraph_is_about_what_its_section_names() -> None:
