@@ -24,6 +24,7 @@ from cnnlab.analysis.toys import (
 )
 from cnnlab.cli import main
 from cnnlab.errors import AnalysisError
+from tests.helpers import png_figure
 
 X = torch.tensor([NOTES_X], dtype=torch.float64)
 
@@ -136,7 +137,7 @@ def test_the_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     args = ["toy", "residual", "--seeds", "6", "--depths", "1", "2", "--tasks", "point", "--max-steps", "100"]
     assert main([*args, "--plot", str(tmp_path / "toy.png")]) == 0
     out = capsys.readouterr().out
-    assert "closer to 0 than to x" in out and "shortcut wins" in out and (tmp_path / "toy.png").stat().st_size > 0
+    assert "closer to 0 than to x" in out and "shortcut wins" in out and png_figure(tmp_path / "toy.png")
     assert main([*args, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [r["depth"] for r in data["training"]] == [1, 1, 2, 2] and data["init"]["seeds"] == 6

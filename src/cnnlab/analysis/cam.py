@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError, suggest
+from cnnlab.plotting import pyplot, save_figure
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,7 @@ def overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.5) -> np.nd
 def draw_gradcam(image: np.ndarray, heat: np.ndarray, path: Any, *, title: str = "") -> Any:
     """The input ``image`` (H x W x C or H x W uint8) and, beside it, its :func:`overlay` with ``heat`` (H x W in
     [0, 1]), saved as a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     grey = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
     axes[0].imshow(grey, cmap="gray" if grey.ndim == 2 else None)
@@ -131,6 +128,4 @@ def draw_gradcam(image: np.ndarray, heat: np.ndarray, path: Any, *, title: str =
         ax.set_axis_off()
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

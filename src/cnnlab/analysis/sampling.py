@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ModelArgumentError
 from cnnlab.layers.deformable import DeformConv2d
+from cnnlab.plotting import pyplot, save_figure
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,7 @@ def _down(chain: list[_Seen], k: int, points: Tensor) -> Tensor:
 def draw_sampling(image: np.ndarray, sampling: Sampling, path: Any, *, title: str = "") -> Any:
     """``image`` (H x W x 3 or H x W uint8) with the deepest level's sampling points (red) and the unit (green),
     as in Dai et al.'s Fig. 5 and 7, saved as a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 4.3))
     ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
     deepest = sampling.levels[-1].numpy()
@@ -187,6 +184,4 @@ def draw_sampling(image: np.ndarray, sampling: Sampling, path: Any, *, title: st
     ax.legend(loc="lower right", fontsize=7, framealpha=0.7)
     ax.set_title(title or f"{len(sampling.layers)} deformable layers, unit {sampling.cell}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
