@@ -1,16 +1,21 @@
 """Experiments on a real Ray of this machine (started once for the module, stopped after it): the same run
-folders, metrics and verdicts as this machine's own executor with the same threads per run; a worker killed in
-the middle of a run is retried and the run resumes from its checkpoint; a run that fails for a reason of its own
-is reported, not retried; --until-decided on Ray; and the errors that say what Ray needs."""
+folders, metrics and verdicts as this machine's own executor with the same threads per run; a pretraining phase
+finishes before the runs that start from its weights; a driver stopped mid-experiment and started again keeps the
+finished runs and resumes the others; a worker killed in the middle of a run is retried and the run resumes from
+its checkpoint; a run that fails for a reason of its own is reported, not retried; --until-decided on Ray; and
+the errors that say what Ray needs."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,6 +132,173 @@ def test_an_experiment_on_ray_gives_the_local_results_and_until_decided_keeps_th
     assert "variant: 4 run(s) already done, kept" in capsys.readouterr().out
     assert_same_results(out, local, skip=frozenset({"rounds"}))  # what the rounds were, besides
     assert json.loads((out / "results.json").read_text())["rounds"]["ran"] == 1
+
+
+class Starts(Callback):
+    """Leaves in ``folder``, for each run, its seed, its parameters and the time at its first step (before the
+    optimizer moved them: the weights it started from) and at each epoch's end, one file per event. The second
+    run to end an epoch waits ``lag`` seconds first: two runs that would end together end apart, and a run
+    started between them shows."""
+
+    def __init__(self, folder: Path, lag: float) -> None:
+        self.folder, self.lag, self.started = folder, lag, False
+
+    def on_step(self, info: StepInfo) -> None:
+        if not self.started:  # a fresh copy of the callback travels with each run
+            self.started = True
+            self._leave("start", info.model)
+
+    def on_epoch_end(self, epoch: int, metrics: Any, model: Any) -> None:
+        for turn in ("first", "second"):
+            try:
+                os.close(os.open(self.folder / turn, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                continue
+            if turn == "second":
+                time.sleep(self.lag)
+            break
+        self._leave("end", model)
+
+    def _leave(self, event: str, model: Any) -> None:
+        params = {k: p.detach().clone() for k, p in model.named_parameters()}
+        record = {"event": event, "seed": torch.initial_seed(), "t": time.time(), "params": params}
+        torch.save(record, self.folder / f"{time.time_ns()}-{os.getpid()}.pt")
+
+
+def test_on_ray_the_runs_start_from_the_pretrained_weights_after_the_pretraining_ended(
+    local_ray: None, experiment: dict[str, Any], tmp_path: Path
+) -> None:
+    """Two seeds of a pretraining run and a run from its weights, one epoch each, on a Ray of 2 CPUs: a run of
+    the second phase started before both pretraining runs ended would start in the 2 s that one waits."""
+    spec = spec_from_dict(experiment | {
+        "recipe": experiment["recipe"] | {"epochs": 1}, "expect": [], "until_decided": None,
+        "pretrain": {"model": "cifar_resnet20", "model_kwargs": TINY},
+        "variants": [{"label": "finetuned", "model": "cifar_resnet20", "model_kwargs": TINY}],
+    })  # fmt: skip
+    events = tmp_path / "events"
+    events.mkdir()
+    executor = RayExecutor(threads=1, callbacks=(Starts(events, lag=2.0),))
+    run_experiment(spec, tmp_path / "out", executor=executor, **QUIET)
+    runs = tmp_path / "out" / "runs"
+    pretrained = {s: load_checkpoint(runs / f"pretrain-seed{s}", prefer="best.pt")["model"] for s in (0, 1)}
+
+    def is_pretrained(record: dict[str, Any]) -> bool:  # the weights of its seed's pretraining
+        return all(torch.equal(v, pretrained[record["seed"]][k]) for k, v in record["params"].items())
+
+    records = [torch.load(p) for p in sorted(events.glob("*.pt"))]
+    starts = [r for r in records if r["event"] == "start"]
+    from_pretrained = [r for r in starts if is_pretrained(r)]
+    pretraining_ended = [r for r in records if r["event"] == "end" and is_pretrained(r)]
+    assert sorted(r["seed"] for r in starts) == [0, 0, 1, 1]
+    assert sorted(r["seed"] for r in from_pretrained) == [0, 1] == sorted(r["seed"] for r in pretraining_ended)
+    assert min(r["t"] for r in from_pretrained) > max(r["t"] for r in pretraining_ended)
+    for s in (0, 1):  # and trained on from there
+        trained = load_checkpoint(runs / f"finetuned-seed{s}")["model"]
+        assert not torch.equal(trained["stem.conv.weight"], pretrained[s]["stem.conv.weight"])
+
+
+def files_of(folder: Path) -> dict[str, tuple[int, str]]:
+    """Each file under ``folder``: its time of last change (ns) and a hash of its bytes."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def hold_a_cpu(held: str, release: str) -> None:
+    """A Ray task that holds its CPU until the file ``release`` exists (a minute at most); ``held`` once it has."""
+    Path(held).touch()
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_a_driver_stopped_mid_experiment_and_started_again_keeps_the_finished_runs_and_resumes_the_others(
+    stop: signal.Signals,
+    local_ray: None,
+    experiment: dict[str, Any],
+    local: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The driver (a ``cnnlab experiment run --ray`` process joined to this module's Ray) is stopped once its
+    first run has finished; the same command again trains only the others and gets the local results. One of the
+    2 CPUs is held meanwhile: the driver's runs go one at a time, and the stop comes before the last starts."""
+    import ray
+
+    file, out, held, release = tmp_path / "tiny.yaml", tmp_path / "out", tmp_path / "held", tmp_path / "release"
+    file.write_text(yaml.safe_dump(experiment))
+    args = ["experiment", "run", str(file), "--ray", "--threads", "1", "--out", str(out)]
+    address = ray.get_runtime_context().gcs_address
+    holder = ray.remote(hold_a_cpu).options(num_cpus=1).remote(str(held), str(release))
+    driver = None
+    with open(tmp_path / "driver.log", "w") as log:
+        try:
+            deadline = time.monotonic() + 60
+            while not held.exists():
+                assert time.monotonic() < deadline, "the CPU was not held in a minute"
+                time.sleep(0.01)
+            driver = subprocess.Popen(
+                [sys.executable, "-m", "cnnlab", *args[:4], address, *args[4:]], cwd=tmp_path, stdout=log, stderr=log
+            )
+            deadline = time.monotonic() + 120
+            while not list(out.glob("runs/*/results.json")) and driver.poll() is None:
+                assert time.monotonic() < deadline, "no run finished in 2 minutes"
+                time.sleep(0.01)
+            driver.send_signal(stop)
+            code = driver.wait(timeout=60)
+        finally:
+            if driver is not None:
+                driver.kill()
+            release.touch()
+            ray.get(holder)
+    said = (tmp_path / "driver.log").read_text()
+    assert code == (130 if stop == signal.SIGINT else -stop), said
+    finished = sorted(p.parent for p in out.glob("runs/*/results.json"))
+    assert 1 <= len(finished) < 4, said
+    before = {f.name: files_of(f) for f in finished}
+    assert main(args) == 0  # the same command again, on this module's Ray
+    printed = capsys.readouterr().out
+    assert f"variant: {len(finished)} run(s) already done, kept" in printed
+    assert sum(": ok (" in x for x in printed.splitlines()) == 4 - len(finished)
+    assert {f.name: files_of(f) for f in finished} == before  # not retrained, not touched
+    assert_same_results(out, local)
+
+
+class CtrlC(Callback):
+    """At the second step of the first run to get there, Ctrl-C to the driver (process ``driver``); from then on
+    every step of every run takes ``lag`` seconds more, long enough for a run to see that the driver stopped."""
+
+    def __init__(self, driver: int, marker: Path, lag: float) -> None:
+        self.driver, self.marker, self.lag = driver, marker, lag
+
+    def on_step(self, info: StepInfo) -> None:
+        if info.global_step == 2:
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                os.kill(self.driver, signal.SIGINT)
+            except FileExistsError:
+                pass
+        if self.marker.exists():
+            time.sleep(self.lag)
+
+
+def test_ctrl_c_in_the_driver_stops_the_runs_at_a_step_with_their_checkpoints_and_they_resume_exactly(
+    local_ray: None, experiment: dict[str, Any], local: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    stop = RayExecutor(threads=1, callbacks=(CtrlC(os.getpid(), tmp_path / "interrupted", lag=0.4),))
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(spec_from_dict(experiment), out, executor=stop, **QUIET)
+    assert time.monotonic() - t0 < 30  # the runs stopped: the driver did not wait out STOP_WAIT_S
+    stopped = [load_checkpoint(p, prefer="last.pt") for p in (out / "runs").glob("a-seed*")]
+    assert len(stopped) == 2 and all(c["epoch"] <= 2 and c["step"] > 0 for c in stopped)  # within an epoch
+    assert not list(out.glob("runs/*/results.json"))
+    run_experiment(spec_from_dict(experiment), out, executor=RayExecutor(threads=1), **QUIET)
+    assert_same_results(out, local)  # each from where it stopped, to the same weights as the uninterrupted run
 
 
 class KillOnce(Callback):

@@ -15,6 +15,13 @@ node must see the driver's results folder and working directory at the same path
 driver leaves a file of a random name in the results folder; a task that cannot read it fails at once with a
 ConfigError that says what the cluster needs (not retried), rather than training into a folder no one collects.
 
+**Stopping.** Ctrl-C in the driver removes those files: each run sees it within ``STOP_CHECK_S`` seconds, stops
+at its next step as Ctrl-C stops ``cnnlab train`` (its checkpoint saved), and the driver waits for them a while
+before it goes. (Not ``ray.cancel``: cancelling a task whose result is on its way can abort the driver, a
+RAY_CHECK "Tried to complete task that was not pending" seen here with Ray 2.60; the race of ray-project/ray#54798.)
+A driver killed outright takes its tasks with it (Ray ends the job's workers); started again, it keeps the
+finished runs and resumes the others from their last checkpoints.
+
 **Retries.** A task whose worker died (killed, out of memory, its node lost) is retried up to ``max_retries``
 times, and the run resumes from its last checkpoint (``--resume auto``). A run that fails for a reason of its
 own (a cnnlab error, any exception) is not retried (``retry_exceptions=False``): it is reported as failed and the
@@ -29,8 +36,9 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +47,11 @@ from typing import Any
 from cnnlab.errors import ConfigError, MissingDependencyError
 from cnnlab.experiments.progress import FAILED
 from cnnlab.experiments.runner import Report, Run, failure, train_here
-from cnnlab.train import Callback
+from cnnlab.train import Callback, StepInfo
 
 MAX_RETRIES = 3  # Ray's default for a task: a worker lost three times in one run points at the run, not bad luck
 STOP_WAIT_S = 30.0  # after Ctrl-C, how long the driver waits for the runs to save their checkpoints and stop
+STOP_CHECK_S = 1.0  # how often a run looks for the driver's file (a stat on the shared filesystem)
 OBJECT_STORE_BYTES = 1 << 28  # a Ray of this machine's own: tasks exchange configs and short tuples, not tensors
 
 
@@ -111,15 +120,32 @@ def check_shared(marker: Path, cwd: str) -> None:
     )
 
 
+class _WhileTheDriverWaits(Callback):
+    """Stops the run (as Ctrl-C does: at a step's end, its checkpoint saved) once the driver's file is gone."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker, self.checked = marker, time.monotonic()
+
+    def on_step(self, info: StepInfo) -> None:
+        if time.monotonic() - self.checked < STOP_CHECK_S:
+            return
+        self.checked = time.monotonic()
+        if not self.marker.is_file():
+            info.request_stop()
+
+
 def _train_on_worker(
     config: dict[str, Any], threads: int, cwd: str, marker: str, callbacks: Sequence[Callback]
 ) -> tuple[str, str]:
-    """A Ray task: one run, in the driver's working directory, once the driver's folder is seen here."""
+    """A Ray task: one run, in the driver's working directory, once the driver's folder is seen here; stopped
+    (its checkpoint saved) when the driver's file goes."""
     check_shared(Path(marker), cwd)
     here = os.getcwd()
     os.chdir(cwd)
     try:
-        return train_here(config, threads, callbacks)
+        return train_here(config, threads, (*callbacks, _WhileTheDriverWaits(Path(marker))))
+    except KeyboardInterrupt:  # the driver was stopped, and no one waits for this outcome
+        return FAILED, "stopped with the driver"
     finally:
         os.chdir(here)
 
@@ -170,10 +196,11 @@ class RayExecutor:
                     run.restart().to_dict(), self.threads, os.getcwd(), marker, tuple(self.callbacks)
                 )
                 refs[ref] = run
-            self._wait(ray, refs, report)
+            self._wait(ray, refs, report, marks.values())
 
-    def _wait(self, ray: Any, refs: dict[Any, Run], report: Report) -> None:
-        """Report each run as its task ends; on Ctrl-C, stop them (each saves its checkpoint) and wait a while."""
+    def _wait(self, ray: Any, refs: dict[Any, Run], report: Report, marks: Iterable[Path]) -> None:
+        """Report each run as its task ends; on Ctrl-C, remove the driver's ``marks`` (each run stops and saves
+        its checkpoint) and wait a while for them."""
         pending = list(refs)
         try:
             while pending:
@@ -181,8 +208,8 @@ class RayExecutor:
                 for ref in ready:
                     report(refs[ref], *self._outcome(ray, ref))
         except KeyboardInterrupt:
-            for ref in pending:
-                ray.cancel(ref)  # a KeyboardInterrupt in the task: the trainer stops at its next step and saves
+            for mark in marks:
+                mark.unlink(missing_ok=True)
             ray.wait(pending, num_returns=len(pending), timeout=STOP_WAIT_S)
             raise
 
