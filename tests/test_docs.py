@@ -91,7 +91,7 @@ def test_the_demo_figures_are_the_latest_benchmarks() -> None:
         f"{previous['best_test_acc']:.2%} (best-on-validation) in {previous['total_s']:.1f} s",
     ):
         assert f in training, f
-    assert "about 50 s" in readme and round(job["total_s"], -1) == 50
+    assert f"about {round(job['total_s'], -1):.0f} s" in readme  # the demo's time, to the nearest 10 s
 
 
 def test_the_demo_models_counts_are_the_registrys() -> None:
@@ -206,6 +206,7 @@ def test_the_speed_figures_are_the_latest_benchmarks() -> None:
     ort = BENCH["optimized"]["paths"]["onnxruntime_peer"]
     peak = BENCH["peak_matmul_gflops"]
     loop, analysis = BENCH["training_loop"], BENCH["analysis"]
+    gemm = {"torch": "torch.mm", "numpy": "numpy's OpenBLAS", "onnxruntime": "onnxruntime's MatMul"}
     figures = [
         f"{parity} medians",
         f"{1 / ort['batch_s']:.1f} img/s at batch {BENCH['optimized']['batch']}",
@@ -217,7 +218,7 @@ def test_the_speed_figures_are_the_latest_benchmarks() -> None:
     for f in (
         f"{parity.replace(' of ', ' of the ')} medians are at or above 0.97",
         f"{1 / ort['batch_s']:.1f} img/s on torchvision's plain export",
-        f"numpy's OpenBLAS at {peak:.1f} GFLOP/s",
+        f"{gemm[BENCH['peak_matmul_source']]} at {peak:.1f} GFLOP/s",  # the source of the peak
         f"runs at {ort['gflops']:.1f} GFLOP/s, {ort['gflops'] / peak:.0%} of that",
         f"runs at {loop['trainer_ratio']:.2f}x the hand-written loop",
         f"takes {analysis['analyze_s']:.2f} s ({analysis['analyze_first_s']:.2f} s as the first call",

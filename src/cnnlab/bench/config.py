@@ -25,7 +25,7 @@ DEFAULT_MODELS = (
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure. The defaults (eight models, three parity runs, both main jobs, float32 against bfloat16 and
-    int8) take about 35 minutes on 2 cores.
+    int8) take about 20 minutes on 2 cores.
 
     Every field is checked on construction: an unknown model name is an UnknownModelError that suggests the
     nearest names (before anything is measured), a count below 1 a ConfigError."""
