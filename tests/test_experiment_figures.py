@@ -105,3 +105,17 @@ def test_a_claim_not_yet_run_may_cite_its_files_paper_figures_and_nothing_else()
     assert check(planned, EXPERIMENTS) == []
     invented = "**one_layer_residual**: the one-layer net ends at 4.2% training error"
     assert [p.figure for p in check(invented, EXPERIMENTS)] == ["4.2"]
+
+
+def test_the_variant_table_shows_each_metric_once_and_the_gap_in_percent() -> None:
+    """An expected ``params`` is not a second params column, and the generalization gap (a difference of two errors)
+    is in percent like the errors (gap_head expects both)."""
+    from cnnlab.experiments.report import variant_table
+
+    payload = json.loads((EXPERIMENTS / "results" / "gap_head" / "results.json").read_text())
+    header, _, *rows = variant_table(payload).splitlines()
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert len(cells) == len(set(cells)) and "generalization gap %" in cells
+    gap = payload["summary"]["gap"]["generalization_gap"]
+    col = cells.index("generalization gap %")
+    assert rows[0].strip("|").split("|")[col].strip() == f"{100 * gap['mean']:.2f} ± {100 * gap['std']:.2f}"

@@ -117,7 +117,7 @@ def variant_table(payload: dict[str, Any]) -> str:
     median and how many runs reached it; the test error's binomial standard error beside its spread)."""
     runs, summary, arch = payload["runs"], payload["summary"], payload.get("architecture") or {}
     always = SEGMENTATION_METRICS if _segmentation(runs) else TABLE_METRICS
-    extra = [e["metric"] for e in payload["expect"] if e["metric"] not in always]
+    extra = [e["metric"] for e in payload["expect"] if e["metric"] not in (*always, "params")]  # params: a column
     extra += [m for m in PROBE_METRICS if any(m in s for s in summary.values())]  # measured where they apply
     metrics = [*always, *dict.fromkeys(extra)]
     curves = all(r.get("curve") is not None for r in runs if r["status"] != "missing")

@@ -136,8 +136,9 @@ divergence and parameters, apply to both)."""
 
 
 def is_fraction(metric: str) -> bool:
-    """Whether ``metric`` is a fraction in [0, 1] that reports show in percent (errors and IoUs)."""
-    return metric.endswith("error") or metric.endswith("iou")
+    """Whether ``metric`` is a fraction in [0, 1] that reports show in percent (errors, IoUs and the gap between
+    test and training error)."""
+    return metric.endswith("error") or metric.endswith("iou") or metric == "generalization_gap"
 
 
 @dataclass(frozen=True)
