@@ -243,9 +243,9 @@ def test_a_driver_stopped_mid_experiment_and_started_again_keeps_the_finished_ru
             driver = subprocess.Popen(
                 [sys.executable, "-m", "cnnlab", *args[:4], address, *args[4:]], cwd=tmp_path, stdout=log, stderr=log
             )
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 600  # a guard against a hang, not a speed target (a loaded machine)
             while not list(out.glob("runs/*/results.json")) and driver.poll() is None:
-                assert time.monotonic() < deadline, "no run finished in 2 minutes"
+                assert time.monotonic() < deadline, "no run finished in 10 minutes"
                 time.sleep(0.01)
             driver.send_signal(stop)
             code = driver.wait(timeout=60)
@@ -289,7 +289,7 @@ def test_ctrl_c_in_the_driver_stops_the_runs_at_a_step_with_their_checkpoints_an
     local_ray: None, experiment: dict[str, Any], local: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    stop = RayExecutor(threads=1, callbacks=(CtrlC(os.getpid(), tmp_path / "interrupted", lag=0.4),))
+    stop = RayExecutor(threads=1, callbacks=(CtrlC(os.getpid(), tmp_path / "interrupted", lag=2.0),))
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_experiment(spec_from_dict(experiment), out, executor=stop, **QUIET)
