@@ -62,6 +62,19 @@ def local_ray() -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
+@pytest.fixture
+def ctrl_c_interrupts() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in this process and in the drivers it starts, as at a terminal: a process
+    that found SIGINT ignored (a suite started in the background, or a library that set it) installs no handler
+    of its own and passes the ignoring on to its children; one with a handler installed starts them with the
+    default, for which Python installs its own."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Two tiny nets, two seeds, two epochs on 64 digits; a plan of rounds (for --until-decided)."""
@@ -218,6 +231,7 @@ def hold_a_cpu(held: str, release: str) -> None:
 def test_a_driver_stopped_mid_experiment_and_started_again_keeps_the_finished_runs_and_resumes_the_others(
     stop: signal.Signals,
     local_ray: None,
+    ctrl_c_interrupts: None,
     experiment: dict[str, Any],
     local: Path,
     tmp_path: Path,
@@ -286,10 +300,10 @@ class CtrlC(Callback):
 
 
 def test_ctrl_c_in_the_driver_stops_the_runs_at_a_step_with_their_checkpoints_and_they_resume_exactly(
-    local_ray: None, experiment: dict[str, Any], local: Path, tmp_path: Path
+    local_ray: None, ctrl_c_interrupts: None, experiment: dict[str, Any], local: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    stop = RayExecutor(threads=1, callbacks=(CtrlC(os.getpid(), tmp_path / "interrupted", lag=2.0),))
+    stop = RayExecutor(threads=1, callbacks=(CtrlC(os.getpid(), tmp_path / "interrupted", lag=0.4),))
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         run_experiment(spec_from_dict(experiment), out, executor=stop, **QUIET)
